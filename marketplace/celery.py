@@ -1,0 +1,15 @@
+"""The Celery app. JSON only; every task is routed by its app prefix to a named queue.
+
+Without ``CELERY_BROKER_URL`` tasks run eagerly in-process (the embedded default); with a
+broker, workers started by ``celery -A marketplace worker -Q default,builds,execution,billing``
+run them.
+"""
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.local")
+
+app = Celery("algostore")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,68 @@
+"""Forms of the site shell's pages."""
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+from django.utils import timezone
+
+from marketplace.models import ApiKey, Membership, Organization, User
+
+
+class SignupForm(UserCreationForm):
+    class Meta:
+        model = User
+        fields = ("username", "email")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["email"].required = True
+
+
+class KeyCreateForm(forms.Form):
+    name = forms.CharField(max_length=100, initial="My key")
+    owner = forms.ChoiceField(help_text="A key acts for you or for an organization you administer.")
+    algorithms = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 2}), initial="algo://*", required=False,
+        help_text="One pattern per line: algo://* (everything), algo://alice/*, "
+                  "algo://alice/sentiment/*. Empty: no algorithm may be called.",
+    )
+    data_access = forms.ChoiceField(choices=ApiKey.DataAccess.choices,
+                                    initial=ApiKey.DataAccess.READ_WRITE)
+    can_manage = forms.BooleanField(required=False, initial=True,
+                                    label="May create and publish algorithms")
+    expires_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
+                                 help_text="Optional. The key stops working at the start of that day (UTC).")
+
+    def __init__(self, *args, organizations=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.organizations = {org.name: org for org in organizations}
+        self.fields["owner"].choices = [("", "Me")] + [
+            (name, f"Organization: {name}") for name in self.organizations
+        ]
+        self.fields["owner"].required = False
+
+    def clean_algorithms(self) -> list[str]:
+        patterns = [line.strip() for line in self.cleaned_data["algorithms"].splitlines()]
+        patterns = [p for p in patterns if p]
+        for pattern in patterns:
+            if not pattern.startswith("algo://"):
+                raise forms.ValidationError(f"'{pattern}' must start with algo://")
+        return patterns
+
+    def clean_expires_on(self):
+        day = self.cleaned_data.get("expires_on")
+        if day and day <= timezone.now().date():
+            raise forms.ValidationError("Choose a day in the future.")
+        return day
+
+    def organization(self) -> Organization | None:
+        return self.organizations.get(self.cleaned_data.get("owner") or "")
+
+
+class OrganizationCreateForm(forms.ModelForm):
+    class Meta:
+        model = Organization
+        fields = ("name", "label", "email", "url")
+
+
+class MemberAddForm(forms.Form):
+    username = forms.CharField(max_length=40)
+    role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)

@@ -1,0 +1,100 @@
+"""API keys: ``ak_<prefix>_<secret>``, stored as prefix + SHA-256 + last 4 characters.
+
+The raw key exists only in the response that creates it; the database holds its hash.
+"""
+from fnmatch import fnmatchcase
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from .accounts import Organization, User
+
+
+class ApiKey(models.Model):
+    """A key that callers send in ``Authorization``; it belongs to a user or an organization."""
+
+    class DataAccess(models.TextChoices):
+        NONE = "none", "No data access"
+        READ = "read", "Read"
+        READ_WRITE = "read-write", "Read and write"
+
+    DATA_LEVELS = {DataAccess.NONE: 0, DataAccess.READ: 1, DataAccess.READ_WRITE: 2}
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64, unique=True)
+    last4 = models.CharField(max_length=4)
+    user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys",
+        help_text="The owner, for a personal key.",
+    )
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.CASCADE, related_name="api_keys",
+        help_text="The owner, for an organization's key.",
+    )
+    created_by = models.ForeignKey(
+        User, null=True, on_delete=models.SET_NULL, related_name="created_api_keys"
+    )
+    algo_patterns = models.JSONField(
+        default=list, help_text="Algorithms this key may call, e.g. algo://alice/*"
+    )
+    data_access = models.CharField(
+        max_length=10, choices=DataAccess.choices, default=DataAccess.READ_WRITE
+    )
+    can_manage = models.BooleanField(default=True, help_text="May create and publish algorithms.")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(user__isnull=False, organization__isnull=True)
+                    | models.Q(user__isnull=True, organization__isnull=False)
+                ),
+                name="api_key_exactly_one_owner",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (ak_{self.prefix}_…{self.last4})"
+
+    def clean(self) -> None:
+        super().clean()
+        for pattern in self.algo_patterns or []:
+            if not isinstance(pattern, str) or not pattern.startswith("algo://"):
+                raise ValidationError({"algo_patterns": f"'{pattern}' must start with algo://"})
+
+    @property
+    def masked(self) -> str:
+        return f"ak_{self.prefix}_…{self.last4}"
+
+    @property
+    def owner_name(self) -> str:
+        return self.organization.name if self.organization_id else self.user.username
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_active(self) -> bool:
+        return not self.is_revoked and not self.is_expired
+
+    def allows_algorithm(self, owner: str, name: str, version: str | None = None) -> bool:
+        """True when one of the key's patterns covers ``algo://owner/name/version``."""
+        target = f"algo://{owner}/{name}/{version or 'latest'}"
+        bare = f"algo://{owner}/{name}"
+        return any(p == bare or fnmatchcase(target, p) for p in self.algo_patterns)
+
+    def allows_data(self, level: str) -> bool:
+        """True when the key's data access is at least ``level`` (``read`` / ``read-write``)."""
+        return self.DATA_LEVELS[self.data_access] >= self.DATA_LEVELS[level]

@@ -1,0 +1,8 @@
+"""The WebSocket router. Each app appends its own routes here (e.g. execution's streams)."""
+from django.urls import path
+
+from marketplace import consumers
+
+websocket_urlpatterns = [
+    path("ws/health", consumers.HealthConsumer.as_asgi()),
+]

@@ -1,0 +1,59 @@
+"""The site shell's reads. Views and other apps filter through these, not in place."""
+from django.db.models import Q, QuerySet
+
+from marketplace.errors import NotFoundError
+from marketplace.models import ApiKey, AuditEvent, Membership, Organization, User
+
+MANAGER_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
+
+
+def organizations_for_user(*, user: User) -> QuerySet[Organization]:
+    return Organization.objects.filter(memberships__user=user).distinct()
+
+
+def organization_get_for_member(*, name: str, user: User) -> Organization:
+    """The organization named ``name`` if ``user`` belongs to it; 404 for everyone else."""
+    organization = Organization.objects.filter(name__iexact=name, memberships__user=user).first()
+    if organization is None:
+        raise NotFoundError("No such organization.")
+    return organization
+
+
+def membership_get(*, organization: Organization, user: User) -> Membership | None:
+    return Membership.objects.filter(organization=organization, user=user).first()
+
+
+def memberships_of(*, organization: Organization) -> QuerySet[Membership]:
+    return organization.memberships.select_related("user").order_by("user__username")
+
+
+def api_keys_visible_to(*, user: User) -> QuerySet[ApiKey]:
+    """The user's own keys and those of organizations they administer."""
+    managed_orgs = Membership.objects.filter(user=user, role__in=MANAGER_ROLES).values(
+        "organization_id"
+    )
+    return (
+        ApiKey.objects.filter(Q(user=user) | Q(organization_id__in=managed_orgs))
+        .select_related("organization", "user", "created_by")
+        .order_by("revoked_at", "-created_at")
+    )
+
+
+def api_key_get_visible(*, user: User, prefix: str) -> ApiKey:
+    key = api_keys_visible_to(user=user).filter(prefix=prefix).first()
+    if key is None:
+        raise NotFoundError("No such API key.")
+    return key
+
+
+def user_get_by_username(*, username: str) -> User:
+    user = User.objects.filter(username__iexact=username, is_active=True).first()
+    if user is None:
+        raise NotFoundError(f"No user named '{username}'.")
+    return user
+
+
+def audit_events_for_user(*, user: User, limit: int = 20) -> QuerySet[AuditEvent]:
+    """What the user did, and what was done to their organizations, newest first."""
+    orgs = Membership.objects.filter(user=user, role__in=MANAGER_ROLES).values("organization_id")
+    return AuditEvent.objects.filter(Q(actor=user) | Q(organization_id__in=orgs))[:limit]

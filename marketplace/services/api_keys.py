@@ -1,0 +1,194 @@
+"""Issuing, authenticating and revoking API keys (STYLE.md item 14)."""
+import hashlib
+import hmac
+import secrets
+import string
+from dataclasses import dataclass
+from datetime import datetime
+from fnmatch import fnmatchcase
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from marketplace.errors import AuthError, InputError, PermissionDeniedError
+from marketplace.models import ApiKey, Membership, Organization, User
+
+from .audit import audit_record
+
+KEY_PREFIX_LENGTH = 10
+_PREFIX_ALPHABET = string.ascii_lowercase + string.digits
+ALL_ALGORITHMS = "algo://*"
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A newly made key and its raw secret, which exists nowhere else."""
+
+    key: ApiKey
+    raw: str
+
+
+@dataclass(frozen=True)
+class KeyScopes:
+    algo_patterns: list[str]
+    data_access: str = ApiKey.DataAccess.READ_WRITE
+    can_manage: bool = True
+
+    @classmethod
+    def everything(cls) -> "KeyScopes":
+        return cls(algo_patterns=[ALL_ALGORITHMS])
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _split(raw: str) -> tuple[str, str] | None:
+    parts = raw.split("_", 2)
+    if len(parts) != 3 or parts[0] != "ak" or not parts[1] or not parts[2]:
+        return None
+    return parts[1], parts[2]
+
+
+def parse_scopes(tokens: list[str]) -> KeyScopes:
+    """Parse ``algo://…`` patterns, ``data:none|read|read-write`` and ``manage``.
+
+    Missing algorithm patterns mean none may be called; missing data access means none.
+    """
+    patterns, data_access, manage = [], ApiKey.DataAccess.NONE, False
+    for token in tokens:
+        if token.startswith("algo://"):
+            patterns.append(token)
+        elif token.startswith("data:") and token[5:] in ApiKey.DataAccess.values:
+            data_access = token[5:]
+        elif token == "manage":
+            manage = True
+        else:
+            raise InputError(
+                f"Unknown scope '{token}': use algo://owner/name/* patterns, "
+                "data:none, data:read, data:read-write or manage."
+            )
+    return KeyScopes(algo_patterns=patterns, data_access=data_access, can_manage=manage)
+
+
+def _can_manage_org(user: User, organization: Organization) -> bool:
+    return Membership.objects.filter(
+        organization=organization, user=user,
+        role__in=[Membership.Role.OWNER, Membership.Role.ADMIN],
+    ).exists()
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    created_by: User,
+    name: str,
+    organization: Organization | None = None,
+    scopes: KeyScopes | None = None,
+    expires_at: datetime | None = None,
+) -> IssuedKey:
+    """Make a key for ``created_by`` (or for an organization they administer)."""
+    scopes = scopes or KeyScopes.everything()
+    if organization is not None and not _can_manage_org(created_by, organization):
+        raise PermissionDeniedError("Only an organization's owners and admins can make its keys.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InputError("expires_at must be in the future.")
+    prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(KEY_PREFIX_LENGTH))
+    raw = f"ak_{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey(
+        name=name.strip() or "API key",
+        prefix=prefix,
+        key_hash=hash_key(raw),
+        last4=raw[-4:],
+        user=None if organization else created_by,
+        organization=organization,
+        created_by=created_by,
+        algo_patterns=list(scopes.algo_patterns),
+        data_access=scopes.data_access,
+        can_manage=scopes.can_manage,
+        expires_at=expires_at,
+    )
+    key.full_clean()
+    key.save()
+    audit_record(
+        action="api_key.create", actor=created_by, target=key, organization=organization,
+        data={"prefix": prefix, "scopes": list(scopes.algo_patterns),
+              "data_access": scopes.data_access, "can_manage": scopes.can_manage},
+    )
+    return IssuedKey(key=key, raw=raw)
+
+
+def api_key_create_from_key(
+    *, parent: ApiKey, name: str, scopes: KeyScopes, expires_at: datetime | None = None
+) -> IssuedKey:
+    """Make a key over the API: never with more power than the key that asks for it."""
+    if not parent.can_manage:
+        raise PermissionDeniedError("This key may not manage keys (it lacks the manage scope).")
+    if not parent.allows_data(scopes.data_access):
+        raise PermissionDeniedError("A new key cannot have more data access than this key.")
+    for pattern in scopes.algo_patterns:
+        # A literal pattern is covered when it matches one of the parent's globs.
+        if not any(fnmatchcase(pattern, p) for p in parent.algo_patterns):
+            raise PermissionDeniedError(f"This key cannot grant '{pattern}'.")
+    if parent.expires_at and (expires_at is None or expires_at > parent.expires_at):
+        expires_at = parent.expires_at
+    return api_key_create(
+        created_by=parent.created_by, name=name, organization=parent.organization,
+        scopes=scopes, expires_at=expires_at,
+    )
+
+
+def api_key_revoke(*, key: ApiKey, actor: User, as_operator: bool = False) -> ApiKey:
+    """Revoke a key at once; revoking twice is harmless and records nothing new.
+
+    ``as_operator`` is for staff acting from the admin on someone else's key.
+    """
+    if not (as_operator and actor.is_staff) and not api_key_can_administer(key=key, user=actor):
+        raise PermissionDeniedError("You cannot revoke this key.")
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+        audit_record(action="api_key.revoke", actor=actor, target=key,
+                     organization=key.organization,
+                     data={"prefix": key.prefix, "by_operator": as_operator})
+    return key
+
+
+def api_key_can_administer(*, key: ApiKey, user: User) -> bool:
+    if key.user_id is not None:
+        return key.user_id == user.pk
+    return _can_manage_org(user, key.organization)
+
+
+def api_key_authenticate(*, raw: str) -> ApiKey:
+    """Return the active key whose secret is ``raw``, or raise AuthError."""
+    parts = _split(raw.strip())
+    key = None
+    if parts is not None:
+        key = (
+            ApiKey.objects.select_related("user", "organization", "created_by")
+            .filter(prefix=parts[0]).first()
+        )
+    # Constant-time comparison of the whole key's hash, never of the raw secret.
+    if key is None or not hmac.compare_digest(key.key_hash, hash_key(raw.strip())):
+        raise AuthError("Invalid API key.")
+    if key.is_revoked:
+        raise AuthError("This API key has been revoked.")
+    if key.is_expired:
+        raise AuthError("This API key has expired.")
+    acting_user = key.user or key.created_by
+    if acting_user is None or not acting_user.is_active:
+        raise AuthError("This API key's account is disabled.")
+    api_key_mark_used(key=key)
+    return key
+
+
+def api_key_mark_used(*, key: ApiKey) -> None:
+    """Record use at most once per API_KEY_LAST_USED_RESOLUTION seconds, not on every request."""
+    resolution = settings.API_KEY_LAST_USED_RESOLUTION
+    if cache.add(f"api-key-used:{key.pk}", 1, timeout=resolution):
+        now = timezone.now()
+        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        key.last_used_at = now
