@@ -58,6 +58,8 @@ class KeyCreateForm(forms.Form):
 
 
 class OrganizationCreateForm(forms.ModelForm):
+    url = forms.URLField(required=False, assume_scheme="https")
+
     class Meta:
         model = Organization
         fields = ("name", "label", "email", "url")

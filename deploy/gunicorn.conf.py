@@ -1,0 +1,18 @@
+"""gunicorn serving Algostore's ASGI app with uvicorn workers (HTTP and WebSockets)."""
+import multiprocessing
+import os
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+worker_class = "uvicorn_worker.UvicornWorker"
+# With the embedded defaults (in-memory channel layer, per-process cache) one worker keeps
+# WebSocket groups and caches coherent; with Redis configured, scale with the cores.
+_default_workers = (multiprocessing.cpu_count() * 2 + 1) if os.environ.get("REDIS_URL") else 1
+workers = int(os.environ.get("WEB_CONCURRENCY", _default_workers))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "330"))  # above the longest sync call (300 s)
+graceful_timeout = 30
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+# Never log the Authorization header: the access log format has no request headers.
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

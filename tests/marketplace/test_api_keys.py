@@ -1,0 +1,231 @@
+"""API keys: format, hashing, the three header forms, revocation, expiry, scopes."""
+import datetime
+import hashlib
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from marketplace import services
+from marketplace.errors import AuthError, InputError, PermissionDeniedError
+from marketplace.models import ApiKey, AuditEvent, Membership
+from tests.factories import MembershipFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def client_with(header_value: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header_value)
+    return client
+
+
+def test_key_has_the_documented_shape_and_only_its_hash_is_stored(user):
+    issued = services.api_key_create(created_by=user, name="ci")
+    prefix, secret = issued.raw.split("_", 2)[1:]
+    assert issued.raw.startswith("ak_") and len(prefix) == 10 and len(secret) >= 40
+    key = ApiKey.objects.get(pk=issued.key.pk)
+    assert key.prefix == prefix
+    assert key.key_hash == hashlib.sha256(issued.raw.encode()).hexdigest()
+    assert key.last4 == issued.raw[-4:]
+
+
+def test_no_raw_key_appears_anywhere_in_the_database(user, make_key):
+    raws = [make_key(user), make_key(user, name="second")]
+    secrets = [raw.split("_", 2)[2] for raw in raws]
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            cursor.execute(f'SELECT * FROM "{table}"')
+            dump = repr(cursor.fetchall())
+            for secret in secrets:
+                assert secret not in dump, f"raw key found in {table}"
+
+
+@pytest.mark.parametrize("form", ["{key}", "Simple {key}", "Bearer {key}", "simple {key}"])
+def test_every_header_form_authenticates(raw_key, user, form):
+    response = client_with(form.format(key=raw_key)).get("/v1/me")
+    assert response.status_code == 200
+    assert response.json()["username"] == user.username
+
+
+@pytest.mark.parametrize("header", ["ak_nope_nope", "garbage", "Simple ", "Bearer ak_a_b_c"])
+def test_wrong_key_gets_401_in_the_envelope(db, header):
+    response = client_with(header).get("/v1/me")
+    assert response.status_code == 401
+    assert response.json() == {"error": {"message": "Invalid API key.", "error_type": "AuthError"}}
+
+
+def test_key_with_right_prefix_but_wrong_secret_gets_401(raw_key):
+    forged = raw_key[:-4] + ("AAAA" if not raw_key.endswith("AAAA") else "BBBB")
+    assert client_with(forged).get("/v1/me").status_code == 401
+
+
+def test_missing_key_gets_401_with_a_challenge(db):
+    response = APIClient().get("/v1/me")
+    assert response.status_code == 401
+    assert response.json()["error"]["error_type"] == "AuthError"
+    assert response["WWW-Authenticate"] == 'Simple realm="algostore"'
+
+
+def test_revoked_key_gets_401(user, raw_key):
+    key = ApiKey.objects.get(user=user)
+    services.api_key_revoke(key=key, actor=user)
+    response = client_with(raw_key).get("/v1/me")
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "This API key has been revoked."
+
+
+def test_expired_key_gets_401(user, make_key):
+    raw = make_key(user, expires_at=timezone.now() + datetime.timedelta(hours=1))
+    ApiKey.objects.filter(user=user).update(expires_at=timezone.now() - datetime.timedelta(seconds=1))
+    response = client_with(raw).get("/v1/me")
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == "This API key has expired."
+
+
+def test_key_of_a_deactivated_user_gets_401(user, raw_key):
+    user.is_active = False
+    user.save()
+    assert client_with(raw_key).get("/v1/me").status_code == 401
+
+
+def test_last_used_is_written_once_per_resolution_window_not_per_request(user, raw_key, settings):
+    settings.API_KEY_LAST_USED_RESOLUTION = 60
+    client = client_with(raw_key)
+    client.get("/v1/me")
+    first = ApiKey.objects.get(user=user).last_used_at
+    assert first is not None
+    client.get("/v1/me")
+    client.get("/v1/me")
+    assert ApiKey.objects.get(user=user).last_used_at == first
+
+
+def test_key_creation_and_revocation_are_audited(user):
+    issued = services.api_key_create(created_by=user, name="audited")
+    services.api_key_revoke(key=issued.key, actor=user)
+    actions = list(AuditEvent.objects.filter(target_id=str(issued.key.pk))
+                   .order_by("id").values_list("action", flat=True))
+    assert actions == ["api_key.create", "api_key.revoke"]
+    assert issued.raw not in repr(list(AuditEvent.objects.values()))
+
+
+@pytest.mark.parametrize(
+    "pattern, path, allowed",
+    [
+        ("algo://*", ("bob", "x", None), True),
+        ("algo://alice/*", ("alice", "sentiment", "1.2.0"), True),
+        ("algo://alice/*", ("bob", "sentiment", "1.2.0"), False),
+        ("algo://alice/sentiment/*", ("alice", "sentiment", "2.0.0"), True),
+        ("algo://alice/sentiment/*", ("alice", "other", "2.0.0"), False),
+        ("algo://alice/sentiment/1.*", ("alice", "sentiment", "2.0.0"), False),
+        ("algo://alice/sentiment", ("alice", "sentiment", None), True),
+    ],
+)
+def test_algorithm_patterns(pattern, path, allowed):
+    assert ApiKey(algo_patterns=[pattern]).allows_algorithm(*path) is allowed
+
+
+def test_data_access_levels_are_ordered():
+    key = ApiKey(data_access="read")
+    assert key.allows_data("read") and not key.allows_data("read-write")
+    assert ApiKey(data_access="none").allows_data("none")
+
+
+def test_parse_scopes_reads_patterns_data_and_manage():
+    scopes = services.parse_scopes(["algo://alice/*", "data:read", "manage"])
+    assert scopes == services.KeyScopes(["algo://alice/*"], "read", True)
+    assert services.parse_scopes(["algo://x/*"]).data_access == "none"
+    with pytest.raises(InputError):
+        services.parse_scopes(["data:everything"])
+
+
+def test_only_org_managers_make_org_keys(db):
+    membership = MembershipFactory(role=Membership.Role.MEMBER)
+    with pytest.raises(PermissionDeniedError):
+        services.api_key_create(created_by=membership.user, name="x",
+                                organization=membership.organization)
+    admin = MembershipFactory(organization=membership.organization, role=Membership.Role.ADMIN)
+    issued = services.api_key_create(created_by=admin.user, name="x",
+                                     organization=membership.organization)
+    assert issued.key.organization == membership.organization and issued.key.user is None
+    me = client_with(issued.raw).get("/v1/me").json()
+    assert me["acting_as"] == membership.organization.name
+    assert me["key"]["owner_type"] == "organization"
+
+
+def test_authenticate_service_raises_auth_error_for_unknown_key(db):
+    with pytest.raises(AuthError):
+        services.api_key_authenticate(raw="ak_unknown_secret")
+
+
+class TestKeysApi:
+    def test_create_returns_the_secret_once_and_list_never_does(self, api, user):
+        response = api.post("/v1/keys", {"name": "ci", "scopes": {"algorithms": ["algo://alice/*"],
+                                                                  "data": "read"}}, format="json")
+        assert response.status_code == 201
+        body = response.json()
+        assert body["key"].startswith(f"ak_{body['id']}_")
+        assert body["scopes"] == {"algorithms": ["algo://alice/*"], "data": "read", "manage": False}
+        listing = api.get("/v1/keys")
+        assert listing.status_code == 200
+        assert body["key"] not in listing.content.decode()
+        assert {k["id"] for k in listing.json()["results"]} == set(
+            ApiKey.objects.filter(user=user).values_list("prefix", flat=True))
+
+    def test_new_key_works_and_revoking_it_over_the_api_stops_it(self, api):
+        raw = api.post("/v1/keys", {"name": "temp"}, format="json").json()["key"]
+        prefix = raw.split("_")[1]
+        assert client_with(raw).get("/v1/me").status_code == 200
+        response = api.delete(f"/v1/keys/{prefix}")
+        assert response.status_code == 200 and response.json()["active"] is False
+        assert client_with(raw).get("/v1/me").status_code == 401
+
+    def test_a_narrow_key_cannot_mint_a_wider_one(self, user, make_key):
+        narrow = make_key(user, scopes=services.KeyScopes(["algo://alice/*"], "read", True))
+        client = client_with(narrow)
+        wider = client.post("/v1/keys", {"name": "x", "scopes": {"algorithms": ["algo://*"]}},
+                            format="json")
+        assert wider.status_code == 403
+        assert wider.json()["error"]["error_type"] == "AuthError"
+        more_data = client.post("/v1/keys", {"name": "x", "scopes": {"data": "read-write"}},
+                                format="json")
+        assert more_data.status_code == 403
+        ok = client.post("/v1/keys", {"name": "x", "scopes": {
+            "algorithms": ["algo://alice/sentiment/*"], "data": "read"}}, format="json")
+        assert ok.status_code == 201
+        assert ApiKey.objects.filter(user=user).count() == 2
+
+    def test_a_key_without_manage_scope_cannot_touch_keys(self, user, make_key):
+        raw = make_key(user, scopes=services.KeyScopes(["algo://*"], "read-write", False))
+        assert client_with(raw).get("/v1/keys").status_code == 403
+        assert client_with(raw).post("/v1/keys", {"name": "x"}, format="json").status_code == 403
+
+    def test_someone_elses_key_is_404(self, api, make_key):
+        other = UserFactory()
+        make_key(other)
+        prefix = ApiKey.objects.get(user=other).prefix
+        assert api.get(f"/v1/keys/{prefix}").status_code == 404
+        assert api.delete(f"/v1/keys/{prefix}").status_code == 404
+        assert ApiKey.objects.get(user=other).revoked_at is None
+
+    def test_bad_input_is_an_input_error(self, api, user):
+        response = api.post("/v1/keys", {"scopes": {"data": "everything"}}, format="json")
+        assert response.status_code == 400
+        body = response.json()["error"]
+        assert body["error_type"] == "InputError" and "name" in body["message"]
+        assert ApiKey.objects.filter(user=user).count() == 1
+
+    def test_key_creation_is_rate_limited(self, api, settings):
+        from rest_framework.throttling import UserRateThrottle
+
+        rates = {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "key_create": "2/hour"}
+        original = UserRateThrottle.THROTTLE_RATES
+        UserRateThrottle.THROTTLE_RATES = rates
+        try:
+            responses = [api.post("/v1/keys", {"name": f"k{i}"}, format="json") for i in range(3)]
+        finally:
+            UserRateThrottle.THROTTLE_RATES = original
+        assert [r.status_code for r in responses] == [201, 201, 429]
+        assert responses[2].json()["error"]["error_type"] == "RateLimited"
+        assert int(responses[2]["Retry-After"]) > 0
