@@ -134,8 +134,6 @@ class OrganizationOutput(serializers.Serializer):
 
 def _org_type_from(type_id: str | None) -> str:
     by_id = {v: k for k, v in Organization.TYPE_IDS.items()}
-    if not type_id:
-        return Organization.Type.BASIC
     if type_id in by_id:
         return by_id[type_id]
     if type_id in Organization.Type.values:
@@ -174,6 +172,7 @@ class OrganizationInput(serializers.Serializer):
 class OrganizationCreateApi(APIView):
     class InputSerializer(OrganizationInput):
         org_name = serializers.CharField(max_length=40)
+        type_id = serializers.CharField(allow_blank=True)
 
     def post(self, request):
         _personal_key(request)

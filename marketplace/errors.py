@@ -8,6 +8,7 @@ import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -104,6 +105,10 @@ def exception_handler(exc: Exception, context: dict) -> Response:
         return Response(body, status=exc.status_code)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("The request body is too large.", "InputError"), status=413)
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        body = error_body(_validation_message(detail), "InputError", fields=detail)
+        return Response(body, status=400)
     if isinstance(exc, Http404):
         return Response(error_body("Not found.", "NotFound"), status=404)
     if isinstance(exc, DjangoPermissionDenied):

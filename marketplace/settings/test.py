@@ -6,7 +6,7 @@ DEBUG = False
 SECRET_KEY = "test-only-secret-key-that-is-long-enough-for-django-checks"
 # Hashing passwords slowly is a production concern; tests make many users.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-ALLOWED_HOSTS = ["*"]
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 API_KEY_LAST_USED_RESOLUTION = env.int("API_KEY_LAST_USED_RESOLUTION", default=60)
 STORAGES["staticfiles"] = {  # noqa: F405
     "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
