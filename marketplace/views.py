@@ -12,7 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from marketplace import health, selectors, services
+from marketplace import health, key_reveal, selectors, services
 from marketplace.errors import ApplicationError
 from marketplace.forms import KeyCreateForm, MemberAddForm, OrganizationCreateForm, SignupForm
 from marketplace.models import Membership, User
@@ -42,9 +42,16 @@ def signup(request: HttpRequest) -> HttpResponse:
             form.add_error(None, error.message)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            # The secret is rendered in this response only: never stored, never redirected.
-            return render(request, "accounts/welcome.html", {"issued": issued})
+            return key_reveal.reveal_on_next_page(request, redirect("welcome"),
+                                                  name=issued.key.name, raw=issued.raw)
     return render(request, "accounts/signup.html", {"form": form})
+
+
+@login_required
+def welcome(request: HttpRequest) -> HttpResponse:
+    response = render(request, "accounts/welcome.html",
+                      {"revealed": key_reveal.take_revealed(request)})
+    return key_reveal.forget_revealed(request, response)
 
 
 class LoginView(auth_views.LoginView):
@@ -88,9 +95,8 @@ def _managed_orgs(user: User):
 
 @login_required
 def keys_page(request: HttpRequest) -> HttpResponse:
-    """List keys; on POST make one and show its secret in this response, once."""
+    """List keys; on POST make one, then redirect to show its secret once."""
     form = KeyCreateForm(request.POST or None, organizations=_managed_orgs(request.user))
-    issued = None
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         expires_on = data.get("expires_on")
@@ -109,11 +115,14 @@ def keys_page(request: HttpRequest) -> HttpResponse:
         except ApplicationError as error:
             form.add_error(None, error.message)
         else:
-            form = KeyCreateForm(organizations=_managed_orgs(request.user))
-    keys = selectors.api_keys_visible_to(user=request.user)
-    status = 201 if issued else 200
-    return render(request, "accounts/keys.html",
-                  {"form": form, "keys": keys, "issued": issued}, status=status)
+            return key_reveal.reveal_on_next_page(request, redirect("keys"),
+                                                  name=issued.key.name, raw=issued.raw)
+    response = render(request, "accounts/keys.html", {
+        "form": form,
+        "keys": selectors.api_keys_visible_to(user=request.user),
+        "revealed": key_reveal.take_revealed(request),
+    })
+    return key_reveal.forget_revealed(request, response)
 
 
 @login_required

@@ -9,8 +9,6 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 export DJANGO_SETTINGS_MODULE=marketplace.settings.test
-# Playwright's sync API keeps an event loop in the test thread; Django's ORM must still work.
-export DJANGO_ALLOW_ASYNC_UNSAFE=true
 export PYTHONDONTWRITEBYTECODE=1
 
 PG_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/algostore}"

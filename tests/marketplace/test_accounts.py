@@ -4,6 +4,7 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 
 from marketplace import services
+from marketplace.services.api_keys import hash_key
 from marketplace.models import ApiKey, AuditEvent, Organization, User
 from tests.factories import PASSWORD, OrganizationFactory, UserFactory
 
@@ -62,11 +63,13 @@ def test_signup_page_shows_the_default_key_once_and_logs_in():
     client = Client()
     response = client.post("/signup/", {"username": "dave", "email": "d@example.com",
                                         "password1": GOOD_PASSWORD, "password2": GOOD_PASSWORD})
-    assert response.status_code == 200
-    raw = response.context["issued"].raw
-    assert raw in response.content.decode()
+    assert response.status_code == 302 and response["Location"] == "/welcome/"
+    welcome = client.get("/welcome/")
+    raw = welcome.context["revealed"]["raw"]
+    assert raw.startswith("ak_") and raw in welcome.content.decode()
+    assert ApiKey.objects.get(user__username="dave").key_hash == hash_key(raw)
+    assert raw not in client.get("/welcome/").content.decode()  # once only
     assert client.get("/dashboard/").status_code == 200
-    assert raw not in client.get("/account/keys/").content.decode()
 
 
 def test_signup_page_refuses_a_taken_name_and_creates_nothing(user):

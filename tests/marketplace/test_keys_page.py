@@ -3,6 +3,7 @@ import pytest
 from django.test import Client
 
 from marketplace.models import ApiKey, Membership
+from marketplace.services.api_keys import hash_key
 from tests.factories import MembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -19,14 +20,27 @@ def test_creating_a_key_shows_its_secret_in_that_response_only(browser, user):
     response = browser.post("/account/keys/", {"name": "laptop", "owner": "",
                                                "algorithms": "algo://alice/*\nalgo://bob/x/*",
                                                "data_access": "read", "can_manage": ""})
-    assert response.status_code == 201
-    raw = response.context["issued"].raw
-    assert raw in response.content.decode()
+    assert response.status_code == 302 and response["Location"] == "/account/keys/"
+    shown = browser.get("/account/keys/")
+    raw = shown.context["revealed"]["raw"]
+    assert raw in shown.content.decode()
     key = ApiKey.objects.get(user=user, name="laptop")
+    assert key.key_hash == hash_key(raw)
     assert key.algo_patterns == ["algo://alice/*", "algo://bob/x/*"]
     assert (key.data_access, key.can_manage) == ("read", False)
     listing = browser.get("/account/keys/").content.decode()
     assert raw not in listing and key.masked in listing
+
+
+def test_the_secret_cookie_is_bound_to_its_user(browser, user):
+    browser.post("/account/keys/", {"name": "mine", "algorithms": "algo://*",
+                                    "data_access": "read"})
+    cookie = browser.cookies["algostore_new_key"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict"
+    intruder = Client()
+    intruder.force_login(UserFactory())
+    intruder.cookies["algostore_new_key"] = cookie.value
+    assert intruder.get("/account/keys/").context["revealed"] is None
 
 
 def test_bad_pattern_is_refused_and_creates_nothing(browser, user):
@@ -67,7 +81,7 @@ def test_org_admin_makes_an_org_key_from_the_page(browser, user):
     org = membership.organization
     response = browser.post("/account/keys/", {"name": "team", "owner": org.name,
                                                "algorithms": "algo://*", "data_access": "none"})
-    assert response.status_code == 201
+    assert response.status_code == 302
     assert ApiKey.objects.get(name="team").organization == org
 
 

@@ -9,7 +9,8 @@ SERVICE_VARS = ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT
 
 
 def manage(*args, **env) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in SERVICE_VARS + ("SECRET_KEY",)}
+    dropped = SERVICE_VARS + ("SECRET_KEY", "DJANGO_ALLOW_ASYNC_UNSAFE", "DJANGO_SETTINGS_MODULE")
+    base = {k: v for k, v in os.environ.items() if k not in dropped}
     return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True,
                           text=True, env={**base, **env}, timeout=120)
 
