@@ -29,8 +29,8 @@ system:
 
 $(STAMP): requirements.txt requirements-dev.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	set -o pipefail; $(BIN)/python -m pip install --quiet -r requirements-dev.txt 2>&1 \
+		| { grep -v "^WARNING: Location .* is ignored" || true; }
 	@rm -f $(VENV)/.installed-* && touch $@
 
 worker: setup

@@ -23,5 +23,8 @@ urlpatterns = [
     path("docs/<slug:slug>/", views.docs_page, name="docs-page"),
     path("admin/", admin.site.urls),
     path("", include("catalog.urls")),
+    path("", include("execution.urls")),
+    path("", include("billing.urls")),
+    path("", include("datastore.urls")),
     path("v1/", include("marketplace.api_urls")),
 ]

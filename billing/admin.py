@@ -1,0 +1,1 @@
+"""billing admin (classes inherit marketplace.admin.AuditedModelAdmin)."""

@@ -1,0 +1,1 @@
+"""billing models (they arrive with this app's issue)."""

@@ -1,0 +1,1 @@
+"""billing reads: QuerySets and plain values for views and other apps."""

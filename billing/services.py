@@ -1,0 +1,1 @@
+"""billing write operations: plain functions, called by views, tasks and other apps."""

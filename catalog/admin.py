@@ -1,0 +1,1 @@
+"""catalog admin (classes inherit marketplace.admin.AuditedModelAdmin)."""

@@ -1,0 +1,1 @@
+"""catalog models (they arrive with this app's issue)."""

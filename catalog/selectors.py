@@ -1,0 +1,1 @@
+"""catalog reads: QuerySets and plain values for views and other apps."""

@@ -1,0 +1,1 @@
+"""catalog write operations: plain functions, called by views, tasks and other apps."""

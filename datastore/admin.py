@@ -1,0 +1,1 @@
+"""datastore admin (classes inherit marketplace.admin.AuditedModelAdmin)."""

@@ -1,0 +1,1 @@
+"""datastore models (they arrive with this app's issue)."""

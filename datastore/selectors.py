@@ -1,0 +1,1 @@
+"""datastore reads: QuerySets and plain values for views and other apps."""

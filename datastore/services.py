@@ -1,0 +1,1 @@
+"""datastore write operations: plain functions, called by views, tasks and other apps."""

@@ -1,0 +1,1 @@
+"""execution admin (classes inherit marketplace.admin.AuditedModelAdmin)."""

@@ -1,0 +1,1 @@
+"""execution models (they arrive with this app's issue)."""

@@ -1,0 +1,1 @@
+"""execution reads: QuerySets and plain values for views and other apps."""

@@ -1,0 +1,1 @@
+"""execution write operations: plain functions, called by views, tasks and other apps."""
