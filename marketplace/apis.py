@@ -8,7 +8,7 @@ from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
 
 from marketplace import selectors, services
-from marketplace.errors import InputError, PermissionDeniedError
+from marketplace.errors import InputError, NotFoundError, PermissionDeniedError
 from marketplace.models import ApiKey, Membership, Organization
 
 
@@ -57,7 +57,7 @@ class MeApi(APIView):
 class KeyListApi(APIView):
     def get(self, request):
         _require_manage(request)
-        keys = selectors.api_keys_visible_to(user=request.user)
+        keys = selectors.api_keys_manageable_by_key(key=request.auth)
         return Response({"results": KeyOutput(keys, many=True).data})
 
 
@@ -101,14 +101,21 @@ class KeyCreateApi(APIView):
 class KeyDetailApi(APIView):
     def get(self, request, prefix: str):
         _require_manage(request)
-        return Response(KeyOutput(selectors.api_key_get_visible(user=request.user, prefix=prefix)).data)
+        return Response(KeyOutput(_manageable_key(request, prefix)).data)
 
 
 class KeyRevokeApi(APIView):
     def delete(self, request, prefix: str):
         _require_manage(request)
-        key = selectors.api_key_get_visible(user=request.user, prefix=prefix)
+        key = _manageable_key(request, prefix)
         return Response(KeyOutput(services.api_key_revoke(key=key, actor=request.user)).data)
+
+
+def _manageable_key(request, prefix: str) -> ApiKey:
+    key = selectors.api_keys_manageable_by_key(key=request.auth).filter(prefix=prefix).first()
+    if key is None:
+        raise NotFoundError("No such API key.")
+    return key
 
 
 # --- Organizations (the official client's create_org / get_org / edit_org / invite_to_org) ---

@@ -4,6 +4,7 @@ from django.contrib.auth.forms import UserCreationForm
 from django.utils import timezone
 
 from marketplace.models import ApiKey, Membership, Organization, User
+from marketplace.models.api_keys import ALGO_PATTERN
 
 
 class SignupForm(UserCreationForm):
@@ -43,8 +44,10 @@ class KeyCreateForm(forms.Form):
         patterns = [line.strip() for line in self.cleaned_data["algorithms"].splitlines()]
         patterns = [p for p in patterns if p]
         for pattern in patterns:
-            if not pattern.startswith("algo://"):
-                raise forms.ValidationError(f"'{pattern}' must start with algo://")
+            if not ALGO_PATTERN.match(pattern):
+                raise forms.ValidationError(
+                    f"'{pattern}' is not a pattern: use algo://*, algo://owner/*, "
+                    "algo://owner/name/* or algo://owner/name/version")
         return patterns
 
     def clean_expires_on(self):

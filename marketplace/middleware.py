@@ -51,9 +51,10 @@ def _is_json(response: HttpResponse) -> bool:
     if getattr(response, "streaming", False):
         return True
     try:
-        return "error" in json.loads(response.content or b"{}")
+        body = json.loads(response.content or b"{}")
     except ValueError:
         return False
+    return isinstance(body, dict) and isinstance(body.get("error"), dict)
 
 
 class AuditContextMiddleware:

@@ -39,6 +39,14 @@ def api_keys_visible_to(*, user: User) -> QuerySet[ApiKey]:
     )
 
 
+def api_keys_manageable_by_key(*, key: ApiKey) -> QuerySet[ApiKey]:
+    """What a key may list and revoke over the API: an organization key, only its
+    organization's keys; a personal key, everything its user may manage."""
+    if key.organization_id is not None:
+        return api_keys_visible_to(user=key.created_by).filter(organization_id=key.organization_id)
+    return api_keys_visible_to(user=key.user)
+
+
 def api_key_get_visible(*, user: User, prefix: str) -> ApiKey:
     key = api_keys_visible_to(user=user).filter(prefix=prefix).first()
     if key is None:

@@ -2,13 +2,24 @@
 
 The raw key exists only in the response that creates it; the database holds its hash.
 """
-from fnmatch import fnmatchcase
+import re
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from .accounts import Organization, User
+
+# algo://*, algo://owner/*, algo://owner/name, algo://owner/name/*, algo://owner/name/1.2.3:
+# a `*` only ever stands alone as the last segment, so "covers" is a plain prefix test.
+ALGO_PATTERN = re.compile(
+    r"^algo://(\*|[A-Za-z0-9_]+/(\*|[A-Za-z0-9_]+(/(\*|[A-Za-z0-9_.\-]+))?))$"
+)
+
+
+def pattern_covers(outer: str, inner: str) -> bool:
+    """True when every algorithm path that ``inner`` admits is admitted by ``outer``."""
+    return outer == inner or (outer.endswith("*") and inner.startswith(outer[:-1]))
 
 
 class ApiKey(models.Model):
@@ -35,6 +46,10 @@ class ApiKey(models.Model):
     )
     created_by = models.ForeignKey(
         User, null=True, on_delete=models.SET_NULL, related_name="created_api_keys"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children",
+        help_text="The key that made this one over the API; revoking it revokes this one.",
     )
     algo_patterns = models.JSONField(
         default=list, help_text="Algorithms this key may call, e.g. algo://alice/*"
@@ -66,8 +81,10 @@ class ApiKey(models.Model):
     def clean(self) -> None:
         super().clean()
         for pattern in self.algo_patterns or []:
-            if not isinstance(pattern, str) or not pattern.startswith("algo://"):
-                raise ValidationError({"algo_patterns": f"'{pattern}' must start with algo://"})
+            if not isinstance(pattern, str) or not ALGO_PATTERN.match(pattern):
+                raise ValidationError({"algo_patterns": (
+                    f"'{pattern}' is not a pattern: use algo://*, algo://owner/*, "
+                    "algo://owner/name/* or algo://owner/name/version")})
 
     @property
     def masked(self) -> str:
@@ -93,7 +110,7 @@ class ApiKey(models.Model):
         """True when one of the key's patterns covers ``algo://owner/name/version``."""
         target = f"algo://{owner}/{name}/{version or 'latest'}"
         bare = f"algo://{owner}/{name}"
-        return any(p == bare or fnmatchcase(target, p) for p in self.algo_patterns)
+        return any(p == bare or pattern_covers(p, target) for p in self.algo_patterns)
 
     def allows_data(self, level: str) -> bool:
         """True when the key's data access is at least ``level`` (``read`` / ``read-write``)."""

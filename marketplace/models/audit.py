@@ -50,8 +50,9 @@ class AuditEvent(models.Model):
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username or '-'} {self.action}"
 
     def save(self, *args, **kwargs) -> None:
-        if not self._state.adding:
+        if not self._state.adding or self.pk is not None:
             raise AppendOnlyError("Audit events are append-only.")
+        kwargs["force_insert"] = True  # never an UPDATE, whatever the caller set
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):

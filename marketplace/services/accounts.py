@@ -99,6 +99,7 @@ def membership_add(*, organization: Organization, actor: User, user: User,
 def membership_set_role(*, organization: Organization, actor: User, user: User,
                         role: str) -> Membership:
     """Change a member's role; an organization always keeps at least one owner."""
+    _lock(organization)
     _require_manager(organization, actor)
     _check_role_grant(organization, actor, role)
     membership = _membership(organization, user)
@@ -120,6 +121,7 @@ def membership_set_role(*, organization: Organization, actor: User, user: User,
 @transaction.atomic
 def membership_remove(*, organization: Organization, actor: User, user: User) -> None:
     """Remove a member (members may remove themselves); the last owner cannot leave."""
+    _lock(organization)
     membership = _membership(organization, user)
     if actor.pk != user.pk:
         _require_manager(organization, actor)
@@ -133,6 +135,12 @@ def membership_remove(*, organization: Organization, actor: User, user: User) ->
     audit_record(action="organization.member_remove", actor=actor, target=user,
                  organization=organization, data={"user": user.username,
                                                   "role": membership.role})
+
+
+def _lock(organization: Organization) -> None:
+    """Serialise membership changes of one organization, so two owners demoting each other
+    at the same moment cannot leave it with none."""
+    Organization.objects.select_for_update().filter(pk=organization.pk).first()
 
 
 def _check_role_grant(organization: Organization, actor: User, role: str) -> None:

@@ -5,15 +5,16 @@ import secrets
 import string
 from dataclasses import dataclass
 from datetime import datetime
-from fnmatch import fnmatchcase
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from marketplace.errors import AuthError, InputError, PermissionDeniedError
 from marketplace.models import ApiKey, Membership, Organization, User
+from marketplace.models.api_keys import pattern_covers
 
 from .audit import audit_record
 
@@ -88,6 +89,7 @@ def api_key_create(
     organization: Organization | None = None,
     scopes: KeyScopes | None = None,
     expires_at: datetime | None = None,
+    parent: ApiKey | None = None,
 ) -> IssuedKey:
     """Make a key for ``created_by`` (or for an organization they administer)."""
     scopes = scopes or KeyScopes.everything()
@@ -109,6 +111,7 @@ def api_key_create(
         data_access=scopes.data_access,
         can_manage=scopes.can_manage,
         expires_at=expires_at,
+        parent=parent,
     )
     key.full_clean()
     key.save()
@@ -129,14 +132,13 @@ def api_key_create_from_key(
     if not parent.allows_data(scopes.data_access):
         raise PermissionDeniedError("A new key cannot have more data access than this key.")
     for pattern in scopes.algo_patterns:
-        # A literal pattern is covered when it matches one of the parent's globs.
-        if not any(fnmatchcase(pattern, p) for p in parent.algo_patterns):
+        if not any(pattern_covers(p, pattern) for p in parent.algo_patterns):
             raise PermissionDeniedError(f"This key cannot grant '{pattern}'.")
     if parent.expires_at and (expires_at is None or expires_at > parent.expires_at):
         expires_at = parent.expires_at
     return api_key_create(
         created_by=parent.created_by, name=name, organization=parent.organization,
-        scopes=scopes, expires_at=expires_at,
+        scopes=scopes, expires_at=expires_at, parent=parent,
     )
 
 
@@ -148,12 +150,25 @@ def api_key_revoke(*, key: ApiKey, actor: User, as_operator: bool = False) -> Ap
     if not (as_operator and actor.is_staff) and not api_key_can_administer(key=key, user=actor):
         raise PermissionDeniedError("You cannot revoke this key.")
     if key.revoked_at is None:
-        key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
-        audit_record(action="api_key.revoke", actor=actor, target=key,
-                     organization=key.organization,
-                     data={"prefix": key.prefix, "by_operator": as_operator})
+        _revoke_with_descendants(key, actor=actor, as_operator=as_operator)
     return key
+
+
+@transaction.atomic
+def _revoke_with_descendants(key: ApiKey, *, actor: User, as_operator: bool) -> None:
+    """A key made by another key dies with it: a stolen key's offspring are revoked too."""
+    now = timezone.now()
+    pending = [key]
+    while pending:
+        current = pending.pop()
+        if current.revoked_at is None:
+            current.revoked_at = now
+            current.save(update_fields=["revoked_at"])
+            audit_record(action="api_key.revoke", actor=actor, target=current,
+                         organization=current.organization,
+                         data={"prefix": current.prefix, "by_operator": as_operator,
+                               **({"with_parent": key.prefix} if current is not key else {})})
+        pending.extend(current.children.filter(revoked_at__isnull=True))
 
 
 def api_key_can_administer(*, key: ApiKey, user: User) -> bool:
@@ -167,8 +182,13 @@ def api_key_authenticate(*, raw: str) -> ApiKey:
     parts = _split(raw.strip())
     key = None
     if parts is not None:
+        creator_manages_org = Membership.objects.filter(
+            organization=OuterRef("organization_id"), user=OuterRef("created_by_id"),
+            role__in=[Membership.Role.OWNER, Membership.Role.ADMIN],
+        )
         key = (
             ApiKey.objects.select_related("user", "organization", "created_by")
+            .annotate(creator_manages_org=Exists(creator_manages_org))
             .filter(prefix=parts[0]).first()
         )
     # Constant-time comparison of the whole key's hash, never of the raw secret.
@@ -181,6 +201,9 @@ def api_key_authenticate(*, raw: str) -> ApiKey:
     acting_user = key.user or key.created_by
     if acting_user is None or not acting_user.is_active:
         raise AuthError("This API key's account is disabled.")
+    if key.organization_id is not None and not key.creator_manages_org:
+        # An organization key speaks for its maker; it stops when they stop running the org.
+        raise AuthError("This key's creator no longer administers its organization.")
     api_key_mark_used(key=key)
     return key
 

@@ -3,6 +3,7 @@ import datetime
 import hashlib
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -120,10 +121,22 @@ def test_key_creation_and_revocation_are_audited(user):
         ("algo://alice/sentiment/*", ("alice", "other", "2.0.0"), False),
         ("algo://alice/sentiment/1.*", ("alice", "sentiment", "2.0.0"), False),
         ("algo://alice/sentiment", ("alice", "sentiment", None), True),
+        ("algo://alice/sentiment/1.2.0", ("alice", "sentiment", "1.2.0"), True),
+        ("algo://alice/sentiment/1.2.0", ("alice", "sentiment", "1.2.1"), False),
+        ("algo://alice/*", ("alicex", "sentiment", None), False),
     ],
 )
 def test_algorithm_patterns(pattern, path, allowed):
     assert ApiKey(algo_patterns=[pattern]).allows_algorithm(*path) is allowed
+
+
+@pytest.mark.parametrize("pattern", ["algo://alice/sentimen?/1.0.0", "algo://a*", "algo://[ab]/x",
+                                     "http://alice/*", "algo://alice/x/1/2"])
+def test_malformed_patterns_are_refused(user, pattern):
+    with pytest.raises(ValidationError):
+        services.api_key_create(created_by=user, name="x",
+                                scopes=services.KeyScopes([pattern], "none", False))
+    assert not ApiKey.objects.exists()
 
 
 def test_data_access_levels_are_ordered():
@@ -229,3 +242,44 @@ class TestKeysApi:
         assert [r.status_code for r in responses] == [201, 201, 429]
         assert responses[2].json()["error"]["error_type"] == "RateLimited"
         assert int(responses[2]["Retry-After"]) > 0
+
+
+class TestKeyLineage:
+    def test_revoking_a_key_revokes_the_keys_it_made(self, api, user):
+        child = api.post("/v1/keys", {"name": "child", "scopes": {"manage": True}},
+                         format="json").json()["key"]
+        grandchild = client_with(child).post("/v1/keys", {"name": "gc"}, format="json").json()["key"]
+        parent = ApiKey.objects.get(user=user, name="test key")
+        services.api_key_revoke(key=parent, actor=user)
+        assert client_with(child).get("/v1/me").status_code == 401
+        assert client_with(grandchild).get("/v1/me").status_code == 401
+        assert ApiKey.objects.filter(user=user, revoked_at__isnull=True).count() == 0
+
+    def test_a_prefix_pattern_cannot_mint_a_wider_prefix(self, user, make_key):
+        raw = make_key(user, scopes=services.KeyScopes(["algo://alice/sentiment/*"], "none", True))
+        response = client_with(raw).post("/v1/keys", {"name": "x", "scopes": {
+            "algorithms": ["algo://alice/*"]}}, format="json")
+        assert response.status_code == 403
+
+    def test_an_org_key_stops_when_its_creator_leaves_the_org(self, db):
+        admin = MembershipFactory(role=Membership.Role.ADMIN)
+        owner = MembershipFactory(organization=admin.organization, role=Membership.Role.OWNER)
+        raw = services.api_key_create(created_by=admin.user, name="ci",
+                                      organization=admin.organization).raw
+        assert client_with(raw).get("/v1/me").status_code == 200
+        services.membership_remove(organization=admin.organization, actor=owner.user,
+                                   user=admin.user)
+        response = client_with(raw).get("/v1/me")
+        assert response.status_code == 401
+        assert "no longer administers" in response.json()["error"]["message"]
+
+    def test_an_org_key_manages_only_its_orgs_keys(self, db, make_key):
+        admin = MembershipFactory(role=Membership.Role.ADMIN)
+        personal = make_key(admin.user)
+        org_key = services.api_key_create(created_by=admin.user, name="org",
+                                          organization=admin.organization).raw
+        listing = client_with(org_key).get("/v1/keys").json()["results"]
+        assert [k["owner_type"] for k in listing] == ["organization"]
+        personal_prefix = personal.split("_")[1]
+        assert client_with(org_key).delete(f"/v1/keys/{personal_prefix}").status_code == 404
+        assert client_with(personal).get("/v1/me").status_code == 200

@@ -25,6 +25,8 @@ def test_events_cannot_be_changed_or_deleted(event):
         AuditEvent.objects.filter(pk=event.pk).update(action="tampered")
     with pytest.raises(AppendOnlyError):
         AuditEvent.objects.all().delete()
+    with pytest.raises(AppendOnlyError):
+        AuditEvent(pk=event.pk, action="forged", created_at=event.created_at).save()
     assert AuditEvent.objects.get(pk=event.pk).action == "test.thing"
 
 

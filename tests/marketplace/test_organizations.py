@@ -49,7 +49,7 @@ def test_a_bad_type_is_refused_and_creates_nothing(client):
         headers={"Authorization": client.apiKey})
     assert response.status_code == 400
     assert response.json() == {"error": {"message": "invalid type_id", "error_type": "InputError"}}
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="Non-Algorithm related Failure: <Response \\[400\\]>"):
         client.create_org({"org_name": "acme", "type_id": "platinum"})
     assert not Organization.objects.filter(name="acme").exists()
 
