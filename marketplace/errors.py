@@ -49,6 +49,10 @@ class ConflictError(ApplicationError):
     status_code, error_type = 409, "InputError"
 
 
+class PayloadTooLargeError(ApplicationError):
+    status_code, error_type = 413, "InputError"
+
+
 class PaymentRequiredError(ApplicationError):
     status_code, error_type = 402, "PaymentRequired"
 

@@ -27,4 +27,5 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("datastore.urls")),
     path("v1/", include("marketplace.api_urls")),
+    path("v1/", include("catalog.api_urls")),
 ]

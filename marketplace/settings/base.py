@@ -206,3 +206,24 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Catalog: bundles and builds ---------------------------------------------------------
+# Bundles and build artifacts live in their own named storage entry: a folder under var/
+# locally, a prefix of the same bucket on S3.
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["sources"] = {
+        "BACKEND": _file_storage["BACKEND"],
+        "OPTIONS": {**_file_storage["OPTIONS"], "location": "sources"},
+    }
+else:
+    STORAGES["sources"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": env.str("SOURCES_ROOT", default=str(VAR_DIR / "sources"))},
+    }
+BUNDLE_MAX_BYTES = env.int("BUNDLE_MAX_BYTES", default=50 * 1024 * 1024)
+BUNDLE_MAX_FILES = env.int("BUNDLE_MAX_FILES", default=5000)
+BUNDLE_MAX_UNPACKED_BYTES = env.int("BUNDLE_MAX_UNPACKED_BYTES", default=200 * 1024 * 1024)
+BUILD_TIMEOUT_SECONDS = env.int("BUILD_TIMEOUT_SECONDS", default=600)
+BUILD_ROOT = Path(env.str("BUILD_ROOT", default=str(VAR_DIR / "builds")))
+# Shared by every build: pip's HTTP cache, a wheelhouse, npm's cache.
+BUILD_CACHE_DIR = Path(env.str("BUILD_CACHE_DIR", default=str(VAR_DIR / "cache")))

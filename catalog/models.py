@@ -1,1 +1,0 @@
-"""catalog models (they arrive with this app's issue)."""

@@ -1,0 +1,96 @@
+"""Creating, changing and deleting algorithms."""
+from django.db import transaction
+
+from catalog.models import Algorithm, Category, Tag
+from catalog.selectors import namespace_for_owner
+from marketplace.errors import ConflictError, InputError
+from marketplace.models import User
+from marketplace.services import audit_record
+
+LANGUAGE_ALIASES = {"python3": "python3-1", "python": "python3-1", "python3-1": "python3-1",
+                    "javascript": "javascript", "nodejs": "javascript", "node": "javascript"}
+SETTABLE = {"label", "tagline", "summary", "language", "license", "source_visibility",
+            "callability", "royalty_microcredits", "network_access", "pipeline_enabled"}
+
+
+def normalize_language(value: str) -> str:
+    language = LANGUAGE_ALIASES.get((value or "").strip().lower())
+    if language is None:
+        raise InputError(f"Unknown language '{value}': use python3-1 (or python3) or javascript.")
+    return language
+
+
+def _apply(algorithm: Algorithm, fields: dict) -> list[str]:
+    unknown = set(fields) - SETTABLE - {"categories", "tags"}
+    if unknown:
+        raise InputError(f"Unknown settings: {', '.join(sorted(unknown))}.")
+    changed = []
+    for name, value in fields.items():
+        if name in ("categories", "tags"):
+            continue
+        if name == "language":
+            value = normalize_language(value)
+        if getattr(algorithm, name) != value:
+            setattr(algorithm, name, value)
+            changed.append(name)
+    if "summary" in changed:
+        algorithm.summary_from_bundle = False  # the author wrote docs: the README stops winning
+    return changed
+
+
+def _set_taxonomy(algorithm: Algorithm, fields: dict) -> None:
+    if "categories" in fields:
+        slugs = list(fields["categories"] or [])
+        categories = list(Category.objects.filter(slug__in=slugs))
+        missing = set(slugs) - {c.slug for c in categories}
+        if missing:
+            raise InputError(f"Unknown categories: {', '.join(sorted(missing))}.")
+        algorithm.categories.set(categories)
+    if "tags" in fields:
+        names = sorted({str(t).strip().lower() for t in fields["tags"] or [] if str(t).strip()})
+        tags = [Tag.objects.get_or_create(name=name)[0] for name in names]
+        algorithm.tags.set(tags)
+
+
+@transaction.atomic
+def algorithm_create(*, actor: User, owner: str, name: str, **fields) -> Algorithm:
+    """Create ``owner/name``; ``owner`` is the actor or an organization they belong to."""
+    namespace = namespace_for_owner(owner=owner, user=actor)
+    if Algorithm.objects.filter(owner_name__iexact=namespace.name, name__iexact=name).exists():
+        raise ConflictError(f"{namespace.name}/{name} already exists.")
+    algorithm = Algorithm(owner_user=namespace.user, owner_org=namespace.organization,
+                          owner_name=namespace.name, name=name, created_by=actor)
+    _apply(algorithm, fields)
+    algorithm.full_clean()
+    algorithm.save()
+    _set_taxonomy(algorithm, fields)
+    audit_record(action="algorithm.create", actor=actor, target=algorithm,
+                 organization=namespace.organization)
+    return algorithm
+
+
+@transaction.atomic
+def algorithm_update(*, algorithm: Algorithm, actor: User, **fields) -> Algorithm:
+    """Change an algorithm's details and settings (they apply to the next published version)."""
+    changed = _apply(algorithm, fields)
+    if "language" in changed and algorithm.versions.exists():
+        raise InputError("The language of a published algorithm cannot change.")
+    algorithm.full_clean()
+    algorithm.save()
+    _set_taxonomy(algorithm, fields)
+    if changed or "categories" in fields or "tags" in fields:
+        audit_record(action="algorithm.settings_change", actor=actor, target=algorithm,
+                     organization=algorithm.owner_org,
+                     data={"changed": sorted(set(changed) | (set(fields) & {"categories", "tags"}))})
+    return algorithm
+
+
+@transaction.atomic
+def algorithm_delete(*, algorithm: Algorithm, actor: User) -> None:
+    """Delete an algorithm that callers do not depend on (no public version)."""
+    if algorithm.versions.filter(callability=Algorithm.Callability.PUBLIC).exists():
+        raise InputError("An algorithm with a public version cannot be deleted: callers "
+                         "depend on it.")
+    audit_record(action="algorithm.delete", actor=actor, target=algorithm,
+                 organization=algorithm.owner_org, data={"path": algorithm.path})
+    algorithm.delete()
