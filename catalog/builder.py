@@ -121,7 +121,7 @@ def base_python() -> str:
 
 
 def build_python(work: Path, log: BuildLog, deadline: float) -> None:
-    requirements_file = work / "src" / "requirements.txt"
+    requirements_file = work / "source" / "requirements.txt"
     requirements = clean_requirements(
         requirements_file.read_text(errors="replace") if requirements_file.exists() else "")
     python = base_python()
@@ -149,14 +149,14 @@ def build_python(work: Path, log: BuildLog, deadline: float) -> None:
 
 
 def build_javascript(work: Path, log: BuildLog, deadline: float) -> None:
-    if not (work / "src" / "package.json").exists():
+    if not (work / "source" / "package.json").exists():
         log.write("No package.json: nothing to install.")
         return
     npm = shutil.which("npm")
     if npm is None:
         raise BuildError("npm is not installed on the build machine.")
     run_logged([npm, "install", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund",
-                "--cache", str(settings.BUILD_CACHE_DIR / "npm")], log=log, cwd=work / "src",
+                "--cache", str(settings.BUILD_CACHE_DIR / "npm")], log=log, cwd=work / "source",
                deadline=deadline)
 
 
@@ -164,9 +164,10 @@ BUILDERS = {"python3-1": build_python, "javascript": build_javascript}
 
 
 def _store_artifact(work: Path, build: Build) -> tuple[str, str]:
+    """``source/`` (the bundle: the algorithm's working directory) and ``venv/``, as tar.gz."""
     archive = work / "artifact.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        for part in ("src", "venv"):
+        for part in ("source", "venv"):
             if (work / part).exists():
                 tar.add(work / part, arcname=part)
     digest = hashlib.sha256(archive.read_bytes()).hexdigest()
@@ -221,7 +222,7 @@ def build_run(build_pk: int) -> str:
                 spool.seek(0)
                 info = bundles.inspect(spool, build.bundle.archive_format, language=build.language,
                                        algorithm_name=build.algorithm.name)
-                bundles.extract(spool, info, work / "src")
+                bundles.extract(spool, info, work / "source")
             log.write(f"Unpacked {len(info.files)} files.")
             BUILDERS[build.language](work, log, deadline)
             path, digest = _store_artifact(work, build)

@@ -98,7 +98,7 @@ def _zip_members(fileobj: BinaryIO) -> Iterator[_Member]:
                 kind = "dir"
             elif stat.S_ISLNK(mode):
                 kind = "a link"
-            elif mode and not stat.S_ISREG(mode):
+            elif stat.S_IFMT(mode) not in (0, stat.S_IFREG):  # 0: no type bits, a plain file
                 kind = "a device or special file"
             else:
                 kind = "file"

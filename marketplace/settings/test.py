@@ -15,3 +15,11 @@ STORAGES["staticfiles"] = {  # noqa: F405
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# Bundles, artifacts and build scratch space of the tests stay apart from `make run`'s
+# (the shared wheel cache is kept: it only makes builds faster).
+STORAGES["sources"] = {  # noqa: F405
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": str(VAR_DIR / "test" / "sources")},  # noqa: F405
+}
+BUILD_ROOT = VAR_DIR / "test" / "builds"  # noqa: F405
+MEDIA_ROOT = VAR_DIR / "test" / "media"  # noqa: F405

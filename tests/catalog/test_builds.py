@@ -1,0 +1,105 @@
+"""Real builds (eager, in-process): a virtualenv with the requirements, an artifact, logs."""
+import tarfile
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.files.storage import storages
+
+from catalog import builder, services
+from catalog.models import Build
+from tests.catalog.conftest import demo_files, tar_gz, upload
+
+pytestmark = pytest.mark.django_db
+
+
+def build_now(algorithm, user, django_capture_on_commit_callbacks) -> Build:
+    """Start a build as the API does, then run it here (the worker's code, in-process)."""
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        build = services.build_start(algorithm=algorithm, actor=user)
+    assert len(callbacks) == 1  # the task is sent once the transaction commits
+    builder.build_run(build.pk)
+    build.refresh_from_db()
+    return build
+
+
+def test_a_python_build_makes_a_virtualenv_artifact(algorithm, user,
+                                                    django_capture_on_commit_callbacks):
+    upload(algorithm, user, tar_gz(demo_files()))
+    build = build_now(algorithm, user, django_capture_on_commit_callbacks)
+    assert build.status == "succeeded", build.logs
+    assert "Successfully installed" in build.logs and "algorithmia-adk" in build.logs
+    with storages["sources"].open(build.artifact_path) as stored, \
+            tarfile.open(fileobj=stored, mode="r:gz") as artifact:
+        names = set(artifact.getnames())
+    assert "source/src/hello.py" in names and "venv/pyvenv.cfg" in names
+    assert any(n.startswith("venv/lib/") and n.endswith("/adk/__init__.py") for n in names)
+    assert build.finished_at >= build.started_at
+
+
+def test_rebuilding_the_same_content_reuses_the_artifact(algorithm, user,
+                                                         django_capture_on_commit_callbacks):
+    upload(algorithm, user, tar_gz(demo_files()))
+    first = build_now(algorithm, user, django_capture_on_commit_callbacks)
+    upload(algorithm, user, tar_gz({f"wrapper/{k}": v for k, v in demo_files().items()}))
+    second = build_now(algorithm, user, django_capture_on_commit_callbacks)
+    assert second.status == "succeeded"
+    assert second.reused_from == first and second.artifact_path == first.artifact_path
+    assert "reusing its artifact" in second.logs
+
+
+@pytest.mark.parametrize("line, reason", [
+    ("-e git+https://example.com/x.git#egg=x", "is not allowed"),
+    ("--index-url http://127.0.0.1:5432/", "is not allowed"),
+    ("x @ https://example.com/x.whl", "is not allowed"),
+    ("not a requirement!!", "requirements.txt line 1"),
+])
+def test_unsafe_requirements_fail_the_build_with_a_reason(algorithm, user, line, reason,
+                                                          django_capture_on_commit_callbacks):
+    upload(algorithm, user, tar_gz({"src/hello.py": "#", "requirements.txt": line}))
+    build = build_now(algorithm, user, django_capture_on_commit_callbacks)
+    assert build.status == "failed"
+    assert reason in build.error_message and reason in build.logs
+
+
+def test_a_missing_package_fails_the_build(algorithm, user, django_capture_on_commit_callbacks):
+    upload(algorithm, user, tar_gz({"src/hello.py": "#",
+                                    "requirements.txt": "algostore-no-such-package-xyz==9.9\n"}))
+    build = build_now(algorithm, user, django_capture_on_commit_callbacks)
+    assert build.status == "failed"
+    assert "failed with exit code" in build.error_message
+    assert "algostore-no-such-package-xyz" in build.logs
+
+
+def test_compile_without_source_is_an_input_error(api, algorithm, user):
+    response = api.post(f"/v1/algorithms/{user.username}/hello/compile", {}, format="json")
+    assert response.status_code == 400
+    assert "no source yet" in response.json()["error"]["message"]
+
+
+def test_build_log_lines_are_pushed_to_the_channel_group(algorithm, user,
+                                                         django_capture_on_commit_callbacks):
+    upload(algorithm, user, tar_gz({"src/hello.py": "#"}))
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    build = Build.objects.create(algorithm=algorithm, bundle=algorithm.current_source,
+                                 content_hash=algorithm.current_source.content_hash,
+                                 language="python3-1")
+    async_to_sync(layer.group_add)(builder.build_group(build), channel)
+    builder.build_run(build.pk)
+    messages = []
+    while True:
+        try:
+            message = async_to_sync(_receive)(layer, channel)
+        except TimeoutError:
+            break
+        messages.append(message)
+    text = "".join(m["text"] for m in messages)
+    assert "No requirements to install." in text
+    assert messages[-1]["status"] == "succeeded"
+
+
+async def _receive(layer, channel):
+    import asyncio
+
+    return await asyncio.wait_for(layer.receive(channel), timeout=1)

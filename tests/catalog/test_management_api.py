@@ -1,0 +1,137 @@
+"""The management API through the official `algorithmia` client, end to end.
+
+Pass 1 builds eagerly in-process; pass 2 (CI) runs on PostgreSQL with a real Celery worker
+consuming the builds queue over Redis.
+"""
+import io
+import tarfile
+import time
+
+import Algorithmia
+import pytest
+from django.conf import settings
+
+from catalog.models import Algorithm
+from tests.catalog.conftest import DEMO
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def builds_run(request):
+    """Eager builds need nothing; with a broker, a real worker must be running."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        request.getfixturevalue("celery_worker")
+
+
+@pytest.fixture
+def client(live_server, raw_key, builds_run):
+    client = Algorithmia.client(raw_key, api_address=live_server.url)
+    yield client
+    client.requestSession.close()
+
+
+def demo_bundle() -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(DEMO, arcname=".")
+    return buffer.getvalue()
+
+
+def wait_for_build(algo, build_id: str, timeout: float = 180) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        build = algo.get_build(build_id)
+        if build["status"] != "in-progress":
+            return build
+        time.sleep(0.3)
+    raise AssertionError(f"build {build_id} still in progress after {timeout} s")
+
+
+def test_create_upload_compile_publish_and_list_with_the_official_client(client, user):
+    algo = client.algo(f"{user.username}/hello")
+    assert algo.exists() is False
+    created = algo.create(
+        details={"label": "Hello", "tagline": "Greets you", "summary": ""},
+        settings={"language": "python3", "source_visibility": "open", "license": "apl",
+                  "royalty_microcredits": 2_000_000, "network_access": "isolated",
+                  "pipeline_enabled": False})
+    assert created["name"] == "hello" and created["id"]
+    assert algo.exists() is True
+
+    upload = client.requestSession.put(
+        f"{client.apiAddress}/v1/algorithms/{user.username}/hello/source", data=demo_bundle(),
+        headers={"Authorization": client.apiKey, "Content-Type": "application/gzip"})
+    assert upload.status_code == 201, upload.text
+
+    compiled = algo.compile()
+    assert compiled["version_info"]["semantic_version"] is None
+    build = wait_for_build(algo, compiled["build"]["build_id"])
+    assert build["status"] == "succeeded", algo.get_build_logs(build["build_id"])["logs"]
+    assert "Successfully installed" in algo.get_build_logs(build["build_id"])["logs"]
+    assert [b["build_id"] for b in algo.get_builds()["results"]] == [build["build_id"]]
+
+    published = algo.publish(version_info={"version_type": "minor", "release_notes": "First!",
+                                           "sample_input": '"Ada"',
+                                           "sample_output": '"Hello, Ada!"'})
+    assert published["version_info"]["semantic_version"] == "0.1.0"
+    assert published["settings"]["royalty_microcredits"] == 2_000_000
+
+    versions = algo.versions()
+    assert [v["version_info"]["semantic_version"] for v in versions["results"]] == ["0.1.0"]
+    assert versions["marker"] is None
+    info = algo.info(build["commit_sha"][:12])
+    assert info["version_info"]["semantic_version"] == "0.1.0"
+    assert client.getJsonHelper(f"/v1/algorithms/{user.username}/hello/versions/0.1")[
+        "version_info"]["release_notes"] == "First!"
+
+    again = client.requestSession.post(
+        f"{client.apiAddress}/v1/algorithms/{user.username}/hello/versions",
+        json={"version_info": {"version_type": "minor"}}, headers={"Authorization": client.apiKey})
+    assert again.status_code == 400 and "already published" in again.json()["error"]["message"]
+
+
+def test_management_needs_the_manage_scope_and_hides_private_algorithms(live_server, user,
+                                                                        make_key):
+    from marketplace.services import KeyScopes
+
+    narrow = Algorithmia.client(make_key(user, scopes=KeyScopes(["algo://*"], "read", False)),
+                                api_address=live_server.url)
+    response = narrow.requestSession.post(
+        f"{live_server.url}/v1/algorithms/{user.username}", json={"name": "x"},
+        headers={"Authorization": narrow.apiKey})
+    assert response.status_code == 403
+    assert not Algorithm.objects.exists()
+
+    from catalog import services
+    from tests.factories import UserFactory
+
+    other = UserFactory()
+    services.algorithm_create(actor=other, owner=other.username, name="secret_algo")
+    for path in (f"/v1/algorithms/{other.username}/secret_algo",
+                 f"/v1/algorithms/{other.username}/secret_algo/versions",
+                 f"/v1/algorithms/{other.username}/secret_algo/builds"):
+        reply = narrow.requestSession.get(live_server.url + path,
+                                          headers={"Authorization": narrow.apiKey})
+        assert reply.status_code == 404, path
+        assert reply.json()["error"]["error_type"] == "NotFound"
+    narrow.requestSession.close()
+
+
+def test_paging_of_versions(client, user):
+    from catalog import services
+    from django.contrib.auth import get_user_model
+    from tests.catalog.conftest import fake_successful_build
+
+    owner = get_user_model().objects.get(pk=user.pk)
+    algorithm = services.algorithm_create(actor=owner, owner=owner.username, name="paged")
+    for i in range(3):
+        fake_successful_build(algorithm, owner, content=f"p{i}")
+        services.version_publish(algorithm=algorithm, actor=owner, version_type="revision")
+    first = client.getJsonHelper(f"/v1/algorithms/{owner.username}/paged/versions", limit=2)
+    assert [v["version_info"]["semantic_version"] for v in first["results"]] == ["0.0.3", "0.0.2"]
+    assert first["marker"] == "2" and first["next_link"].endswith("marker=2")
+    second = client.getJsonHelper(f"/v1/algorithms/{owner.username}/paged/versions", limit=2,
+                                  marker=first["marker"])
+    assert [v["version_info"]["semantic_version"] for v in second["results"]] == ["0.0.1"]
+    assert second["marker"] is None

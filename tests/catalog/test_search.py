@@ -1,0 +1,89 @@
+"""Discovery: search ranking, filters, sorting, visibility — on SQLite and on PostgreSQL."""
+import pytest
+from django.db import connection
+
+from catalog import selectors, services
+from catalog.models import Category
+from tests.catalog.conftest import fake_successful_build
+
+pytestmark = pytest.mark.django_db
+
+
+def published(user, name, *, tagline="", summary="", royalty=0, callability="public",
+              categories=(), tags=(), calls=0):
+    algorithm = services.algorithm_create(actor=user, owner=user.username, name=name,
+                                          tagline=tagline, summary=summary,
+                                          royalty_microcredits=royalty,
+                                          categories=list(categories), tags=list(tags))
+    fake_successful_build(algorithm, user, content=name)
+    services.version_publish(algorithm=algorithm, actor=user, version_type="minor",
+                             callability=callability)
+    if calls:
+        type(algorithm).objects.filter(pk=algorithm.pk).update(calls_30d=calls)
+    return algorithm
+
+
+@pytest.fixture
+def shelf(user):
+    Category.objects.create(name="Text", slug="text")
+    return {
+        "sentiment": published(user, "sentiment", tagline="Positive or negative",
+                               categories=["text"], tags=["nlp"], royalty=3, calls=5),
+        "summarizer": published(user, "summarizer", tagline="Shortens text",
+                                summary="Unlike a sentiment model, it writes summaries.",
+                                categories=["text"], royalty=1, calls=50),
+        "resize": published(user, "resize", tagline="Resizes images", tags=["vision"], calls=10),
+        "hidden": published(user, "sentiment_private", tagline="sentiment", callability="private"),
+    }
+
+
+def names(queryset) -> list[str]:
+    return [a.name for a in queryset]
+
+
+def test_an_exact_name_match_ranks_above_a_mention_in_the_docs(shelf):
+    assert names(selectors.algorithm_search(query="sentiment"))[:2] == ["sentiment", "summarizer"]
+
+
+def test_private_algorithms_are_found_only_by_their_owner(shelf, user):
+    from tests.factories import UserFactory
+
+    assert "sentiment_private" not in names(selectors.algorithm_search(query="sentiment",
+                                                                       user=UserFactory()))
+    assert "sentiment_private" in names(selectors.algorithm_search(query="sentiment", user=user))
+
+
+def test_filters_and_sorts(shelf):
+    assert set(names(selectors.algorithm_search(category="text"))) == {"sentiment", "summarizer"}
+    assert names(selectors.algorithm_search(tag="vision")) == ["resize"]
+    assert names(selectors.algorithm_search(sort="popular")) == ["summarizer", "resize",
+                                                                 "sentiment"]
+    assert names(selectors.algorithm_search(sort="price"))[0] in ("resize",)
+    assert names(selectors.algorithm_search(sort="newest"))[0] == "resize"
+
+
+def test_unpublished_algorithms_are_not_listed(user, shelf):
+    services.algorithm_create(actor=user, owner=user.username, name="draft", tagline="sentiment")
+    assert "draft" not in names(selectors.algorithm_search(query="sentiment", user=user))
+
+
+def test_search_api(shelf, client):
+    response = client.get("/v1/search?q=resize")
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["name"] for r in body["results"]] == ["resize"]
+    assert body["results"][0]["tags"] == ["vision"]
+
+
+@pytest.mark.services
+def test_postgresql_full_text_search_uses_the_gin_index_and_ranks_names_first(shelf):
+    assert connection.vendor == "postgresql"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = "
+                       "'catalog_algorithm_search_gin'")
+        assert "gin (search_vector)" in cursor.fetchone()[0]
+    ranked = list(selectors.algorithm_search(query="sentiment"))
+    assert [a.name for a in ranked[:2]] == ["sentiment", "summarizer"]
+    assert ranked[0].rank > ranked[1].rank
+    # Stemming: the plural still finds the word.
+    assert "resize" in names(selectors.algorithm_search(query="images"))
