@@ -1,0 +1,29 @@
+"""Display helpers: money in credits and dollars (integers until this edge), docs HTML."""
+from decimal import Decimal
+
+from django import template
+from django.utils.safestring import mark_safe
+
+from catalog.rendering import render_docs
+
+register = template.Library()
+
+MICROCREDITS_PER_CREDIT = 1_000_000
+CREDITS_PER_DOLLAR = 10_000
+
+
+@register.filter
+def credits(microcredits: int) -> str:
+    value = Decimal(microcredits or 0) / MICROCREDITS_PER_CREDIT
+    return f"{value.normalize():f}"
+
+
+@register.filter
+def dollars(microcredits: int) -> str:
+    value = Decimal(microcredits or 0) / MICROCREDITS_PER_CREDIT / CREDITS_PER_DOLLAR
+    return f"${value.normalize():f}" if value else "$0"
+
+
+@register.filter
+def docs_html(text: str) -> str:
+    return mark_safe(render_docs(text))  # noqa: S308 -- sanitized by nh3 in render_docs
