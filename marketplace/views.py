@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from catalog import selectors as catalog_selectors
 from marketplace import health, key_reveal, selectors, services
 from marketplace.errors import ApplicationError
 from marketplace.forms import KeyCreateForm, MemberAddForm, OrganizationCreateForm, SignupForm
@@ -81,6 +82,7 @@ class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
 def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
     return render(request, "dashboard.html", {
+        "algorithms": catalog_selectors.algorithms_for_user(user=user),
         "keys": selectors.api_keys_visible_to(user=user).filter(revoked_at__isnull=True),
         "organizations": selectors.organizations_for_user(user=user),
         "events": selectors.audit_events_for_user(user=user, limit=15),

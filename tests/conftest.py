@@ -117,3 +117,10 @@ def celery_worker(django_db_setup, django_db_blocker):
         yield process
     finally:
         stop_worker(process, log)
+
+
+@pytest.fixture
+def builds_run(request, settings):
+    """Eager builds (no broker) need nothing; with a broker, a real worker must be running."""
+    if not settings.CELERY_TASK_ALWAYS_EAGER:
+        request.getfixturevalue("celery_worker")

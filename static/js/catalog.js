@@ -47,11 +47,18 @@
     });
   }
 
-  // Live build log over a WebSocket.
+  // Live build log over a WebSocket; where WebSockets are unavailable, reload until done.
   var log = document.getElementById("build-log");
+  var finished = false;
+  function pollByReloading() {
+    if (!finished) { setTimeout(function () { window.location.reload(); }, 2000); }
+  }
+  if (log && log.dataset.status === "in-progress" && !window.WebSocket) { pollByReloading(); }
   if (log && log.dataset.status === "in-progress" && window.WebSocket) {
     var scheme = window.location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + window.location.host + log.dataset.ws);
+    socket.addEventListener("error", pollByReloading);
+    socket.addEventListener("close", pollByReloading);
     socket.addEventListener("message", function (event) {
       var data = JSON.parse(event.data);
       if (data.snapshot) { log.textContent = data.text; } else { log.textContent += data.text; }
@@ -60,6 +67,7 @@
       badge.textContent = data.status;
       badge.className = "badge status-" + data.status;
       if (data.status !== "in-progress") {
+        finished = true;
         socket.close();
         if (data.status === "succeeded") { document.getElementById("build-next").hidden = false; }
       }

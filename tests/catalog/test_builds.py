@@ -103,3 +103,47 @@ async def _receive(layer, channel):
     import asyncio
 
     return await asyncio.wait_for(layer.receive(channel), timeout=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_build_log_websocket_streams_to_the_owner_and_refuses_others(
+        algorithm, user, settings):
+    """The consumer sends the log so far, then each chunk the worker pushes, then the end."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from catalog.consumers import BuildLogConsumer
+    from tests.factories import UserFactory
+
+    upload(algorithm, user, tar_gz({"src/hello.py": "#"}))
+    build = Build.objects.create(algorithm=algorithm, bundle=algorithm.current_source,
+                                 content_hash=algorithm.current_source.content_hash,
+                                 language="python3-1", logs="queued\n")
+
+    async def session(as_user):
+        communicator = WebsocketCommunicator(BuildLogConsumer.as_asgi(),
+                                             f"/ws/builds/{build.build_id}")
+        communicator.scope["user"] = as_user
+        communicator.scope["url_route"] = {"kwargs": {"build_id": str(build.build_id)}}
+        connected, code = await communicator.connect()
+        if not connected:
+            return connected, code, []
+        received = [await communicator.receive_json_from(timeout=5)]
+        # As under the ASGI server: the build runs in a worker thread of this event loop.
+        worker = asyncio.ensure_future(sync_to_async(builder.build_run,
+                                                     thread_sensitive=False)(build.pk))
+        while received[-1]["status"] == "in-progress":
+            received.append(await communicator.receive_json_from(timeout=30))
+        await worker
+        await communicator.disconnect()
+        return connected, code, received
+
+    connected, code, _ = async_to_sync(session)(UserFactory())
+    assert (connected, code) == (False, 4404)
+    connected, _, received = async_to_sync(session)(user)
+    assert connected and received[0] == {"text": "queued\n", "status": "in-progress",
+                                         "snapshot": True}
+    assert received[-1]["status"] == "succeeded"
+    assert "No requirements to install." in "".join(m["text"] for m in received[1:])

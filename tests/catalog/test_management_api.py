@@ -9,19 +9,11 @@ import time
 
 import Algorithmia
 import pytest
-from django.conf import settings
 
 from catalog.models import Algorithm
 from tests.catalog.conftest import DEMO
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def builds_run(request):
-    """Eager builds need nothing; with a broker, a real worker must be running."""
-    if not settings.CELERY_TASK_ALWAYS_EAGER:
-        request.getfixturevalue("celery_worker")
 
 
 @pytest.fixture

@@ -34,5 +34,7 @@ class Command(BaseCommand):
 
 
 def _demo_hooks():
-    """Later apps (the catalog) add their demo data here."""
-    return []
+    """Each app's demo data, called with the demo user."""
+    from catalog.demo import seed_demo_algorithms
+
+    return [seed_demo_algorithms]
