@@ -37,6 +37,14 @@ def build_group(build: Build) -> str:
     return f"build_{build.build_id.hex}"
 
 
+def _redact(line: str) -> str:
+    """Authors see their build's log, not the platform's file layout."""
+    for path, name in ((settings.BUILD_ROOT, "$BUILD_ROOT"), (settings.BUILD_CACHE_DIR, "$CACHE"),
+                       (settings.BASE_DIR, "$PLATFORM"), (sys.base_prefix, "$PYTHON")):
+        line = line.replace(str(path), name)
+    return line
+
+
 class BuildLog:
     """Collects a build's log; saves it and pushes new lines to watchers twice a second."""
 
@@ -49,7 +57,7 @@ class BuildLog:
         self.flushed_at = 0.0
 
     def write(self, line: str) -> None:
-        line = line.rstrip("\n")
+        line = _redact(line.rstrip("\n"))
         self.text += line + "\n"
         self.pending += line + "\n"
         if time.monotonic() - self.flushed_at >= self.FLUSH_SECONDS:

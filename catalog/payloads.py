@@ -28,9 +28,16 @@ def settings_of(algorithm: Algorithm, version: AlgorithmVersion | None = None) -
     }
 
 
+# Sources live in the platform (bundles), not in an outside repository: the generated
+# management client requires an `scm` object, so the internal one is named.
+INTERNAL_SCM = {"id": "internal", "provider": "internal", "default": True, "enabled": True}
+
+
 def build(build: Build) -> dict:
+    """A build. ``version_info`` appears once the build is published: the generated
+    management client (algorithmia-api-client) refuses a null semantic_version there."""
     version = getattr(build, "version", None)
-    return {
+    body = {
         "build_id": str(build.build_id),
         "status": build.status,
         "commit_sha": build.content_hash,
@@ -38,8 +45,10 @@ def build(build: Build) -> dict:
         "finished_at": _iso(build.finished_at),
         "failure_reason": build.error_message or None,
         "resource_type": "build",
-        "version_info": {"semantic_version": version.semantic_version if version else None},
     }
+    if version is not None:
+        body["version_info"] = {"semantic_version": version.semantic_version}
+    return body
 
 
 def version(algorithm: Algorithm, build_obj: Build | None,
@@ -50,7 +59,8 @@ def version(algorithm: Algorithm, build_obj: Build | None,
         "name": algorithm.name,
         "details": details(algorithm),
         "settings": settings_of(algorithm, version_obj),
-        "source": {"content_hash": build_obj.content_hash if build_obj else None},
+        "source": {"scm": INTERNAL_SCM,
+                   "content_hash": build_obj.content_hash if build_obj else None},
         "version_info": {
             "semantic_version": version_obj.semantic_version if version_obj else None,
             "git_hash": build_obj.content_hash if build_obj else None,

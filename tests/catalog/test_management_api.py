@@ -11,7 +11,9 @@ import Algorithmia
 import pytest
 
 from catalog.models import Algorithm
-from tests.catalog.conftest import DEMO
+from django.conf import settings
+
+from tests.catalog.conftest import DEMO, tar_gz
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -127,3 +129,41 @@ def test_paging_of_versions(client, user):
                                   marker=first["marker"])
     assert [v["version_info"]["semantic_version"] for v in second["results"]] == ["0.0.1"]
     assert second["marker"] is None
+
+
+def test_the_generated_management_client_works_where_it_can(client, user):
+    """algorithmia-api-client's DefaultApi: create, get, compile, build, logs, publish, hash,
+    delete. (Its list calls cannot work against any server: the generated models name
+    OneOfBuild and OneOfVersionResponse, classes the package does not ship.)"""
+    from algorithmia_api_client import (CreateRequest, Details, SettingsMandatory,
+                                        SettingsPublish, VersionInfoPublish, VersionRequest)
+
+    api = client.manageApi
+    created = api.create_algorithm(user.username, CreateRequest(
+        name="gen", details=Details(label="Gen"), settings=SettingsMandatory(
+            language="python3", source_visibility="closed", license="apl",
+            royalty_microcredits=0, network_access="isolated", pipeline_enabled=False)))
+    assert created.name == "gen"
+    upload = client.requestSession.put(
+        f"{client.apiAddress}/v1/algorithms/{user.username}/gen/source",
+        data=tar_gz({"src/gen.py": "# generated\n"}),
+        headers={"Authorization": client.apiKey, "Content-Type": "application/gzip"})
+    assert upload.status_code == 201
+    assert api.get_algorithm(user.username, "gen").details.label == "Gen"
+    build = api.compile_algorithm(user.username, "gen").build
+    deadline = time.monotonic() + 120
+    while build.status == "in-progress" and time.monotonic() < deadline:
+        time.sleep(0.3)
+        build = api.get_algorithm_build_by_id(user.username, "gen", build.build_id)
+    assert build.status == "succeeded"
+    logs = api.get_algorithm_build_logs(user.username, "gen", build.build_id).logs
+    assert "No requirements to install." in logs
+    assert str(settings.BASE_DIR) not in logs and str(settings.BUILD_ROOT) not in logs
+    published = api.publish_algorithm(user.username, "gen", VersionRequest(
+        settings=SettingsPublish(algorithm_callability="private"),
+        version_info=VersionInfoPublish(version_type="minor", release_notes="gen")))
+    assert published.version_info.semantic_version == "0.1.0"
+    by_hash = api.get_algorithm_hash_version(user.username, "gen", build.commit_sha)
+    assert by_hash.build.version_info.semantic_version == "0.1.0"
+    api.delete_algorithm(user.username, "gen")  # private only: deletable
+    assert not Algorithm.objects.filter(name="gen").exists()
