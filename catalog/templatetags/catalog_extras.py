@@ -27,3 +27,9 @@ def dollars(microcredits: int) -> str:
 @register.filter
 def docs_html(text: str) -> str:
     return mark_safe(render_docs(text))  # noqa: S308 -- sanitized by nh3 in render_docs
+
+
+@register.filter
+def credits_label(microcredits: int) -> str:
+    amount = credits(microcredits)
+    return f"{amount} credit" if amount == "1" else f"{amount} credits"
