@@ -152,7 +152,7 @@ def build_python(work: Path, log: BuildLog, deadline: float) -> None:
         log.write("Not every wheel is in the shared wheelhouse yet; asking the package index.")
         run_logged(download + wheels_only, log=log, cwd=work, deadline=deadline)
     run_logged(pip + ["--python", str(work / "venv" / "bin" / "python"), "install",
-                      "--no-index", "--find-links", str(wheelhouse), "--no-compile"] + wheels_only,
+                      "--no-index", "--find-links", str(wheelhouse)] + wheels_only,
                log=log, cwd=work, deadline=deadline)
 
 

@@ -227,3 +227,16 @@ BUILD_TIMEOUT_SECONDS = env.int("BUILD_TIMEOUT_SECONDS", default=600)
 BUILD_ROOT = Path(env.str("BUILD_ROOT", default=str(VAR_DIR / "builds")))
 # Shared by every build: pip's HTTP cache, a wheelhouse, npm's cache.
 BUILD_CACHE_DIR = Path(env.str("BUILD_CACHE_DIR", default=str(VAR_DIR / "cache")))
+
+# --- Execution ---------------------------------------------------------------------------
+EXECUTION_ARTIFACT_DIR = Path(env.str("EXECUTION_ARTIFACT_DIR", default=str(VAR_DIR / "artifacts")))
+EXECUTION_RUN_DIR = Path(env.str("EXECUTION_RUN_DIR", default=str(VAR_DIR / "run")))
+EXECUTION_MAX_RUNNERS_PER_VERSION = env.int("EXECUTION_MAX_RUNNERS_PER_VERSION", default=4)
+EXECUTION_MEMORY_BYTES = env.int("EXECUTION_MEMORY_BYTES", default=2 * 1024 ** 3)
+EXECUTION_MAX_PROCESSES = env.int("EXECUTION_MAX_PROCESSES", default=64)
+EXECUTION_REQUEST_MAX_BYTES = env.int("EXECUTION_REQUEST_MAX_BYTES", default=10 * 1024 * 1024)
+EXECUTION_RESPONSE_MAX_BYTES = env.int("EXECUTION_RESPONSE_MAX_BYTES", default=15 * 1024 * 1024)
+EXECUTION_DEFAULT_TIMEOUT = 300
+EXECUTION_MAX_TIMEOUT = 3000
+# Invocation bodies go beyond Django's default form limit; the API enforces its own limit.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(DATA_UPLOAD_MAX_MEMORY_SIZE, EXECUTION_REQUEST_MAX_BYTES + 1024)

@@ -1,0 +1,44 @@
+"""What every execution backend offers the invocation service."""
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """One runnable version: its artifact, how to start it, and how it scales."""
+
+    pool_key: str                 # runners of the same target are interchangeable
+    artifact_dir: Path
+    language: str
+    entry: str                    # the algorithm's name: src/<entry>.py or .js
+    network: bool = False
+    env: dict = field(default_factory=dict)
+    idle_seconds: int = 300
+    min_warm: int = 0
+    max_runners: int = 4
+    memory_bytes: int = 2 * 1024 ** 3
+    max_processes: int = 64
+    max_output_bytes: int = 15 * 1024 * 1024
+
+
+@dataclass
+class Outcome:
+    """A finished call as the backend saw it."""
+
+    response: dict | None
+    error_type: str | None
+    error_message: str
+    stack_trace: str
+    stdout: str
+    run_ms: float
+    cold_start_ms: float
+    queue_ms: float
+
+
+class Backend(Protocol):
+    def invoke(self, target: RunTarget, request: dict, timeout: float) -> Outcome: ...
+
+    def warm(self, target: RunTarget) -> None: ...
+
+    def runner_count(self, target: RunTarget) -> int: ...

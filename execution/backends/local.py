@@ -1,0 +1,208 @@
+"""The local backend: runner processes on this machine, each hosting one sandboxed algorithm.
+
+Runners of one target share a folder (``EXECUTION_RUN_DIR/<pool_key>/``): ``rN.sock`` to call
+them, ``rN.lock`` that a caller holds while its call runs, ``rN.status`` that says ready or
+failed. A caller takes the first free runner; when every runner is busy it starts another
+(a cold start) up to the target's maximum, and otherwise waits its turn. Runners retire on
+their own after ``idle_seconds`` without calls (scale to zero); the first ``min_warm`` never do.
+Any worker process on the machine can use any runner: no state lives in one process.
+"""
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+from django.conf import settings
+
+from execution.runner import sandbox
+from execution.runner.server import recv_frame, send_frame
+
+from .base import Outcome, RunTarget
+
+RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtimes"
+SPAWN_POLL_SECONDS = 0.002
+
+
+class RunnerLoadError(RuntimeError):
+    """The algorithm failed while loading (its error text is the message)."""
+
+
+class LocalBackend:
+    def __init__(self) -> None:
+        sandbox.bwrap_path()  # a missing bubblewrap is a start-up error, never a fallback
+
+    # --- public ---------------------------------------------------------------------------
+    def invoke(self, target: RunTarget, request: dict, timeout: float) -> Outcome:
+        started = time.monotonic()
+        deadline = started + timeout
+        cold_ms = 0.0
+        for _attempt in range(3):
+            (fd, sock_path), cold = self._acquire(target, deadline)
+            cold_ms += cold
+            queue_ms = (time.monotonic() - started) * 1000 - cold_ms
+            try:
+                remaining = max(deadline - time.monotonic(), 0.05)
+                reply = self._call(sock_path, {"request": request, "timeout": remaining},
+                                   remaining + 10)
+                break
+            except (ConnectionRefusedError, FileNotFoundError):
+                self._forget(sock_path)  # a runner that died without tidying up
+            finally:
+                os.close(fd)  # releases the lock
+        else:
+            raise ConnectionError("No runner answered.")
+        return Outcome(response=reply.get("response"), error_type=reply.get("error_type"),
+                       error_message=reply.get("error_message", ""),
+                       stack_trace=reply.get("stack_trace", ""), stdout=reply.get("stdout", ""),
+                       run_ms=reply.get("duration_ms", 0.0), cold_start_ms=cold_ms,
+                       queue_ms=max(queue_ms, 0.0))
+
+    def warm(self, target: RunTarget) -> None:
+        """Start a runner now if the target has none (call-graph pre-warming)."""
+        if self.runner_count(target) == 0:
+            self._spawn(target, self._free_slot(target))
+
+    def runner_count(self, target: RunTarget) -> int:
+        return len(self._ready_slots(target))
+
+    # --- pool ---------------------------------------------------------------------------------
+    def _pool_dir(self, target: RunTarget) -> Path:
+        path = Path(settings.EXECUTION_RUN_DIR) / target.pool_key
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _ready_slots(self, target: RunTarget) -> list[int]:
+        slots = []
+        for status in self._pool_dir(target).glob("r*.status"):
+            try:
+                if json.loads(status.read_text()).get("state") == "ready":
+                    slots.append(int(status.name[1:].split(".")[0]))
+            except (OSError, ValueError):
+                continue
+        return sorted(slots)
+
+    def _try_lock(self, target: RunTarget, slot: int):
+        pool = self._pool_dir(target)
+        try:
+            fd = os.open(pool / f"r{slot}.lock", os.O_RDWR)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        if not (pool / f"r{slot}.lock").exists():  # retired between open and lock
+            os.close(fd)
+            return None
+        return fd, str(pool / f"r{slot}.sock")
+
+    def _acquire(self, target: RunTarget, deadline: float):
+        cold_ms = 0.0
+        while True:
+            for slot in self._ready_slots(target):
+                runner = self._try_lock(target, slot)
+                if runner is not None:
+                    return runner, cold_ms
+            starting = self._starting_slots(target)
+            if len(self._ready_slots(target)) + len(starting) < target.max_runners:
+                slot = self._free_slot(target)
+                spawn_started = time.monotonic()
+                self._spawn(target, slot)
+                self._wait_ready(target, slot, deadline)
+                cold_ms += (time.monotonic() - spawn_started) * 1000
+                runner = self._try_lock(target, slot)
+                if runner is not None:
+                    return runner, cold_ms
+            if time.monotonic() > deadline:
+                raise TimeoutError("No runner became free before the call's timeout.")
+            time.sleep(0.005)
+
+    def _starting_slots(self, target: RunTarget) -> list[int]:
+        pool = self._pool_dir(target)
+        return [int(p.name[1:].split(".")[0]) for p in pool.glob("r*.json")
+                if not (pool / p.name.replace(".json", ".status")).exists()]
+
+    def _free_slot(self, target: RunTarget) -> int:
+        pool = self._pool_dir(target)
+        slot = 0
+        while (pool / f"r{slot}.json").exists() or (pool / f"r{slot}.status").exists():
+            slot += 1
+        return slot
+
+    def _spec(self, target: RunTarget, slot: int) -> dict:
+        pool = self._pool_dir(target)
+        if target.language == "javascript":
+            command = ["node", "/opt/algostore/runtime/node/runner.js", f"src/{target.entry}.js"]
+            runtime = RUNTIME_DIR / "node"
+        else:
+            command = ["/algo/venv/bin/python", f"src/{target.entry}.py"]
+            runtime = RUNTIME_DIR / "python"
+        env = {"PYTHONPATH": "/opt/algostore/runtime/python", **target.env}
+        uid = 100_000 + zlib.crc32(f"{target.pool_key}/{slot}".encode()) % 50_000
+        return {
+            "socket": str(pool / f"r{slot}.sock"), "lock": str(pool / f"r{slot}.lock"),
+            "status": str(pool / f"r{slot}.status"), "idle_seconds": target.idle_seconds,
+            "reserved": slot < target.min_warm, "max_output_bytes": target.max_output_bytes,
+            "sandbox": {
+                "artifact_dir": str(target.artifact_dir), "tmp_dir": str(pool / f"r{slot}.tmp"),
+                "command": command, "uid": uid, "network": target.network, "env": env,
+                "memory_bytes": target.memory_bytes, "max_processes": target.max_processes,
+                "extra_ro_binds": [(str(runtime), f"/opt/algostore/runtime/{runtime.name}")],
+            },
+        }
+
+    def _spawn(self, target: RunTarget, slot: int) -> None:
+        pool = self._pool_dir(target)
+        spec = self._spec(target, slot)
+        spec_path = pool / f"r{slot}.json"
+        spec_path.write_text(json.dumps(spec))
+        (pool / f"r{slot}.lock").touch()
+        log = open(pool / f"r{slot}.log", "ab")
+        subprocess.Popen([sys.executable, "-m", "execution.runner.server", str(spec_path)],
+                         cwd=settings.BASE_DIR, stdin=subprocess.DEVNULL, stdout=log,
+                         stderr=subprocess.STDOUT, start_new_session=True,
+                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                              "PYTHONDONTWRITEBYTECODE": "1"})
+        log.close()
+
+    def _wait_ready(self, target: RunTarget, slot: int, deadline: float) -> None:
+        status_path = self._pool_dir(target) / f"r{slot}.status"
+        spec_path = self._pool_dir(target) / f"r{slot}.json"
+        while time.monotonic() < deadline:
+            if status_path.exists():
+                try:
+                    status = json.loads(status_path.read_text())
+                except ValueError:
+                    time.sleep(SPAWN_POLL_SECONDS)
+                    continue
+                if status.get("state") == "failed":
+                    status_path.unlink(missing_ok=True)
+                    spec_path.unlink(missing_ok=True)
+                    raise RunnerLoadError(status.get("error", "The algorithm failed to load."))
+                spec_path.unlink(missing_ok=True)
+                return
+            time.sleep(SPAWN_POLL_SECONDS)
+        raise TimeoutError("The algorithm did not finish loading before the call's timeout.")
+
+    @staticmethod
+    def _forget(sock_path: str) -> None:
+        base = sock_path[: -len(".sock")]
+        for suffix in (".sock", ".lock", ".status", ".json"):
+            Path(base + suffix).unlink(missing_ok=True)
+
+    @staticmethod
+    def _call(sock_path: str, message: dict, timeout: float) -> dict:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(timeout)
+            conn.connect(sock_path)
+            send_frame(conn, message)
+            reply = recv_frame(conn)
+        if reply is None:
+            raise ConnectionError("The runner closed the connection without answering.")
+        return reply

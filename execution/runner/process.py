@@ -1,0 +1,224 @@
+"""One algorithm process and the runtime protocol of API.md, seen from the platform's side.
+
+The process is started (inside its sandbox) with a FIFO at ``/tmp/algoout``; it prints
+``PIPE_INIT_COMPLETE`` when loaded, reads one JSON request per stdin line, and answers with one
+JSON line on the FIFO. Everything else it prints is the call's stdout. The FIFO is held open
+read-write here, so a writer's close is never an end-of-file. Standard library only: this
+module also runs in Kubernetes runner pods.
+"""
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+READY_LINE = "PIPE_INIT_COMPLETE"
+STDOUT_LIMIT_BYTES = 1024 * 1024
+
+
+@dataclass
+class CallResult:
+    """What one call produced: the algorithm's response line (or a platform error)."""
+
+    response: dict | None = None
+    error_type: str | None = None
+    error_message: str = ""
+    stack_trace: str = ""
+    stdout: str = ""
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"response": self.response, "error_type": self.error_type,
+                "error_message": self.error_message, "stack_trace": self.stack_trace,
+                "stdout": self.stdout, "duration_ms": self.duration_ms}
+
+
+@dataclass
+class Limits:
+    max_output_bytes: int = 15 * 1024 * 1024
+    load_timeout_seconds: float = 120.0
+
+
+class AlgorithmProcess:
+    """Hosts one algorithm process: start, wait until loaded, call, replace when broken."""
+
+    def __init__(self, command: list[str], fifo_path: str, *, env: dict | None = None,
+                 cwd: str | None = None, preexec_fn=None, limits: Limits | None = None,
+                 pass_fds: tuple[int, ...] = ()):
+        self.command, self.fifo_path, self.env, self.cwd = command, fifo_path, env, cwd
+        self.pass_fds = tuple(pass_fds)
+        self.preexec_fn = preexec_fn
+        self.limits = limits or Limits()
+        self.process: subprocess.Popen | None = None
+        self.lines: queue.Queue = queue.Queue()
+        self.responses: queue.Queue = queue.Queue()
+        self.output: list[str] = []
+        self.output_bytes = 0
+        self.ready = threading.Event()
+        self.fifo_fd: int | None = None
+        self.load_error: str = ""
+        self.memory_exceeded = False
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the process and wait for PIPE_INIT_COMPLETE; raise LoadFailed if it dies."""
+        if os.path.exists(self.fifo_path):
+            os.unlink(self.fifo_path)
+        os.mkfifo(self.fifo_path, 0o666)
+        os.chmod(self.fifo_path, 0o666)
+        self.fifo_fd = os.open(self.fifo_path, os.O_RDWR)
+        self.ready.clear()
+        self.output, self.output_bytes, self.load_error = [], 0, ""
+        self.responses = queue.Queue()
+        self.process = subprocess.Popen(
+            self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd, preexec_fn=self.preexec_fn,
+            start_new_session=True, bufsize=0, pass_fds=self.pass_fds)
+        threading.Thread(target=self._read_stdout, args=(self.process,), daemon=True).start()
+        threading.Thread(target=self._read_fifo, args=(self.fifo_fd, self.process),
+                         daemon=True).start()
+        deadline = time.monotonic() + self.limits.load_timeout_seconds
+        while not self.ready.wait(0.01):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.load_error = self._drain_output() or "The algorithm exited while loading."
+                self.stop()
+                raise LoadFailed(self.load_error)
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+        if self.fifo_fd is not None:
+            os.close(self.fifo_fd)
+            self.fifo_fd = None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None and self.ready.is_set()
+
+    # --- readers -----------------------------------------------------------------------------
+    def _read_stdout(self, process: subprocess.Popen) -> None:
+        for raw in iter(process.stdout.readline, b""):
+            line = raw.decode("utf-8", errors="replace")
+            if not self.ready.is_set() and line.strip() == READY_LINE:
+                self.ready.set()
+                continue
+            if "MemoryError" in line:
+                self.memory_exceeded = True
+            if self.output_bytes < STDOUT_LIMIT_BYTES:
+                self.output.append(line)
+                self.output_bytes += len(raw)
+        self.responses.put(None)  # the process is gone
+
+    def _read_fifo(self, fd: int, process: subprocess.Popen) -> None:
+        buffer = b""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk
+            if len(buffer) > self.limits.max_output_bytes + 1024:
+                self.responses.put(OutputTooLarge())
+                return
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                self.responses.put(line)
+            if process.poll() is not None and not buffer:
+                return
+
+    def _drain_output(self) -> str:
+        text, self.output, self.output_bytes = "".join(self.output), [], 0
+        return text
+
+    # --- calls -------------------------------------------------------------------------------
+    def call(self, request: dict, timeout: float) -> CallResult:
+        """Send one request and wait for its answer, at most ``timeout`` seconds."""
+        started = time.monotonic()
+        if not self.alive():
+            self.restart()
+        self._drain_output()
+        self.memory_exceeded = False
+        payload = (json.dumps(request) + "\n").encode()
+        try:
+            self.process.stdin.write(payload)
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return self._died(started)
+        try:
+            answer = self.responses.get(timeout=timeout)
+        except queue.Empty:
+            result = CallResult(error_type="TimeoutError",
+                                error_message=f"The algorithm did not answer within {timeout:g} s.")
+            result.stdout = self._drain_output()
+            self._replace()
+            return self._timed(result, started)
+        if answer is None:
+            return self._died(started)
+        if isinstance(answer, OutputTooLarge):
+            self._replace()
+            return self._timed(CallResult(
+                error_type="AlgorithmError", stdout=self._drain_output(),
+                error_message=f"The result is larger than {self.limits.max_output_bytes} bytes."),
+                started)
+        return self._timed(self._parse(answer), started)
+
+    def _parse(self, line: bytes) -> CallResult:
+        stdout = self._drain_output()
+        try:
+            response = json.loads(line)
+        except ValueError:
+            return CallResult(error_type="AlgorithmError", stdout=stdout,
+                              error_message="The algorithm wrote a malformed response.")
+        if isinstance(response, dict) and "error" in response:
+            error = response["error"] or {}
+            error_type = error.get("error_type") or "AlgorithmError"
+            text = f"{error.get('message', '')} {error.get('stacktrace', '')}"
+            if "MemoryError" in text or self.memory_exceeded:
+                error_type = "OutOfMemoryError"
+                self._replace()
+            return CallResult(error_type=error_type, error_message=str(error.get("message", "")),
+                              stack_trace=str(error.get("stacktrace", "")), stdout=stdout)
+        return CallResult(response=response, stdout=stdout)
+
+    def _died(self, started: float) -> CallResult:
+        stdout = self._drain_output()
+        code = self.process.wait() if self.process else None
+        out_of_memory = self.memory_exceeded or "MemoryError" in stdout or code == -signal.SIGKILL
+        tail = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+        result = CallResult(
+            error_type="OutOfMemoryError" if out_of_memory else "AlgorithmError",
+            error_message=(f"The algorithm ran out of memory." if out_of_memory else
+                           f"The algorithm process exited (code {code}){': ' + tail if tail else '.'}"),
+            stack_trace=stdout[-8000:], stdout=stdout)
+        self._replace()
+        return self._timed(result, started)
+
+    def _replace(self) -> None:
+        """Kill the current process; the next call starts a fresh one."""
+        self.stop()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @staticmethod
+    def _timed(result: CallResult, started: float) -> CallResult:
+        result.duration_ms = (time.monotonic() - started) * 1000
+        return result
+
+
+class LoadFailed(Exception):
+    """The algorithm exited, or never said PIPE_INIT_COMPLETE, while loading."""
+
+
+class OutputTooLarge:
+    """Marker put on the response queue when a response line exceeds the limit."""

@@ -1,0 +1,193 @@
+"""The runner: one small program hosting one sandboxed algorithm process.
+
+    python -m execution.runner.server SPEC.json
+
+It starts the algorithm (a cold start), then serves calls one at a time on a unix socket
+(length-prefixed JSON frames). When no call arrives for ``idle_seconds`` and no caller holds
+its lock, it stops the algorithm and exits: that is how a version scales back to zero.
+Kubernetes pods run this same module with ``--http`` (the transport differs, nothing else).
+Standard library only, and no platform secrets: the spec holds all it needs.
+"""
+import fcntl
+import json
+import os
+import shutil
+import socket
+import struct
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from execution.runner import sandbox
+from execution.runner.process import AlgorithmProcess, CallResult, LoadFailed, Limits
+
+HEADER = struct.Struct("!I")
+
+
+def send_frame(conn: socket.socket, payload: dict) -> None:
+    data = json.dumps(payload).encode()
+    conn.sendall(HEADER.pack(len(data)) + data)
+
+
+def recv_frame(conn: socket.socket, limit: int = 64 * 1024 * 1024) -> dict | None:
+    header = _recv_exact(conn, HEADER.size)
+    if header is None:
+        return None
+    (length,) = HEADER.unpack(header)
+    if length > limit:
+        raise ValueError("frame too large")
+    body = _recv_exact(conn, length)
+    return None if body is None else json.loads(body)
+
+
+def _recv_exact(conn: socket.socket, size: int) -> bytes | None:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = conn.recv(min(remaining, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def build_process(spec: dict) -> AlgorithmProcess:
+    box = sandbox.SandboxSpec(**spec["sandbox"])
+    shutil.rmtree(box.tmp_dir, ignore_errors=True)  # a fresh, empty /tmp for every runner
+    os.makedirs(box.tmp_dir)
+    os.chmod(box.tmp_dir, 0o700)
+    if os.getuid() == 0:
+        os.chown(box.tmp_dir, box.uid, box.uid)
+    args, fds = sandbox.command(box)
+    return AlgorithmProcess(
+        args, os.path.join(box.tmp_dir, "algoout"), pass_fds=fds,
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        preexec_fn=sandbox.limits_preexec(box),
+        limits=Limits(max_output_bytes=spec.get("max_output_bytes", 15 * 1024 * 1024),
+                      load_timeout_seconds=spec.get("load_timeout_seconds", 120)))
+
+
+def handle(process: AlgorithmProcess, message: dict) -> dict:
+    if message.get("op") == "ping":
+        return {"ok": True, "pid": os.getpid()}
+    result: CallResult = process.call(message["request"], float(message.get("timeout", 300)))
+    return result.to_dict()
+
+
+def serve_unix(spec: dict, process: AlgorithmProcess) -> None:
+    path, lock_path = spec["socket"], spec["lock"]
+    if os.path.exists(path):
+        os.unlink(path)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    idle = float(spec.get("idle_seconds", 300))
+    reserved = bool(spec.get("reserved", False))
+    _write_status(spec, {"state": "ready", "pid": os.getpid(), "at": time.time()})
+    listener.settimeout(min(idle, 5.0))
+    last_call = time.monotonic()
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except socket.timeout:
+            if not reserved and time.monotonic() - last_call >= idle and _try_retire(lock_path):
+                break
+            continue
+        with conn:
+            conn.settimeout(None)
+            try:
+                message = recv_frame(conn)
+                if message is not None:
+                    send_frame(conn, handle(process, message))
+            except (OSError, ValueError):
+                pass
+        last_call = time.monotonic()
+        if not process.alive():
+            _restart_quietly(process)
+    listener.close()
+    for leftover in (path, lock_path, spec["status"]):
+        if os.path.exists(leftover):
+            os.unlink(leftover)
+    process.stop()
+
+
+def _try_retire(lock_path: str) -> bool:
+    """Retire only if no caller holds the lock (a caller about to call keeps us alive)."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    os.unlink(lock_path)  # callers that open it from now on find nothing
+    return True
+
+
+def _restart_quietly(process: AlgorithmProcess) -> None:
+    try:
+        process.restart()
+    except LoadFailed:
+        pass  # the next call restarts it again and reports the failure
+
+
+def _write_status(spec: dict, status: dict) -> None:
+    tmp = spec["status"] + ".tmp"
+    with open(tmp, "w") as handle_:
+        json.dump(status, handle_)
+    os.replace(tmp, spec["status"])
+
+
+def serve_http(spec: dict, process: AlgorithmProcess, port: int) -> None:
+    """The Kubernetes transport: POST /call with the same JSON; GET /healthz for readiness."""
+
+    one_at_a_time = threading.Lock()  # one algorithm process: calls take turns
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            ok = process.alive()
+            self.send_response(200 if ok else 503)
+            self.end_headers()
+            self.wfile.write(b"ok" if ok else b"loading")
+
+        def do_POST(self):  # noqa: N802
+            length = int(self.headers.get("Content-Length", 0))
+            with one_at_a_time:
+                body = json.dumps(handle(process, json.loads(self.rfile.read(length)))).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+            if not process.alive():
+                _restart_quietly(process)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    server.daemon_threads = True
+    server.serve_forever()
+
+
+def main(argv: list[str]) -> int:
+    with open(argv[1]) as handle_:
+        spec = json.load(handle_)
+    process = build_process(spec)
+    try:
+        process.start()
+    except LoadFailed as error:
+        _write_status(spec, {"state": "failed", "error": str(error)[-8000:], "at": time.time()})
+        return 1
+    if "--http" in argv:
+        serve_http(spec, process, int(argv[argv.index("--http") + 1]))
+    else:
+        serve_unix(spec, process)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
