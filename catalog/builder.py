@@ -188,12 +188,22 @@ def _store_artifact(work: Path, build: Build) -> tuple[str, str]:
     return path, digest
 
 
-def _reusable(build: Build) -> Build | None:
-    candidate = (Build.objects.filter(content_hash=build.content_hash, language=build.language,
-                                      status=Build.Status.SUCCEEDED)
-                 .exclude(Q(pk=build.pk) | Q(artifact_path="")).order_by("-finished_at").first())
-    if candidate and sources_storage().exists(candidate.artifact_path):
-        return candidate
+def _reusable(build: Build) -> tuple[str, str, Build | None] | None:
+    """An artifact of the same content, if one is stored: artifacts are content-addressed,
+    so a stored ``artifacts/<hash>.tar.gz`` is exactly what this build would make."""
+    storage = sources_storage()
+    earlier = (Build.objects.filter(content_hash=build.content_hash, language=build.language,
+                                    status=Build.Status.SUCCEEDED)
+               .exclude(Q(pk=build.pk) | Q(artifact_path="")).order_by("-finished_at").first())
+    if earlier and storage.exists(earlier.artifact_path):
+        return earlier.artifact_path, earlier.artifact_sha256, earlier
+    path = f"artifacts/{build.content_hash}.tar.gz"
+    if storage.exists(path):
+        digest = hashlib.sha256()
+        with storage.open(path, "rb") as stored:
+            for chunk in iter(lambda: stored.read(1 << 20), b""):
+                digest.update(chunk)
+        return path, digest.hexdigest(), None
     return None
 
 
@@ -214,9 +224,11 @@ def build_run(build_pk: int) -> str:
     log.write(f"Building {build.algorithm.path} ({build.language}), content {build.content_hash[:12]}")
     reused = _reusable(build)
     if reused is not None:
-        log.write(f"Same content as build {reused.build_id}: reusing its artifact.")
-        _finish(build, log, Build.Status.SUCCEEDED, artifact_path=reused.artifact_path,
-                artifact_sha256=reused.artifact_sha256, reused_from=reused)
+        path, digest, earlier = reused
+        log.write(f"Same content as {'build ' + str(earlier.build_id) if earlier else 'a stored artifact'}"
+                  ": reusing its artifact.")
+        _finish(build, log, Build.Status.SUCCEEDED, artifact_path=path, artifact_sha256=digest,
+                reused_from=earlier)
         return Build.Status.SUCCEEDED
     deadline = time.monotonic() + settings.BUILD_TIMEOUT_SECONDS
     settings.BUILD_ROOT.mkdir(parents=True, exist_ok=True)

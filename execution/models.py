@@ -1,1 +1,58 @@
-"""execution models (they arrive with this app's issue)."""
+"""Invocations: one row per call, with its place in the call tree and where the time went."""
+import uuid
+
+from django.db import models
+
+from catalog.models import Algorithm, AlgorithmVersion, Build
+from marketplace.models import ApiKey, User
+
+
+class Invocation(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED)
+
+    request_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    trace_id = models.UUIDField(db_index=True)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="children")
+    depth = models.PositiveSmallIntegerField(default=0)
+    algorithm = models.ForeignKey(Algorithm, null=True, on_delete=models.SET_NULL,
+                                  related_name="invocations")
+    algorithm_path = models.CharField(max_length=120)
+    version = models.ForeignKey(AlgorithmVersion, null=True, blank=True,
+                                on_delete=models.SET_NULL, related_name="invocations")
+    version_text = models.CharField(max_length=80, help_text="The version run, or its build hash.")
+    build = models.ForeignKey(Build, null=True, on_delete=models.SET_NULL, related_name="+")
+    caller = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
+    api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED,
+                              db_index=True)
+    options = models.JSONField(default=dict)
+    input_content_type = models.CharField(max_length=10)
+    input_bytes = models.PositiveBigIntegerField(default=0)
+    output_bytes = models.PositiveBigIntegerField(default=0)
+    error_type = models.CharField(max_length=40, blank=True)
+    error_message = models.CharField(max_length=1000, blank=True)
+    result = models.JSONField(null=True, blank=True, help_text="The finished envelope.")
+    stdout = models.TextField(blank=True)
+    queue_ms = models.FloatField(null=True, blank=True)
+    cold_start_ms = models.FloatField(null=True, blank=True)
+    run_ms = models.FloatField(null=True, blank=True)
+    total_ms = models.FloatField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["algorithm", "created_at"]),
+                   models.Index(fields=["version", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm_path}/{self.version_text} {self.request_id} ({self.status})"

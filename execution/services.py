@@ -1,1 +1,210 @@
-"""execution write operations: plain functions, called by views, tasks and other apps."""
+"""Invocations: admitting a call, running it on a backend, finishing it exactly once."""
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from catalog import selectors as catalog_selectors
+from execution.artifacts import ensure_artifact
+from execution.backends import RunTarget, get_backend
+from execution.models import Invocation
+from marketplace.errors import ApplicationError, InputError, NotFoundError, PermissionDeniedError
+from marketplace.models import ApiKey, User
+
+ALGORITHM_ERRORS = {"AlgorithmError", "LoadingError", "TimeoutError", "OutOfMemoryError"}
+
+
+class UnsupportedInput(ApplicationError):
+    status_code, error_type = 415, "InputError"
+
+
+class TooLarge(ApplicationError):
+    status_code, error_type = 413, "InputError"
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    timeout: float = 300.0
+    stdout: bool = False
+    output: str = "default"  # default | raw | void
+
+    @classmethod
+    def parse(cls, query) -> "CallOptions":
+        try:
+            timeout = float(query.get("timeout", settings.EXECUTION_DEFAULT_TIMEOUT))
+        except ValueError:
+            raise InputError("timeout must be a number of seconds.") from None
+        if not 1 <= timeout <= settings.EXECUTION_MAX_TIMEOUT:
+            raise InputError(f"timeout must be between 1 and {settings.EXECUTION_MAX_TIMEOUT} s.")
+        output = query.get("output", "default") or "default"
+        if output not in ("default", "raw", "void"):
+            raise InputError("output must be raw or void.")
+        return cls(timeout=timeout, stdout=str(query.get("stdout", "")).lower() == "true",
+                   output=output)
+
+
+def parse_input(body: bytes, content_type: str) -> dict:
+    """The runtime protocol's request line for a body of the given Content-Type."""
+    if len(body) > settings.EXECUTION_REQUEST_MAX_BYTES:
+        raise TooLarge(f"The input is larger than {settings.EXECUTION_REQUEST_MAX_BYTES} bytes.")
+    kind = (content_type or "application/json").split(";")[0].strip().lower()
+    if kind == "application/json":
+        try:
+            return {"content_type": "json", "data": json.loads(body or b"null")}
+        except ValueError as error:
+            raise InputError(f"The body is not valid JSON: {error}.") from None
+    if kind.startswith("text/"):
+        try:
+            return {"content_type": "text", "data": body.decode("utf-8")}
+        except UnicodeDecodeError:
+            raise InputError("A text/plain body must be UTF-8.") from None
+    if kind == "application/octet-stream":
+        return {"content_type": "binary", "data": base64.b64encode(body).decode()}
+    raise UnsupportedInput(f"Send application/json, text/plain or application/octet-stream, "
+                           f"not {kind}.")
+
+
+def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version: str | None,
+                     payload: dict, input_bytes: int, options: CallOptions,
+                     parent: Invocation | None = None) -> Invocation:
+    """Resolve what is called, check the key may call it, and record the call (queued)."""
+    resolved = catalog_selectors.version_resolve(owner=owner, name=name, spec=version, user=user)
+    version_text = (resolved.version.semantic_version if resolved.version
+                    else resolved.build.content_hash)
+    if not key.allows_algorithm(resolved.algorithm.owner_name, resolved.algorithm.name,
+                                version_text) and not key.allows_algorithm(
+            resolved.algorithm.owner_name, resolved.algorithm.name, version):
+        raise PermissionDeniedError(f"This key may not call {owner}/{name}.")
+    if not resolved.build.artifact_path:
+        raise NotFoundError("This version has no runnable build.")
+    is_manager = catalog_selectors.can_manage(algorithm=resolved.algorithm, user=user)
+    return Invocation.objects.create(
+        trace_id=parent.trace_id if parent else uuid.uuid4(), parent=parent,
+        depth=parent.depth + 1 if parent else 0, algorithm=resolved.algorithm,
+        algorithm_path=resolved.algorithm.path, version=resolved.version,
+        version_text=version_text, build=resolved.build, caller=user, api_key=key,
+        input_content_type=payload["content_type"], input_bytes=input_bytes,
+        options={"timeout": options.timeout, "stdout": options.stdout and is_manager,
+                 "output": options.output, "show_trace": is_manager})
+
+
+def _target(invocation: Invocation) -> RunTarget:
+    build, algorithm = invocation.build, invocation.algorithm
+    artifact_dir = ensure_artifact(content_hash=build.content_hash,
+                                   artifact_path=build.artifact_path,
+                                   artifact_sha256=build.artifact_sha256)
+    network = algorithm.network_access == algorithm.NetworkAccess.FULL
+    return RunTarget(
+        pool_key=f"{build.content_hash[:20]}{'-net' if network else ''}",
+        artifact_dir=artifact_dir, language=build.language, entry=algorithm.name,
+        network=network, idle_seconds=algorithm.runner_idle_seconds,
+        min_warm=algorithm.min_warm_runners,
+        max_runners=settings.EXECUTION_MAX_RUNNERS_PER_VERSION,
+        memory_bytes=settings.EXECUTION_MEMORY_BYTES,
+        max_processes=settings.EXECUTION_MAX_PROCESSES,
+        max_output_bytes=settings.EXECUTION_RESPONSE_MAX_BYTES)
+
+
+def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
+    """Run a call on the backend and finish it; a finished call is never run again."""
+    invocation = Invocation.objects.select_related("algorithm", "build").get(pk=invocation_pk)
+    if invocation.status in Invocation.FINISHED:
+        return invocation.result
+    now = timezone.now()
+    queued_ms = (now - invocation.created_at).total_seconds() * 1000
+    Invocation.objects.filter(pk=invocation.pk).update(status=Invocation.Status.RUNNING,
+                                                       started_at=now)
+    try:
+        outcome = get_backend().invoke(_target(invocation), payload,
+                                       float(invocation.options.get("timeout", 300)))
+    except TimeoutError as error:
+        return invocation_finish(invocation=invocation, error_type="TimeoutError",
+                                 error_message=str(error), queue_ms=queued_ms)
+    except ApplicationError:
+        raise
+    except Exception as error:  # the platform's fault, not the algorithm's
+        load = type(error).__name__ == "RunnerLoadError"
+        return invocation_finish(
+            invocation=invocation, error_type="LoadingError" if load else "InternalError",
+            error_message=(f"The algorithm failed to load: {str(error)[-2000:]}" if load
+                           else f"The call could not be run ({type(error).__name__})."),
+            queue_ms=queued_ms)
+    return invocation_finish(invocation=invocation, outcome=outcome, queue_ms=queued_ms)
+
+
+@transaction.atomic
+def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str = "",
+                      error_message: str = "", queue_ms: float = 0.0) -> dict:
+    """Close the call and store its envelope (once: a second finish changes nothing)."""
+    locked = Invocation.objects.select_for_update().get(pk=invocation.pk)
+    if locked.status in Invocation.FINISHED:
+        return locked.result
+    options = locked.options
+    stdout, stack = "", ""
+    if outcome is not None:
+        error_type, error_message = outcome.error_type or "", outcome.error_message
+        stdout, stack = outcome.stdout, outcome.stack_trace
+        locked.cold_start_ms, locked.run_ms = outcome.cold_start_ms, outcome.run_ms
+        queue_ms += outcome.queue_ms
+    if error_type:
+        envelope = {"error": {"message": error_message, "error_type": error_type}}
+        if stack and options.get("show_trace"):
+            envelope["error"]["stack_trace"] = stack
+        locked.status = Invocation.Status.FAILED
+    else:
+        response = outcome.response
+        metadata = {"content_type": response.get("metadata", {}).get("content_type", "json"),
+                    "duration": round((outcome.run_ms or 0) / 1000, 6)}
+        if options.get("stdout"):
+            metadata["stdout"] = stdout
+        envelope = {"result": response.get("result"), "metadata": metadata}
+        locked.status = Invocation.Status.SUCCEEDED
+        locked.output_bytes = len(json.dumps(response.get("result")))
+    locked.error_type, locked.error_message = error_type, error_message[:1000]
+    locked.result, locked.stdout = envelope, stdout[-100_000:]
+    locked.queue_ms, locked.finished_at = queue_ms, timezone.now()
+    started = locked.created_at
+    locked.total_ms = (locked.finished_at - started).total_seconds() * 1000
+    locked.save()
+    return envelope
+
+
+def invocation_get_for_caller(*, request_id: str, user: User) -> Invocation:
+    try:
+        invocation = Invocation.objects.filter(request_id=request_id, caller=user).first()
+    except (ValueError, Exception):
+        invocation = None
+    if invocation is None:
+        raise NotFoundError("No such request.")
+    return invocation
+
+
+def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) -> dict | None:
+    """Hand the call to the execution queue by name; with ``wait``, return its envelope.
+
+    Embedded (no broker): the task runs here, eagerly. With a broker, a worker runs it and
+    the result comes back through the result backend; a caller whose worker never answers
+    gets a TimeoutError at the call's deadline, never an endless wait.
+    """
+    from marketplace.celery import app
+
+    args = [invocation.pk, payload]
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        app.loader.import_default_modules()
+        envelope = app.tasks["execution.invoke"].apply(args=args).get()
+        return envelope if wait else None
+    async_result = app.send_task("execution.invoke", args=args, queue="execution")
+    if not wait:
+        return None
+    timeout = float(invocation.options.get("timeout", 300)) + 15
+    try:
+        return async_result.get(timeout=timeout, interval=0.005, propagate=True)
+    except Exception as error:  # the worker died, or never answered
+        return invocation_finish(
+            invocation=invocation, error_type="TimeoutError" if "Timeout" in type(error).__name__
+            else "InternalError",
+            error_message="The call did not finish: its worker stopped or never answered.")

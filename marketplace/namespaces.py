@@ -17,7 +17,7 @@ RESERVED_NAMES = frozenset(
     execution explore health healthz help home keys login logout media me my null none
     official orgs organization organizations perm platform pricing private public publish
     root search security session settings signup sso static status support system team
-    temp terms user users v1 v2 webhooks www ws
+    requests temp terms user users v1 v2 webhooks www ws
     """.split()
 )
 

@@ -90,6 +90,10 @@ class Algorithm(models.Model):
     tags = models.ManyToManyField(Tag, blank=True, related_name="algorithms")
     current_source = models.ForeignKey("catalog.SourceBundle", null=True, blank=True,
                                        on_delete=models.SET_NULL, related_name="+")
+    runner_idle_seconds = models.PositiveIntegerField(
+        default=300, help_text="Seconds a runner stays warm without calls before it retires.")
+    min_warm_runners = models.PositiveSmallIntegerField(
+        default=0, help_text="Runners kept warm even when idle (reserved capacity).")
     calls_30d = models.PositiveBigIntegerField(
         default=0, help_text="Calls in the last 30 days, refreshed from invocation records.")
     created_by = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -10,7 +10,8 @@ from marketplace.services import audit_record
 LANGUAGE_ALIASES = {"python3": "python3-1", "python": "python3-1", "python3-1": "python3-1",
                     "javascript": "javascript", "nodejs": "javascript", "node": "javascript"}
 SETTABLE = {"label", "tagline", "summary", "language", "license", "source_visibility",
-            "callability", "royalty_microcredits", "network_access", "pipeline_enabled"}
+            "callability", "royalty_microcredits", "network_access", "pipeline_enabled",
+            "runner_idle_seconds", "min_warm_runners"}
 
 
 def normalize_language(value: str) -> str:

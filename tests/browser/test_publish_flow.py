@@ -1,6 +1,6 @@
 """In a real browser: publish an algorithm through the pages, then find it by search."""
-import io
 import tarfile
+import time
 
 import pytest
 
@@ -37,6 +37,9 @@ def test_publish_through_the_pages_and_find_it_by_search(page, live_server, buil
         archive.add(DEMO / "requirements.txt", arcname="requirements.txt")
         archive.add(DEMO / "README.md", arcname="README.md")
         archive.add(DEMO / "src" / "hello.py", arcname="src/greeter.py")
+        unique = tmp_path / "build-id.txt"  # new content each run: a real build, live log
+        unique.write_text(tmp_path.name + str(time.time_ns()))
+        archive.add(unique, arcname="build-id.txt")
     page.set_input_files("#id_bundle", str(bundle))
     with page.expect_response(lambda r: r.url.endswith("/source/")) as uploaded:
         page.get_by_role("button", name="Upload bundle").click()

@@ -31,8 +31,13 @@ def zip_bytes(files: dict[str, bytes | str]) -> bytes:
     return buffer.getvalue()
 
 
-def demo_files(name: str = "hello") -> dict[str, bytes]:
+def demo_files(name: str = "hello", *, unique: bool = False) -> dict[str, bytes]:
+    """The demo bundle; ``unique`` adds a file so its content (and build) is new."""
     files = {p.relative_to(DEMO).as_posix(): p.read_bytes() for p in DEMO.rglob("*") if p.is_file()}
+    if unique:
+        import uuid
+
+        files["build-id.txt"] = uuid.uuid4().hex.encode()
     if name != "hello":
         files[f"src/{name}.py"] = files.pop("src/hello.py")
     return files

@@ -1,5 +1,6 @@
 """Real builds (eager, in-process): a virtualenv with the requirements, an artifact, logs."""
 import tarfile
+import uuid
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -25,7 +26,7 @@ def build_now(algorithm, user, django_capture_on_commit_callbacks) -> Build:
 
 def test_a_python_build_makes_a_virtualenv_artifact(algorithm, user,
                                                     django_capture_on_commit_callbacks):
-    upload(algorithm, user, tar_gz(demo_files()))
+    upload(algorithm, user, tar_gz(demo_files(unique=True)))
     build = build_now(algorithm, user, django_capture_on_commit_callbacks)
     assert build.status == "succeeded", build.logs
     assert "Successfully installed" in build.logs and "algorithmia-adk" in build.logs
@@ -39,9 +40,10 @@ def test_a_python_build_makes_a_virtualenv_artifact(algorithm, user,
 
 def test_rebuilding_the_same_content_reuses_the_artifact(algorithm, user,
                                                          django_capture_on_commit_callbacks):
-    upload(algorithm, user, tar_gz(demo_files()))
+    files = demo_files(unique=True)
+    upload(algorithm, user, tar_gz(files))
     first = build_now(algorithm, user, django_capture_on_commit_callbacks)
-    upload(algorithm, user, tar_gz({f"wrapper/{k}": v for k, v in demo_files().items()}))
+    upload(algorithm, user, tar_gz({f"wrapper/{k}": v for k, v in files.items()}))
     second = build_now(algorithm, user, django_capture_on_commit_callbacks)
     assert second.status == "succeeded"
     assert second.reused_from == first and second.artifact_path == first.artifact_path
@@ -79,7 +81,7 @@ def test_compile_without_source_is_an_input_error(api, algorithm, user):
 
 def test_build_log_lines_are_pushed_to_the_channel_group(algorithm, user,
                                                          django_capture_on_commit_callbacks):
-    upload(algorithm, user, tar_gz({"src/hello.py": "#"}))
+    upload(algorithm, user, tar_gz({"src/hello.py": "#", "id.txt": uuid.uuid4().hex}))
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     build = Build.objects.create(algorithm=algorithm, bundle=algorithm.current_source,
@@ -117,7 +119,7 @@ def test_the_build_log_websocket_streams_to_the_owner_and_refuses_others(
     from catalog.consumers import BuildLogConsumer
     from tests.factories import UserFactory
 
-    upload(algorithm, user, tar_gz({"src/hello.py": "#"}))
+    upload(algorithm, user, tar_gz({"src/hello.py": "#", "id.txt": uuid.uuid4().hex}))
     build = Build.objects.create(algorithm=algorithm, bundle=algorithm.current_source,
                                  content_hash=algorithm.current_source.content_hash,
                                  language="python3-1", logs="queued\n")

@@ -3,8 +3,6 @@
 Pass 1 builds eagerly in-process; pass 2 (CI) runs on PostgreSQL with a real Celery worker
 consuming the builds queue over Redis.
 """
-import io
-import tarfile
 import time
 
 import Algorithmia
@@ -13,7 +11,7 @@ import pytest
 from catalog.models import Algorithm
 from django.conf import settings
 
-from tests.catalog.conftest import DEMO, tar_gz
+from tests.catalog.conftest import demo_files, tar_gz
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,10 +24,7 @@ def client(live_server, raw_key, builds_run):
 
 
 def demo_bundle() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        archive.add(DEMO, arcname=".")
-    return buffer.getvalue()
+    return tar_gz(demo_files(unique=True))  # new content: a real build, not a reused one
 
 
 def wait_for_build(algo, build_id: str, timeout: float = 180) -> dict:
@@ -146,7 +141,7 @@ def test_the_generated_management_client_works_where_it_can(client, user):
     assert created.name == "gen"
     upload = client.requestSession.put(
         f"{client.apiAddress}/v1/algorithms/{user.username}/gen/source",
-        data=tar_gz({"src/gen.py": "# generated\n"}),
+        data=tar_gz({"src/gen.py": "# generated\n", "id.txt": str(time.time_ns())}),
         headers={"Authorization": client.apiKey, "Content-Type": "application/gzip"})
     assert upload.status_code == 201
     assert api.get_algorithm(user.username, "gen").details.label == "Gen"

@@ -1,4 +1,6 @@
 """The catalog's pages: sanitized docs, prices, visibility, and the publish flow without JS."""
+import uuid
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
@@ -81,11 +83,11 @@ def test_create_upload_and_publish_through_the_pages(browser, user, settings,
                                           "language": "python3-1"})
     assert response.status_code == 302
     assert response["Location"] == f"/algorithms/{user.username}/pager/manage/"
-    bundle = SimpleUploadedFile("pager.tar.gz", tar_gz({"src/pager.py": "# pager\n"}),
+    bundle = SimpleUploadedFile("pager.tar.gz", tar_gz({"src/pager.py": "# pager\n", "id.txt": uuid.uuid4().hex}),
                                 content_type="application/gzip")
     upload = browser.post(f"/algorithms/{user.username}/pager/source/", {"bundle": bundle},
                           HTTP_ACCEPT="application/json")
-    assert upload.status_code == 200 and "Uploaded 1 files" in upload.json()["message"]
+    assert upload.status_code == 200 and "Uploaded 2 files" in upload.json()["message"]
     with django_capture_on_commit_callbacks(execute=True):
         built = browser.post(f"/algorithms/{user.username}/pager/compile/")
     build = Build.objects.get(algorithm__name="pager")

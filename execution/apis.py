@@ -1,0 +1,63 @@
+"""The invocation API: ``POST /v1/algo/{owner}/{name}[/{version}]`` and async results."""
+import base64
+import json
+
+from django.http import HttpResponse, JsonResponse
+from rest_framework.parsers import BaseParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from execution import services
+from execution.models import Invocation
+
+
+class RawBodyParser(BaseParser):
+    """Accept any media type: the body is read raw and interpreted by the service."""
+
+    media_type = "*/*"
+
+
+class AlgoInvokeApi(APIView):
+    parser_classes = [RawBodyParser]
+
+    def post(self, request, owner: str, name: str, version: str | None = None):
+        options = services.CallOptions.parse(request.query_params)
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        if length > services.settings.EXECUTION_REQUEST_MAX_BYTES:
+            raise services.TooLarge(
+                f"The input is larger than {services.settings.EXECUTION_REQUEST_MAX_BYTES} bytes.")
+        body = request._request.body
+        payload = services.parse_input(body, request.content_type)
+        invocation = services.invocation_admit(
+            key=request.auth, user=request.user, owner=owner, name=name, version=version,
+            payload=payload, input_bytes=len(body), options=options)
+        if options.output == "void":
+            services.invocation_dispatch(invocation=invocation, payload=payload, wait=False)
+            return Response({"async": "void", "request_id": str(invocation.request_id)})
+        envelope = services.invocation_dispatch(invocation=invocation, payload=payload, wait=True)
+        if options.output == "raw":
+            return raw_response(envelope)
+        return JsonResponse(envelope, status=200)
+
+
+def raw_response(envelope: dict) -> HttpResponse:
+    """``output=raw``: the bare result; an algorithm's error as 400 text (what the client reads)."""
+    if "error" in envelope:
+        return HttpResponse(envelope["error"]["message"], status=400,
+                            content_type="text/plain; charset=utf-8")
+    kind, result = envelope["metadata"]["content_type"], envelope["result"]
+    if kind == "binary":
+        return HttpResponse(base64.b64decode(result), content_type="application/octet-stream")
+    if kind == "text":
+        return HttpResponse(result, content_type="text/plain; charset=utf-8")
+    return HttpResponse(json.dumps(result), content_type="application/json")
+
+
+class RequestResultApi(APIView):
+    """The finished envelope of an async call, or its status while it runs."""
+
+    def get(self, request, request_id: str):
+        invocation = services.invocation_get_for_caller(request_id=request_id, user=request.user)
+        if invocation.status not in Invocation.FINISHED:
+            return Response({"status": invocation.status, "request_id": str(invocation.request_id)})
+        return JsonResponse(invocation.result, status=200)
