@@ -61,6 +61,7 @@ class AlgorithmProcess:
         self.fifo_fd: int | None = None
         self.load_error: str = ""
         self.memory_exceeded = False
+        self.generation = 0
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -72,13 +73,18 @@ class AlgorithmProcess:
         self.fifo_fd = os.open(self.fifo_path, os.O_RDWR)
         self.ready.clear()
         self.output, self.output_bytes, self.load_error = [], 0, ""
+        # Each process gets its own queue and generation: readers of a replaced process can
+        # never deliver into the next one's calls.
+        self.generation += 1
         self.responses = queue.Queue()
         self.process = subprocess.Popen(
             self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd, preexec_fn=self.preexec_fn,
             start_new_session=True, bufsize=0, pass_fds=self.pass_fds)
-        threading.Thread(target=self._read_stdout, args=(self.process,), daemon=True).start()
-        threading.Thread(target=self._read_fifo, args=(self.fifo_fd, self.process),
+        threading.Thread(target=self._read_stdout, args=(self.process, self.responses),
+                         daemon=True).start()
+        threading.Thread(target=self._read_fifo,
+                         args=(self.fifo_fd, self.responses, self.generation),
                          daemon=True).start()
         deadline = time.monotonic() + self.limits.load_timeout_seconds
         while not self.ready.wait(0.01):
@@ -96,6 +102,8 @@ class AlgorithmProcess:
                 pass
             process.wait()
         if self.fifo_fd is not None:
+            self.generation += 1
+            os.write(self.fifo_fd, b"\n")  # wakes the FIFO reader, which sees it is retired
             os.close(self.fifo_fd)
             self.fifo_fd = None
 
@@ -103,7 +111,7 @@ class AlgorithmProcess:
         return self.process is not None and self.process.poll() is None and self.ready.is_set()
 
     # --- readers -----------------------------------------------------------------------------
-    def _read_stdout(self, process: subprocess.Popen) -> None:
+    def _read_stdout(self, process: subprocess.Popen, responses: queue.Queue) -> None:
         for raw in iter(process.stdout.readline, b""):
             line = raw.decode("utf-8", errors="replace")
             if not self.ready.is_set() and line.strip() == READY_LINE:
@@ -114,26 +122,25 @@ class AlgorithmProcess:
             if self.output_bytes < STDOUT_LIMIT_BYTES:
                 self.output.append(line)
                 self.output_bytes += len(raw)
-        self.responses.put(None)  # the process is gone
+        responses.put(None)  # the process is gone
 
-    def _read_fifo(self, fd: int, process: subprocess.Popen) -> None:
+    def _read_fifo(self, fd: int, responses: queue.Queue, generation: int) -> None:
         buffer = b""
         while True:
             try:
                 chunk = os.read(fd, 65536)
             except OSError:
                 return
-            if not chunk:
+            if not chunk or generation != self.generation:
                 return
             buffer += chunk
             if len(buffer) > self.limits.max_output_bytes + 1024:
-                self.responses.put(OutputTooLarge())
+                responses.put(OutputTooLarge())
                 return
             while b"\n" in buffer:
                 line, buffer = buffer.split(b"\n", 1)
-                self.responses.put(line)
-            if process.poll() is not None and not buffer:
-                return
+                if line:
+                    responses.put(line)
 
     def _drain_output(self) -> str:
         text, self.output, self.output_bytes = "".join(self.output), [], 0
@@ -191,7 +198,10 @@ class AlgorithmProcess:
 
     def _died(self, started: float) -> CallResult:
         stdout = self._drain_output()
-        code = self.process.wait() if self.process else None
+        try:
+            code = self.process.wait(timeout=2) if self.process else None
+        except subprocess.TimeoutExpired:  # its output closed but it lives on: it is replaced
+            code = None
         out_of_memory = self.memory_exceeded or "MemoryError" in stdout or code == -signal.SIGKILL
         tail = stdout.strip().splitlines()[-1] if stdout.strip() else ""
         result = CallResult(

@@ -55,8 +55,19 @@ def interpreter_roots() -> list[str]:
 class _Binds:
     def __init__(self) -> None:
         self.args: list[str] = []
+        self.made: set[str] = set()
 
     def add(self, source: str, target: str, *, writable: bool = False) -> None:
+        # Folders bwrap creates on the way to a mount point must be searchable by the
+        # algorithm's uid (e.g. /root/.pyenv/versions for an interpreter there).
+        parent = os.path.dirname(target.rstrip("/"))
+        ancestors = []
+        while parent not in ("", "/") and parent not in self.made:
+            ancestors.append(parent)
+            parent = os.path.dirname(parent)
+        for folder in reversed(ancestors):
+            self.args += ["--perms", "0755", "--dir", folder]
+            self.made.add(folder)
         self.args += ["--bind" if writable else "--ro-bind", source, target]
 
 

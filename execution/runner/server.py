@@ -9,9 +9,11 @@ Kubernetes pods run this same module with ``--http`` (the transport differs, not
 Standard library only, and no platform secrets: the spec holds all it needs.
 """
 import fcntl
+import faulthandler
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import sys
@@ -174,6 +176,7 @@ def serve_http(spec: dict, process: AlgorithmProcess, port: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     with open(argv[1]) as handle_:
         spec = json.load(handle_)
     process = build_process(spec)

@@ -23,3 +23,5 @@ STORAGES["sources"] = {  # noqa: F405
 }
 BUILD_ROOT = VAR_DIR / "test" / "builds"  # noqa: F405
 MEDIA_ROOT = VAR_DIR / "test" / "media"  # noqa: F405
+EXECUTION_RUN_DIR = VAR_DIR / "test" / "run"  # noqa: F405
+EXECUTION_ARTIFACT_DIR = VAR_DIR / "test" / "artifacts"  # noqa: F405

@@ -1,0 +1,67 @@
+"""Execution fixtures: real algorithms, built and published, called through the full stack."""
+import json
+import os
+import signal
+import uuid
+from pathlib import Path
+
+import Algorithmia
+import pytest
+from django.conf import settings
+
+from catalog import builder, services
+from catalog.models import Build
+from tests.catalog.conftest import tar_gz
+
+ALGORITHMS = Path(__file__).resolve().parent / "algorithms"
+
+
+def bundle_files(name: str, rename: str | None = None) -> dict[str, bytes]:
+    root = ALGORITHMS / name
+    files = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts}
+    if rename:
+        files[f"src/{rename}.py"] = files.pop(f"src/{name}.py")
+    return files
+
+
+def publish(owner, name: str, files: dict, *, callability="public", **settings_):
+    """Create, upload, build (here, with the builder's own code) and publish."""
+    algorithm = services.algorithm_create(actor=owner, owner=owner.username, name=name,
+                                          **settings_)
+    services.source_bundle_upload(algorithm=algorithm, actor=owner, chunks=iter([tar_gz(files)]))
+    build = Build.objects.create(algorithm=algorithm, bundle=algorithm.current_source,
+                                 content_hash=algorithm.current_source.content_hash,
+                                 language=algorithm.language)
+    assert builder.build_run(build.pk) == "succeeded", Build.objects.get(pk=build.pk).logs
+    services.version_publish(algorithm=algorithm, actor=owner, version_type="minor",
+                             callability=callability)
+    return algorithm
+
+
+@pytest.fixture
+def probe(user):
+    return publish(user, "probe", bundle_files("probe"), runner_idle_seconds=60)
+
+
+@pytest.fixture
+def client(live_server, raw_key, builds_run):
+    client = Algorithmia.client(raw_key, api_address=live_server.url)
+    yield client
+    client.requestSession.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_test_runners():
+    """Runners outlive calls by design; the suite's own are stopped when it ends."""
+    yield
+    run_dir = Path(settings.EXECUTION_RUN_DIR)
+    for status in run_dir.glob("*/r*.status"):
+        try:
+            os.kill(json.loads(status.read_text())["pid"], signal.SIGTERM)
+        except (OSError, ValueError, KeyError):
+            pass
+
+
+def unique() -> str:
+    return uuid.uuid4().hex
