@@ -58,6 +58,14 @@ class _Binds:
         self.made: set[str] = set()
 
     def add(self, source: str, target: str, *, writable: bool = False) -> None:
+        self._parents(target)
+        self.args += ["--bind" if writable else "--ro-bind", source, target]
+
+    def symlink(self, link_to: str, target: str) -> None:
+        self._parents(target)
+        self.args += ["--symlink", link_to, target]
+
+    def _parents(self, target: str) -> None:
         # Folders bwrap creates on the way to a mount point must be searchable by the
         # algorithm's uid (e.g. /root/.pyenv/versions for an interpreter there).
         parent = os.path.dirname(target.rstrip("/"))
@@ -68,7 +76,6 @@ class _Binds:
         for folder in reversed(ancestors):
             self.args += ["--perms", "0755", "--dir", folder]
             self.made.add(folder)
-        self.args += ["--bind" if writable else "--ro-bind", source, target]
 
 
 def drop_privileges(uid: int) -> list[str]:
@@ -94,7 +101,7 @@ def command(spec: SandboxSpec) -> tuple[list[str], list[int]]:
     for path in SYSTEM_PATHS:
         if os.path.lexists(path):
             if os.path.islink(path):
-                args += ["--symlink", os.readlink(path), path]
+                binds.symlink(os.readlink(path), path)
             else:
                 binds.add(path, path)
     if spec.network:
