@@ -14,6 +14,13 @@ DEMOS = [
     {"name": "hello", "label": "Hello", "tagline": "Greets whoever you name",
      "royalty_microcredits": 1_000_000, "categories": ["utilities"], "tags": ["demo", "text"],
      "sample_input": '"Ada"', "sample_output": '"Hello, Ada!"'},
+    {"name": "sentiment", "label": "Sentiment", "tagline": "Scores English text from -1 to 1",
+     "royalty_microcredits": 2_000_000, "categories": ["text"], "tags": ["nlp", "demo"],
+     "sample_input": '"I love this, it is great"',
+     "sample_output": '{"sentiment": 1.0, "positive": 2, "negative": 0}'},
+    {"name": "invert", "label": "Invert", "tagline": "Binary in, binary out",
+     "royalty_microcredits": 0, "categories": ["utilities"], "tags": ["binary", "demo"],
+     "sample_input": "16", "sample_output": "(16 bytes)"},
 ]
 
 

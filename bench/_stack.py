@@ -1,0 +1,78 @@
+"""Starting and stopping the services a bench measures, all on 127.0.0.1, all bounded."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def wait_until_up(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+class Stack:
+    """gunicorn (uvicorn workers) + a Celery worker on Redis + PostgreSQL, in a scratch var/."""
+
+    def __init__(self, port: int, database: str, redis_db: int = 9):
+        self.port, self.processes = port, []
+        self.var = tempfile.mkdtemp(prefix="algostore-bench-")
+        self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
+                    "DJANGO_SETTINGS_MODULE": "marketplace.settings.local",
+                    "DJANGO_DEBUG": "false", "ALGOSTORE_VAR_DIR": self.var,
+                    "DATABASE_URL": database, "DATABASE_CONN_MAX_AGE": "60",
+                    "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
+                    "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
+                    "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:6379/{redis_db}",
+                    "HOST": "127.0.0.1", "PORT": str(port), "LOG_LEVEL": "WARNING",
+                    "SOURCES_ROOT": str(ROOT / "var" / "bench-sources"),
+                    "BUILD_CACHE_DIR": str(ROOT / "var" / "cache")}
+
+    def manage(self, *args: str) -> str:
+        return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
+                              check=True, capture_output=True, text=True).stdout
+
+    def start(self, *, web_workers: int = 2, celery_concurrency: int = 2) -> None:
+        subprocess.run(["redis-cli", "-n", self.env["REDIS_URL"].rsplit("/", 1)[1], "flushdb"],
+                       capture_output=True)
+        self.manage("migrate", "--noinput")
+        self._spawn([str(BIN / "celery"), "-A", "marketplace", "worker", "-Q",
+                     "default,builds,execution", "-c", str(celery_concurrency), "-l", "WARNING",
+                     "--without-gossip", "--without-mingle", "--without-heartbeat"])
+        self._spawn([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-w",
+                     str(web_workers), "--access-logfile", "/dev/null",
+                     "marketplace.asgi:application"])
+        wait_until_up(f"http://127.0.0.1:{self.port}/healthz")
+
+    def _spawn(self, command: list[str]) -> None:
+        self.processes.append(subprocess.Popen(command, cwd=ROOT, env=self.env,
+                                               stdout=subprocess.DEVNULL,
+                                               stderr=subprocess.DEVNULL,
+                                               start_new_session=True))
+
+    def stop(self) -> None:
+        for process in self.processes:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+        subprocess.run(["pkill", "-f", f"execution.runner.server {self.var}"], capture_output=True)

@@ -1,0 +1,125 @@
+"""Latency and throughput of algorithm calls through the full stack, beside a bare floor.
+
+Full stack: gunicorn with uvicorn workers -> Celery on Redis -> a sandboxed runner (bubblewrap)
+hosting the demo ADK algorithm, with PostgreSQL. Floor: a bare ASGI echo under uvicorn.
+Everything runs on 127.0.0.1; every loop is bounded.
+
+    .venv/bin/python bench/invoke_latency.py [--calls 500] [--load-calls 2000]
+"""
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import time
+
+import aiohttp
+import requests
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from _stack import BIN, ROOT, Stack, wait_until_up  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def sequential(url: str, headers: dict, body: bytes, calls: int) -> list[float]:
+    session = requests.Session()
+    latencies = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        response = session.post(url, data=body, headers=headers, timeout=30)
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200 and b"error" not in response.content, response.text
+    return latencies
+
+
+async def _load(url: str, headers: dict, body: bytes, calls: int, concurrency: int) -> float:
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    remaining = iter(range(calls))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def worker():
+            for _ in remaining:
+                async with session.post(url, data=body, headers=headers) as response:
+                    payload = await response.read()
+                    assert response.status == 200 and b'"error"' not in payload, payload
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return calls / (time.perf_counter() - started)
+
+
+def throughput(url, headers, body, calls, concurrency) -> float:
+    return asyncio.run(_load(url, headers, body, calls, concurrency))
+
+
+def measure_floor(port: int, calls: int, load_calls: int) -> dict:
+    server = subprocess.Popen([str(BIN / "uvicorn"), "--app-dir", str(ROOT / "bench"),
+                               "echo_floor:app", "--port", str(port), "--log-level", "warning",
+                               "--no-access-log"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/")
+        url, headers = f"http://127.0.0.1:{port}/", {"Content-Type": "application/json"}
+        sequential(url, headers, b'"world"', 50)
+        latencies = sequential(url, headers, b'"world"', calls)
+        rps = throughput(url, headers, b'"world"', load_calls, 16)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    return {"p50": pct(latencies, .5), "p99": pct(latencies, .99), "rps": rps}
+
+
+def measure_stack(port: int, calls: int, load_calls: int) -> dict:
+    stack = Stack(port, "postgres://postgres@127.0.0.1:5432/algostore_bench")
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
+                    "DROP DATABASE IF EXISTS algostore_bench"], capture_output=True)
+    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
+                    "CREATE DATABASE algostore_bench"], capture_output=True, check=True)
+    try:
+        stack.start()
+        key = stack.manage("seed_demo").strip().splitlines()[-1]
+        url = f"http://127.0.0.1:{port}/v1/algo/demo/hello/0.1.0"
+        headers = {"Authorization": key, "Content-Type": "application/json"}
+        colds = []
+        for _ in range(5):  # cold starts: no runner warm, each time
+            subprocess.run(["pkill", "-f", f"execution.runner.server {stack.var}"])
+            time.sleep(0.5)
+            started = time.perf_counter()
+            response = requests.post(url, data=b'"world"', headers=headers, timeout=60)
+            colds.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, response.text
+        cold_runner_ms = float(stack.manage(
+            "shell", "-v", "0", "-c",
+            "from execution.models import Invocation as I;"
+            "import statistics as s;"
+            "print(s.median([i.cold_start_ms for i in I.objects.exclude(cold_start_ms=0)]))"))
+        sequential(url, headers, b'"world"', 50)
+        latencies = sequential(url, headers, b'"world"', calls)
+        rps = throughput(url, headers, b'"world"', load_calls, 16)
+    finally:
+        stack.stop()
+    return {"p50": pct(latencies, .5), "p99": pct(latencies, .99), "rps": rps,
+            "cold_call_ms": statistics.median(colds), "cold_runner_ms": cold_runner_ms}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--load-calls", type=int, default=2000)
+    args = parser.parse_args()
+    floor = measure_floor(8791, args.calls, args.load_calls)
+    stack = measure_stack(8792, args.calls, args.load_calls)
+    print(f"bare ASGI echo (uvicorn, 1 worker):   warm p50 {floor['p50']:.2f} ms  "
+          f"p99 {floor['p99']:.2f} ms  {floor['rps']:.0f} req/s at concurrency 16")
+    print(f"full stack (demo/hello, ADK, bwrap):  warm p50 {stack['p50']:.2f} ms  "
+          f"p99 {stack['p99']:.2f} ms  {stack['rps']:.0f} req/s at concurrency 16")
+    print(f"overhead over the floor:              p50 {stack['p50'] - floor['p50']:.2f} ms  "
+          f"p99 {stack['p99'] - floor['p99']:.2f} ms")
+    print(f"cold start: runner + sandbox + ADK load {stack['cold_runner_ms']:.0f} ms (median of "
+          f"5); whole first call {stack['cold_call_ms']:.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
