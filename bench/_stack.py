@@ -17,9 +17,9 @@ def wait_until_up(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if requests.get(url, timeout=1).status_code < 500:
+            if requests.get(url, timeout=5).status_code < 500:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             pass
         time.sleep(0.2)
     raise SystemExit(f"{url} did not come up")
@@ -34,7 +34,7 @@ class Stack:
         self.env = {**{k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")},
                     "DJANGO_SETTINGS_MODULE": "marketplace.settings.local",
                     "DJANGO_DEBUG": "false", "ALGOSTORE_VAR_DIR": self.var,
-                    "DATABASE_URL": database, "DATABASE_CONN_MAX_AGE": "60",
+                    "DATABASE_URL": database, "DATABASE_CONN_MAX_AGE": "0", "DATABASE_POOL": "true",
                     "REDIS_URL": f"redis://127.0.0.1:6379/{redis_db}",
                     "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
                     "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:6379/{redis_db}",
@@ -46,12 +46,13 @@ class Stack:
         return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env,
                               check=True, capture_output=True, text=True).stdout
 
-    def start(self, *, web_workers: int = 2, celery_concurrency: int = 2) -> None:
+    def start(self, *, web_workers: int = 6, celery_concurrency: int = 2) -> None:
         subprocess.run(["redis-cli", "-n", self.env["REDIS_URL"].rsplit("/", 1)[1], "flushdb"],
                        capture_output=True)
         self.manage("migrate", "--noinput")
         self._spawn([str(BIN / "celery"), "-A", "marketplace", "worker", "-Q",
-                     "default,builds,execution", "-c", str(celery_concurrency), "-l", "WARNING",
+                     "default,builds,execution", "-P", "threads", "-c", str(celery_concurrency * 4),
+                     "-l", "WARNING",
                      "--without-gossip", "--without-mingle", "--without-heartbeat"])
         self._spawn([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-w",
                      str(web_workers), "--access-logfile", "/dev/null",
@@ -59,9 +60,9 @@ class Stack:
         wait_until_up(f"http://127.0.0.1:{self.port}/healthz")
 
     def _spawn(self, command: list[str]) -> None:
-        self.processes.append(subprocess.Popen(command, cwd=ROOT, env=self.env,
-                                               stdout=subprocess.DEVNULL,
-                                               stderr=subprocess.DEVNULL,
+        log = open(Path(self.var) / f"{Path(command[0]).name}.log", "ab")
+        self.processes.append(subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log,
+                                               stderr=subprocess.STDOUT,
                                                start_new_session=True))
 
     def stop(self) -> None:
