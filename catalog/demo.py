@@ -21,6 +21,16 @@ DEMOS = [
     {"name": "invert", "label": "Invert", "tagline": "Binary in, binary out",
      "royalty_microcredits": 0, "categories": ["utilities"], "tags": ["binary", "demo"],
      "sample_input": "16", "sample_output": "(16 bytes)"},
+    {"name": "fruit", "label": "Fruit", "tagline": "What kind of fruit is it?",
+     "royalty_microcredits": 500_000, "categories": ["vision"], "tags": ["food", "demo"],
+     "sample_input": '"banana"', "sample_output": '{"food": "banana", "is": "fruit"}'},
+    {"name": "vegetable", "label": "Vegetable", "tagline": "Which part of the plant is it?",
+     "royalty_microcredits": 500_000, "categories": ["vision"], "tags": ["food", "demo"],
+     "sample_input": '"carrot"', "sample_output": '{"food": "carrot", "is": "vegetable"}'},
+    {"name": "seefood", "label": "SeeFood", "tagline": "Fruit or vegetable? A composition",
+     "royalty_microcredits": 1_000_000, "categories": ["vision"], "tags": ["food", "demo"],
+     "pipeline_enabled": True, "sample_input": '"banana"',
+     "sample_output": '{"verdict": "fruit", "details": {...}}'},
 ]
 
 
@@ -42,7 +52,8 @@ def seed_demo_algorithms(*, user, stdout) -> None:
                      or services.algorithm_create(
                          actor=user, owner=user.username, name=demo["name"], label=demo["label"],
                          tagline=demo["tagline"], royalty_microcredits=demo["royalty_microcredits"],
-                         categories=demo["categories"], tags=demo["tags"]))
+                         categories=demo["categories"], tags=demo["tags"],
+                         pipeline_enabled=demo.get("pipeline_enabled", False)))
         services.source_bundle_upload(algorithm=algorithm, actor=user,
                                       chunks=iter([_bundle(demo["name"])]))
         with transaction.atomic():

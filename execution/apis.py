@@ -30,7 +30,8 @@ class AlgoInvokeApi(APIView):
         payload = services.parse_input(body, request.content_type)
         invocation = services.invocation_admit(
             key=request.auth, user=request.user, owner=owner, name=name, version=version,
-            payload=payload, input_bytes=len(body), options=options)
+            payload=payload, input_bytes=len(body), options=options,
+            api_base=request.build_absolute_uri("/").rstrip("/"))
         if options.output == "void":
             services.invocation_dispatch(invocation=invocation, payload=payload, wait=False)
             return Response({"async": "void", "request_id": str(invocation.request_id)})
@@ -60,4 +61,7 @@ class RequestResultApi(APIView):
         invocation = services.invocation_get_for_caller(request_id=request_id, user=request.user)
         if invocation.status not in Invocation.FINISHED:
             return Response({"status": invocation.status, "request_id": str(invocation.request_id)})
-        return JsonResponse(invocation.result, status=200)
+        body = dict(invocation.result)
+        body["trace"] = {"trace_id": str(invocation.trace_id),
+                         "tree": services.invocation_tree(invocation)}
+        return JsonResponse(body, status=200)

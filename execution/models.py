@@ -31,6 +31,9 @@ class Invocation(models.Model):
     caller = models.ForeignKey(User, null=True, on_delete=models.SET_NULL, related_name="+")
     api_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="+")
+    derived_key = models.OneToOneField(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="serving",
+        help_text="The short-lived key this call's algorithm uses for its own calls.")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED,
                               db_index=True)
     options = models.JSONField(default=dict)

@@ -14,8 +14,10 @@ from execution.backends import RunTarget, get_backend
 from execution.models import Invocation
 from marketplace.errors import ApplicationError, InputError, NotFoundError, PermissionDeniedError
 from marketplace.models import ApiKey, User
+from marketplace.services import api_key_create_derived, api_key_retire
 
 ALGORITHM_ERRORS = {"AlgorithmError", "LoadingError", "TimeoutError", "OutOfMemoryError"}
+MAX_CALL_DEPTH = 8
 
 
 class UnsupportedInput(ApplicationError):
@@ -70,8 +72,16 @@ def parse_input(body: bytes, content_type: str) -> dict:
 
 def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version: str | None,
                      payload: dict, input_bytes: int, options: CallOptions,
-                     parent: Invocation | None = None) -> Invocation:
-    """Resolve what is called, check the key may call it, and record the call (queued)."""
+                     api_base: str = "") -> Invocation:
+    """Resolve what is called, check the key may call it, and record the call (queued).
+
+    A call made with a derived key is a child of the call that key serves: it joins that
+    call's trace, one level deeper, at most MAX_CALL_DEPTH deep.
+    """
+    parent = Invocation.objects.filter(derived_key=key).first()
+    if parent is not None and parent.depth + 1 >= MAX_CALL_DEPTH:
+        raise InputError(f"Algorithms may call each other at most {MAX_CALL_DEPTH} levels "
+                         "deep; this call would go deeper.")
     resolved = catalog_selectors.version_resolve(owner=owner, name=name, spec=version, user=user)
     version_text = (resolved.version.semantic_version if resolved.version
                     else resolved.build.content_hash)
@@ -89,7 +99,7 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
         version_text=version_text, build=resolved.build, caller=user, api_key=key,
         input_content_type=payload["content_type"], input_bytes=input_bytes,
         options={"timeout": options.timeout, "stdout": options.stdout and is_manager,
-                 "output": options.output, "show_trace": is_manager})
+                 "output": options.output, "show_trace": is_manager, "api_base": api_base})
 
 
 def _target(invocation: Invocation) -> RunTarget:
@@ -99,14 +109,16 @@ def _target(invocation: Invocation) -> RunTarget:
                                    artifact_sha256=build.artifact_sha256)
     network = algorithm.network_access == algorithm.NetworkAccess.FULL
     return RunTarget(
-        pool_key=f"{build.content_hash[:20]}{'-net' if network else ''}",
+        pool_key=(f"{build.content_hash[:20]}{'-net' if network else ''}"
+                  f"{'-api' if algorithm.pipeline_enabled else ''}"),
         artifact_dir=artifact_dir, language=build.language, entry=algorithm.name,
         network=network, idle_seconds=algorithm.runner_idle_seconds,
         min_warm=algorithm.min_warm_runners,
         max_runners=settings.EXECUTION_MAX_RUNNERS_PER_VERSION,
         memory_bytes=settings.EXECUTION_MEMORY_BYTES,
         max_processes=settings.EXECUTION_MAX_PROCESSES,
-        max_output_bytes=settings.EXECUTION_RESPONSE_MAX_BYTES)
+        max_output_bytes=settings.EXECUTION_RESPONSE_MAX_BYTES,
+        bridge=algorithm.pipeline_enabled)
 
 
 def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
@@ -118,9 +130,10 @@ def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
     queued_ms = (now - invocation.created_at).total_seconds() * 1000
     Invocation.objects.filter(pk=invocation.pk).update(status=Invocation.Status.RUNNING,
                                                        started_at=now)
+    timeout = float(invocation.options.get("timeout", 300))
+    context, derived = _call_context(invocation, timeout)
     try:
-        outcome = get_backend().invoke(_target(invocation), payload,
-                                       float(invocation.options.get("timeout", 300)))
+        outcome = get_backend().invoke(_target(invocation), payload, timeout, context)
     except TimeoutError as error:
         return invocation_finish(invocation=invocation, error_type="TimeoutError",
                                  error_message=str(error), queue_ms=queued_ms)
@@ -133,7 +146,21 @@ def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
             error_message=(f"The algorithm failed to load: {str(error)[-2000:]}" if load
                            else f"The call could not be run ({type(error).__name__})."),
             queue_ms=queued_ms)
+    finally:
+        if derived is not None:
+            api_key_retire(key=derived)
     return invocation_finish(invocation=invocation, outcome=outcome, queue_ms=queued_ms)
+
+
+def _call_context(invocation: Invocation, timeout: float):
+    """For a pipeline-enabled algorithm: a key derived from this call, for its own calls."""
+    if not invocation.algorithm.pipeline_enabled or invocation.api_key is None:
+        return {}, None
+    issued = api_key_create_derived(parent=invocation.api_key,
+                                    name=f"call {invocation.request_id}",
+                                    lifetime_seconds=timeout + 60)
+    Invocation.objects.filter(pk=invocation.pk).update(derived_key=issued.key)
+    return {"api_key": issued.raw, "api_base": invocation.options.get("api_base", "")}, issued.key
 
 
 @transaction.atomic
@@ -208,3 +235,15 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
             invocation=invocation, error_type="TimeoutError" if "Timeout" in type(error).__name__
             else "InternalError",
             error_message="The call did not finish: its worker stopped or never answered.")
+
+
+def invocation_tree(invocation: Invocation) -> dict:
+    """The call and every call it made, with where each hop's time went."""
+    node = {"request_id": str(invocation.request_id), "algorithm": invocation.algorithm_path,
+            "version": invocation.version_text, "status": invocation.status,
+            "error_type": invocation.error_type or None, "depth": invocation.depth,
+            "queue_ms": invocation.queue_ms, "cold_start_ms": invocation.cold_start_ms,
+            "run_ms": invocation.run_ms, "total_ms": invocation.total_ms}
+    node["children"] = [invocation_tree(child)
+                        for child in invocation.children.order_by("created_at")]
+    return node

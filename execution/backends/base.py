@@ -20,6 +20,7 @@ class RunTarget:
     memory_bytes: int = 2 * 1024 ** 3
     max_processes: int = 64
     max_output_bytes: int = 15 * 1024 * 1024
+    bridge: bool = False          # may reach the platform API (pipeline_enabled)
 
 
 @dataclass
@@ -37,7 +38,8 @@ class Outcome:
 
 
 class Backend(Protocol):
-    def invoke(self, target: RunTarget, request: dict, timeout: float) -> Outcome: ...
+    def invoke(self, target: RunTarget, request: dict, timeout: float,
+               context: dict | None = None) -> Outcome: ...
 
     def warm(self, target: RunTarget) -> None: ...
 

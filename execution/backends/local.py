@@ -26,6 +26,7 @@ from .base import Outcome, RunTarget
 
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtimes"
 SPAWN_POLL_SECONDS = 0.002
+BRIDGE_PORT = 9777
 
 
 class RunnerLoadError(RuntimeError):
@@ -37,7 +38,8 @@ class LocalBackend:
         sandbox.bwrap_path()  # a missing bubblewrap is a start-up error, never a fallback
 
     # --- public ---------------------------------------------------------------------------
-    def invoke(self, target: RunTarget, request: dict, timeout: float) -> Outcome:
+    def invoke(self, target: RunTarget, request: dict, timeout: float,
+               context: dict | None = None) -> Outcome:
         started = time.monotonic()
         deadline = started + timeout
         cold_ms = 0.0
@@ -47,8 +49,8 @@ class LocalBackend:
             queue_ms = (time.monotonic() - started) * 1000 - cold_ms
             try:
                 remaining = max(deadline - time.monotonic(), 0.05)
-                reply = self._call(sock_path, {"request": request, "timeout": remaining},
-                                   remaining + 10)
+                reply = self._call(sock_path, {"request": request, "timeout": remaining,
+                                               "context": context or {}}, remaining + 10)
                 break
             except (ConnectionRefusedError, FileNotFoundError):
                 self._forget(sock_path)  # a runner that died without tidying up
@@ -144,16 +146,24 @@ class LocalBackend:
             command = ["/algo/venv/bin/python", f"src/{target.entry}.py"]
             runtime = RUNTIME_DIR / "python"
         env = {"PYTHONPATH": "/opt/algostore/runtime/python", **target.env}
+        socket_binds = []
+        if target.bridge:
+            env.update(ALGOSTORE_API_SOCKET="/run/algostore/api.sock",
+                       ALGOSTORE_API_PORT=str(BRIDGE_PORT),
+                       ALGORITHMIA_API=f"http://127.0.0.1:{BRIDGE_PORT}")
+            socket_binds = [(str(pool / f"r{slot}.api.sock"), "/run/algostore/api.sock")]
         uid = 100_000 + zlib.crc32(f"{target.pool_key}/{slot}".encode()) % 50_000
         return {
             "socket": str(pool / f"r{slot}.sock"), "lock": str(pool / f"r{slot}.lock"),
             "status": str(pool / f"r{slot}.status"), "idle_seconds": target.idle_seconds,
             "reserved": slot < target.min_warm, "max_output_bytes": target.max_output_bytes,
+            "bridge_socket": str(pool / f"r{slot}.api.sock") if target.bridge else None,
             "sandbox": {
                 "artifact_dir": str(target.artifact_dir), "tmp_dir": str(pool / f"r{slot}.tmp"),
                 "command": command, "uid": uid, "network": target.network, "env": env,
                 "memory_bytes": target.memory_bytes, "max_processes": target.max_processes,
                 "extra_ro_binds": [(str(runtime), f"/opt/algostore/runtime/{runtime.name}")],
+                "socket_binds": socket_binds,
             },
         }
 

@@ -21,7 +21,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from execution.runner import sandbox
+from execution.runner import bridge, sandbox
 from execution.runner.process import AlgorithmProcess, CallResult, LoadFailed, Limits
 
 HEADER = struct.Struct("!I")
@@ -70,10 +70,18 @@ def build_process(spec: dict) -> AlgorithmProcess:
                       load_timeout_seconds=spec.get("load_timeout_seconds", 120)))
 
 
+CALL_CONTEXT = bridge.CallContext()
+
+
 def handle(process: AlgorithmProcess, message: dict) -> dict:
     if message.get("op") == "ping":
         return {"ok": True, "pid": os.getpid()}
-    result: CallResult = process.call(message["request"], float(message.get("timeout", 300)))
+    context = message.get("context") or {}
+    CALL_CONTEXT.set(context.get("api_key"), context.get("api_base"))
+    try:
+        result: CallResult = process.call(message["request"], float(message.get("timeout", 300)))
+    finally:
+        CALL_CONTEXT.set(None, None)  # between calls the bridge refuses everything
     return result.to_dict()
 
 
@@ -179,6 +187,8 @@ def main(argv: list[str]) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     with open(argv[1]) as handle_:
         spec = json.load(handle_)
+    if spec.get("bridge_socket"):
+        bridge.serve(spec["bridge_socket"], CALL_CONTEXT)
     process = build_process(spec)
     try:
         process.start()

@@ -4,7 +4,7 @@ import hmac
 import secrets
 import string
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
@@ -215,3 +215,28 @@ def api_key_mark_used(*, key: ApiKey) -> None:
         now = timezone.now()
         ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
         key.last_used_at = now
+
+
+def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float) -> IssuedKey:
+    """A short-lived key for an algorithm's own calls while it serves ``parent``'s call.
+
+    It may call what the parent may call, nothing else (no data, no management), belongs to
+    the same owner (so the root caller pays for the whole tree), and is retired when the
+    call ends. Not audited one by one: the invocation tree records each use.
+    """
+    expires_at = timezone.now() + timedelta(seconds=lifetime_seconds)
+    if parent.expires_at and parent.expires_at < expires_at:
+        expires_at = parent.expires_at
+    prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(KEY_PREFIX_LENGTH))
+    raw = f"ak_{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey.objects.create(
+        name=name[:100], prefix=prefix, key_hash=hash_key(raw), last4=raw[-4:],
+        user=parent.user, organization=parent.organization, created_by=parent.created_by,
+        algo_patterns=list(parent.algo_patterns), data_access=ApiKey.DataAccess.NONE,
+        can_manage=False, expires_at=expires_at, parent=parent)
+    return IssuedKey(key=key, raw=raw)
+
+
+def api_key_retire(*, key: ApiKey) -> None:
+    """End a derived key at once (its call finished)."""
+    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
