@@ -34,7 +34,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 worker: setup
-	$(BIN)/celery -A marketplace worker -l info -Q default,builds,execution,billing
+	$(BIN)/celery -A marketplace worker -l info -Q default,builds,execution,billing -P threads -c 8
 
 bench: setup
 	$(BIN)/python bench/auth_latency.py

@@ -9,6 +9,7 @@ from django.views.decorators.http import require_POST
 
 from catalog import forms, selectors, services
 from catalog.models import Build, Category
+from execution import selectors as execution_selectors
 from marketplace import selectors as account_selectors
 from marketplace.errors import ApplicationError
 
@@ -47,6 +48,9 @@ def algorithm_page(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     algorithm = _visible(request, owner, name)
     versions = list(selectors.versions_visible(algorithm=algorithm, user=_user(request)))
     latest = versions[0] if versions else None
+    latency = execution_selectors.version_latency(version_ids=[v.pk for v in versions])
+    for version in versions:
+        version.latency = latency.get(version.pk)
     return render(request, "catalog/algorithm.html", {
         "algorithm": algorithm, "versions": versions, "latest": latest,
         "is_manager": selectors.can_manage(algorithm=algorithm, user=_user(request)),

@@ -1,7 +1,7 @@
-"""The invocation API's routes."""
+"""The invocation API's routes, and the algorithm page's console."""
 from django.urls import path
 
-from execution import apis
+from execution import apis, views
 
 urlpatterns = [
     path("v1/algo/requests/<str:request_id>", apis.RequestResultApi.as_view(),
@@ -9,4 +9,5 @@ urlpatterns = [
     path("v1/algo/<str:owner>/<str:name>", apis.AlgoInvokeApi.as_view(), name="api-invoke"),
     path("v1/algo/<str:owner>/<str:name>/<str:version>", apis.AlgoInvokeApi.as_view(),
          name="api-invoke-version"),
+    path("algorithms/<str:owner>/<str:name>/try/", views.try_call, name="algorithm-try"),
 ]

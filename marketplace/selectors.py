@@ -1,7 +1,7 @@
 """The site shell's reads. Views and other apps filter through these, not in place."""
 from django.db.models import Q, QuerySet
 
-from marketplace.errors import NotFoundError
+from marketplace.errors import NotFoundError, PermissionDeniedError
 from marketplace.models import ApiKey, AuditEvent, Membership, Organization, User
 
 MANAGER_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
@@ -65,3 +65,17 @@ def audit_events_for_user(*, user: User, limit: int = 20) -> QuerySet[AuditEvent
     """What the user did, and what was done to their organizations, newest first."""
     orgs = Membership.objects.filter(user=user, role__in=MANAGER_ROLES).values("organization_id")
     return AuditEvent.objects.filter(Q(actor=user) | Q(organization_id__in=orgs))[:limit]
+
+
+def api_key_for_console(*, user: User, owner: str, name: str) -> ApiKey:
+    """The key the page console calls with: the newest of the user's own active keys that
+    may call ``owner/name``."""
+    from django.utils import timezone
+
+    keys = ApiKey.objects.filter(user=user, revoked_at__isnull=True).filter(
+        Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())).order_by("-created_at")
+    for key in keys:
+        if key.allows_algorithm(owner, name, None) or key.allows_algorithm(owner, name, "*"):
+            return key
+    raise PermissionDeniedError("You have no active API key that may call this algorithm: "
+                                "make one on the API keys page.")

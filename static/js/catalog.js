@@ -74,3 +74,25 @@
     });
   }
 })();
+
+/* The "try it" console: posts to the page's own endpoint, which calls with the user's key. */
+(function () {
+  "use strict";
+  var form = document.getElementById("console");
+  if (!form) { return; }
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var output = document.getElementById("console-output");
+    var kind = form.querySelector("input[name=console-type]:checked").value;
+    output.hidden = false;
+    output.textContent = "Running…";
+    fetch(form.dataset.url, {
+      method: "POST",
+      headers: {"Content-Type": "application/json",
+                "X-CSRFToken": form.querySelector("input[name=csrfmiddlewaretoken]").value},
+      body: JSON.stringify({input: document.getElementById("console-input").value, content_type: kind})
+    }).then(function (response) { return response.json(); }).then(function (body) {
+      output.textContent = JSON.stringify(body, null, 2);
+    }).catch(function (error) { output.textContent = "Failed: " + error; });
+  });
+})();

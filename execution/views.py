@@ -1,0 +1,34 @@
+"""The "try it" console behind the algorithm page: a call made with the signed-in user's key."""
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_POST
+
+from execution import services
+from marketplace import selectors as account_selectors
+from marketplace.errors import ApplicationError, error_body
+
+
+@login_required
+@require_POST
+def try_call(request: HttpRequest, owner: str, name: str) -> JsonResponse:
+    """Run one call from the page. It uses (never shows) the newest of the user's own active
+    keys that may call this algorithm, so it is billed and scoped like any API call."""
+    try:
+        key = account_selectors.api_key_for_console(user=request.user, owner=owner, name=name)
+        form = json.loads(request.body or b"{}")
+        text, kind = str(form.get("input", "")), form.get("content_type", "json")
+        content_type = "text/plain" if kind == "text" else "application/json"
+        payload = services.parse_input(text.encode(), content_type)
+        invocation = services.invocation_admit(
+            key=key, user=request.user, owner=owner, name=name, version=form.get("version"),
+            payload=payload, input_bytes=len(text.encode()),
+            options=services.CallOptions(timeout=60, stdout=True),
+            api_base=request.build_absolute_uri("/").rstrip("/"))
+        envelope = services.invocation_dispatch(invocation=invocation, payload=payload, wait=True)
+    except ApplicationError as error:
+        return JsonResponse(error_body(error.message, error.error_type), status=error.status_code)
+    except ValueError:
+        return JsonResponse(error_body("Send a JSON body.", "InputError"), status=400)
+    return JsonResponse({**envelope, "request_id": str(invocation.request_id)})
