@@ -7,6 +7,7 @@ worker_class = "uvicorn_worker.UvicornWorker"
 # With the embedded defaults (in-memory channel layer, per-process cache) one worker keeps
 # WebSocket groups and caches coherent; with Redis configured, scale with the cores.
 _default_workers = (multiprocessing.cpu_count() * 2 + 1) if os.environ.get("REDIS_URL") else 1
+# (One process still serves concurrent calls: Django runs each request in its own thread.)
 workers = int(os.environ.get("WEB_CONCURRENCY", _default_workers))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "330"))  # above the longest sync call (300 s)
 graceful_timeout = 30
