@@ -139,9 +139,14 @@ class LocalBackend:
 
     def _spec(self, target: RunTarget, slot: int) -> dict:
         pool = self._pool_dir(target)
+        memory_bytes = target.memory_bytes
         if target.language == "javascript":
-            command = ["node", "/opt/algostore/runtime/node/runner.js", f"src/{target.entry}.js"]
+            # V8 reserves far more address space than it uses: bound its heap instead.
+            heap_mb = max(target.memory_bytes // (1024 * 1024) - 256, 128)
+            command = ["/usr/bin/node", f"--max-old-space-size={heap_mb}",
+                       "/opt/algostore/runtime/node/runner.js", f"src/{target.entry}.js"]
             runtime = RUNTIME_DIR / "node"
+            memory_bytes = max(target.memory_bytes, 64 * 1024 ** 3)
         else:
             command = ["/algo/venv/bin/python", f"src/{target.entry}.py"]
             runtime = RUNTIME_DIR / "python"
@@ -161,7 +166,7 @@ class LocalBackend:
             "sandbox": {
                 "artifact_dir": str(target.artifact_dir), "tmp_dir": str(pool / f"r{slot}.tmp"),
                 "command": command, "uid": uid, "network": target.network, "env": env,
-                "memory_bytes": target.memory_bytes, "max_processes": target.max_processes,
+                "memory_bytes": memory_bytes, "max_processes": target.max_processes,
                 "extra_ro_binds": [(str(runtime), f"/opt/algostore/runtime/{runtime.name}")],
                 "socket_binds": socket_binds,
             },
