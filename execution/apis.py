@@ -64,4 +64,10 @@ class RequestResultApi(APIView):
         body = dict(invocation.result)
         body["trace"] = {"trace_id": str(invocation.trace_id),
                          "tree": services.invocation_tree(invocation)}
+        delivery = getattr(invocation, "webhook", None)
+        if delivery is not None:
+            body["callback"] = {"url": delivery.url, "status": delivery.status,
+                                "attempts": delivery.attempts,
+                                "last_status_code": delivery.last_status_code,
+                                "last_error": delivery.last_error or None}
         return JsonResponse(body, status=200)

@@ -59,3 +59,22 @@ class Invocation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.algorithm_path}/{self.version_text} {self.request_id} ({self.status})"
+
+
+class WebhookDelivery(models.Model):
+    """A completion callback: each attempt's outcome, visible to the caller."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    invocation = models.OneToOneField(Invocation, on_delete=models.CASCADE,
+                                      related_name="webhook")
+    url = models.URLField(max_length=500)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)

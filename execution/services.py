@@ -34,6 +34,8 @@ class CallOptions:
     stdout: bool = False
     output: str = "default"  # default | raw | void
 
+    callback: str = ""
+
     @classmethod
     def parse(cls, query) -> "CallOptions":
         try:
@@ -45,8 +47,13 @@ class CallOptions:
         output = query.get("output", "default") or "default"
         if output not in ("default", "raw", "void"):
             raise InputError("output must be raw or void.")
+        callback = query.get("callback", "")
+        if callback:
+            from execution.webhooks import validate_callback
+
+            callback = validate_callback(callback)
         return cls(timeout=timeout, stdout=str(query.get("stdout", "")).lower() == "true",
-                   output=output)
+                   output=output, callback=callback)
 
 
 def parse_input(body: bytes, content_type: str) -> dict:
@@ -99,7 +106,8 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
         version_text=version_text, build=resolved.build, caller=user, api_key=key,
         input_content_type=payload["content_type"], input_bytes=input_bytes,
         options={"timeout": options.timeout, "stdout": options.stdout and is_manager,
-                 "output": options.output, "show_trace": is_manager, "api_base": api_base})
+                 "output": options.output, "show_trace": is_manager, "api_base": api_base,
+                 "callback": options.callback})
 
 
 def _target(invocation: Invocation) -> RunTarget:
@@ -197,6 +205,9 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     started = locked.created_at
     locked.total_ms = (locked.finished_at - started).total_seconds() * 1000
     locked.save()
+    from execution.webhooks import schedule
+
+    schedule(locked)
     return envelope
 
 

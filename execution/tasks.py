@@ -9,3 +9,18 @@ def invoke(invocation_pk: int, payload: dict) -> dict:
     from execution.services import invocation_run
 
     return invocation_run(invocation_pk=invocation_pk, payload=payload)
+
+
+@shared_task(name="execution.deliver_webhook", bind=True, max_retries=None)
+def deliver_webhook(self, delivery_pk: int) -> str:
+    """Deliver a completion webhook; on failure, try again later with exponential backoff."""
+    from django.conf import settings
+
+    from execution import webhooks
+
+    outcome = webhooks.deliver(delivery_pk)
+    if outcome == "retry":
+        if settings.CELERY_TASK_ALWAYS_EAGER:  # no broker to wait on: retry here, at once
+            return deliver_webhook.run(delivery_pk)
+        raise self.retry(countdown=webhooks.backoff_seconds(self.request.retries))
+    return outcome

@@ -123,6 +123,7 @@ def keys_page(request: HttpRequest) -> HttpResponse:
         "form": form,
         "keys": selectors.api_keys_visible_to(user=request.user),
         "revealed": key_reveal.take_revealed(request),
+        "webhook_secret": services.webhook_secret(request.user),
     })
     return key_reveal.forget_revealed(request, response)
 

@@ -240,3 +240,11 @@ def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float
 def api_key_retire(*, key: ApiKey) -> None:
     """End a derived key at once (its call finished)."""
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def webhook_secret(user: User) -> str:
+    """The user's secret for verifying Algostore's webhook signatures. Derived from the
+    platform's secret key, so nothing per user is stored; shown on the API keys page."""
+    return hmac.new(settings.SECRET_KEY.encode(),
+                    f"webhook:{user.pk}:{user.date_joined.isoformat()}".encode(),
+                    hashlib.sha256).hexdigest()

@@ -25,3 +25,6 @@ BUILD_ROOT = VAR_DIR / "test" / "builds"  # noqa: F405
 MEDIA_ROOT = VAR_DIR / "test" / "media"  # noqa: F405
 EXECUTION_RUN_DIR = VAR_DIR / "test" / "run"  # noqa: F405
 EXECUTION_ARTIFACT_DIR = VAR_DIR / "test" / "artifacts"  # noqa: F405
+WEBHOOK_ALLOW_HTTP = True  # the tests' receivers listen on http://127.0.0.1
+WEBHOOK_BACKOFF_SECONDS = 0
+WEBHOOK_MAX_ATTEMPTS = 3
