@@ -46,7 +46,7 @@ def schedule(invocation: Invocation) -> None:
 def deliver(delivery_pk: int) -> str:
     """One attempt. Returns "delivered", "retry" (try again later) or "failed" (gave up)."""
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().select_related(
+        delivery = WebhookDelivery.objects.select_for_update(of=("self",)).select_related(
             "invocation", "invocation__caller").get(pk=delivery_pk)
         if delivery.status != WebhookDelivery.Status.PENDING:
             return delivery.status
