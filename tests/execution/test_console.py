@@ -28,7 +28,7 @@ def test_the_console_calls_with_the_users_key_and_the_page_shows_latency(
                      content_type="application/json")
     page = browser.get(f"/algorithms/{user.username}/probe/").content.decode()
     assert 'data-testid="latency-0.1.0"' in page and "(4 calls)" in page
-    assert "cold start" in page
+    assert "run p50" in page and "call p50" in page
 
 
 def test_the_console_without_a_key_says_what_to_do(probe, user):
