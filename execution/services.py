@@ -138,6 +138,7 @@ def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
     queued_ms = (now - invocation.created_at).total_seconds() * 1000
     Invocation.objects.filter(pk=invocation.pk).update(status=Invocation.Status.RUNNING,
                                                        started_at=now)
+    _announce(invocation, {"type": "request.status", "status": Invocation.Status.RUNNING})
     timeout = float(invocation.options.get("timeout", 300))
     context, derived = _call_context(invocation, timeout)
     try:
@@ -208,7 +209,21 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     from execution.webhooks import schedule
 
     schedule(locked)
+    stdout_for_stream = locked.stdout if options.get("stdout") else ""
+    transaction.on_commit(lambda: _announce(locked, {"type": "request.finished",
+                                                     "envelope": envelope,
+                                                     "stdout": stdout_for_stream}))
     return envelope
+
+
+def _announce(invocation: Invocation, event: dict) -> None:
+    """Tell the call's WebSocket watchers (``/ws/requests/<id>``)."""
+    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
+
+    from execution.consumers import request_group
+
+    async_to_sync(get_channel_layer().group_send)(request_group(invocation.request_id), event)
 
 
 def invocation_get_for_caller(*, request_id: str, user: User) -> Invocation:

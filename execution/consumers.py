@@ -1,0 +1,71 @@
+"""``/ws/requests/<request_id>``: a call's status, its stdout and its result, as they happen.
+
+Authenticated by the signed-in session or by an API key (``Authorization`` header, or
+``?key=`` for browsers, which cannot set headers on WebSockets); only the caller may watch.
+"""
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from execution.models import Invocation
+
+
+def request_group(request_id) -> str:
+    return f"request_{str(request_id).replace('-', '')}"
+
+
+@database_sync_to_async
+def _invocation_for(scope, request_id: str) -> Invocation | None:
+    from marketplace.authentication import key_from_header
+    from marketplace.errors import AuthError
+    from marketplace.services import api_key_authenticate
+
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        headers = dict(scope.get("headers") or [])
+        raw = headers.get(b"authorization", b"").decode() or (
+            parse_qs(scope.get("query_string", b"").decode()).get("key", [""])[0])
+        if not raw:
+            return None
+        try:
+            key = api_key_authenticate(raw=key_from_header(raw))
+        except AuthError:
+            return None
+        user = key.user or key.created_by
+    try:
+        return Invocation.objects.filter(request_id=request_id, caller=user).first()
+    except Exception:  # not a UUID
+        return None
+
+
+class RequestStreamConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        request_id = self.scope["url_route"]["kwargs"]["request_id"]
+        invocation = await _invocation_for(self.scope, request_id)
+        if invocation is None:
+            await self.close(code=4404)
+            return
+        self.group = request_group(invocation.request_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        invocation = await database_sync_to_async(Invocation.objects.get)(pk=invocation.pk)
+        await self.send_json({"type": "status", "status": invocation.status})
+        if invocation.status in Invocation.FINISHED:
+            await self._send_result(invocation.result, invocation.stdout)
+
+    async def disconnect(self, code: int) -> None:
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def request_status(self, event: dict) -> None:
+        await self.send_json({"type": "status", "status": event["status"]})
+
+    async def request_finished(self, event: dict) -> None:
+        await self._send_result(event["envelope"], event.get("stdout", ""))
+
+    async def _send_result(self, envelope: dict, stdout: str) -> None:
+        for line in (stdout or "").splitlines():
+            await self.send_json({"type": "stdout", "line": line})
+        await self.send_json({"type": "result", **envelope})
+        await self.close()
