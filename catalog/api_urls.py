@@ -8,6 +8,9 @@ ALGO = "algorithms/<str:owner>/<str:name>"
 
 urlpatterns = [
     path("search", apis.SearchApi.as_view(), name="api-search"),
+    path("secret-provider", apis.SecretProviderListApi.as_view(), name="api-secret-providers"),
+    path("algorithms/<uuid:algorithm_id>/secrets",
+         by_method(get=apis.SecretListApi, post=apis.SecretCreateApi), name="api-secrets"),
     path("algorithms/<str:owner>",
          by_method(get=apis.AlgorithmListApi, post=apis.AlgorithmCreateApi), name="api-algorithms"),
     path(ALGO, by_method(get=apis.AlgorithmDetailApi, put=apis.AlgorithmUpdateApi,

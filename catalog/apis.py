@@ -11,7 +11,8 @@ from rest_framework.views import APIView
 from catalog import payloads, selectors, services
 from catalog.models import Algorithm
 from catalog.services.algorithms import normalize_language
-from marketplace.errors import ApplicationError, InputError, PermissionDeniedError
+from marketplace.errors import (ApplicationError, InputError, NotFoundError,
+                               PermissionDeniedError)
 
 UPLOAD_TYPES = {"application/gzip", "application/x-gzip", "application/x-tar+gzip",
                 "application/zip", "application/x-zip-compressed", "application/octet-stream"}
@@ -267,3 +268,57 @@ class SearchApi(APIView):
             "tags": [t.name for t in a.tags.all()],
             "self_link": request.build_absolute_uri(f"/algorithms/{a.owner_name}/{a.name}/"),
         }))
+
+
+# --- Secrets (the official client's set_secret / get_secrets) -----------------------------
+
+SECRET_PROVIDER = {"id": "algostore-encrypted", "name": "Algostore (encrypted at rest)",
+                   "description": "Stored encrypted; injected as environment variables.",
+                   "is_default": True}
+
+
+class SecretProviderListApi(APIView):
+    def get(self, request):
+        return Response([SECRET_PROVIDER])
+
+
+def _algorithm_by_id(request, algorithm_id) -> Algorithm:
+    algorithm = Algorithm.objects.filter(uuid=algorithm_id).first()
+    if algorithm is None or not selectors.can_manage(algorithm=algorithm, user=request.user):
+        raise NotFoundError("No such algorithm.")
+    manager(request, algorithm.owner_name)
+    return algorithm
+
+
+def _secret_output(secret) -> dict:
+    return {"id": str(secret.secret_id), "short_name": secret.short_name,
+            "secret_key": secret.secret_key, "description": secret.description,
+            "owner_type": "algorithm", "owner_id": str(secret.algorithm.uuid),
+            "provider_id": SECRET_PROVIDER["id"], "created": secret.created_at.isoformat(),
+            "modified": secret.updated_at.isoformat()}
+
+
+class SecretListApi(APIView):
+    def get(self, request, algorithm_id):
+        algorithm = _algorithm_by_id(request, algorithm_id)
+        return Response({"secrets": [_secret_output(s) for s in algorithm.secrets.all()]})
+
+
+class SecretCreateApi(APIView):
+    class InputSerializer(serializers.Serializer):
+        short_name = serializers.CharField(max_length=64, required=False, allow_blank=True)
+        secret_key = serializers.CharField(max_length=64)
+        secret_value = serializers.CharField(max_length=16_384, trim_whitespace=False)
+        description = serializers.CharField(max_length=300, required=False, allow_blank=True)
+        provider_id = serializers.CharField(required=False)
+
+    def post(self, request, algorithm_id):
+        algorithm = _algorithm_by_id(request, algorithm_id)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        secret = services.secret_set(
+            algorithm=algorithm, actor=request.user, short_name=values.get("short_name", ""),
+            secret_key=values["secret_key"], secret_value=values["secret_value"],
+            description=values.get("description", ""))
+        return Response(_secret_output(secret), status=201)

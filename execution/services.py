@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog import selectors as catalog_selectors
+from catalog import services as catalog_services
 from execution.artifacts import ensure_artifact
 from execution.backends import RunTarget, get_backend
 from execution.models import Invocation
@@ -116,9 +117,12 @@ def _target(invocation: Invocation) -> RunTarget:
                                    artifact_path=build.artifact_path,
                                    artifact_sha256=build.artifact_sha256)
     network = algorithm.network_access == algorithm.NetworkAccess.FULL
+    secrets, secrets_stamp = catalog_services.secrets_environment(algorithm=algorithm)
     return RunTarget(
         pool_key=(f"{build.content_hash[:20]}{'-net' if network else ''}"
-                  f"{'-api' if algorithm.pipeline_enabled else ''}"),
+                  f"{'-api' if algorithm.pipeline_enabled else ''}"
+                  f"{'-' + secrets_stamp if secrets_stamp else ''}"),
+        env=secrets,
         artifact_dir=artifact_dir, language=build.language, entry=algorithm.name,
         network=network, idle_seconds=algorithm.runner_idle_seconds,
         min_warm=algorithm.min_warm_runners,

@@ -176,7 +176,10 @@ class LocalBackend:
         pool = self._pool_dir(target)
         spec = self._spec(target, slot)
         spec_path = pool / f"r{slot}.json"
-        spec_path.write_text(json.dumps(spec))
+        # The spec may hold the algorithm's secrets: root-only, and deleted once it is read.
+        descriptor = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(spec, handle)
         (pool / f"r{slot}.lock").touch()
         log = open(pool / f"r{slot}.log", "ab")
         subprocess.Popen([sys.executable, "-m", "execution.runner.server", str(spec_path)],

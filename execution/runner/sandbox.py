@@ -93,7 +93,7 @@ def command(spec: SandboxSpec) -> tuple[list[str], list[int]]:
     binds = _Binds()
     args = [bwrap_path(), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session",
-            "--hostname", "algorithm", "--clearenv", "--proc", "/proc", "--dev", "/dev"]
+            "--hostname", "algorithm", "--proc", "/proc", "--dev", "/dev"]
     if os.getuid() != 0:
         args += ["--unshare-user", "--uid", str(spec.uid), "--gid", str(spec.uid)]
     if not spec.network:
@@ -117,13 +117,18 @@ def command(spec: SandboxSpec) -> tuple[list[str], list[int]]:
     binds.add(spec.artifact_dir, "/algo")
     binds.add(spec.tmp_dir, "/tmp", writable=True)
     args += binds.args + ["--chdir", "/algo/source"]
+    inner = drop_privileges(spec.uid) if os.getuid() == 0 else []
+    return args + ["--"] + inner + spec.command, []
+
+
+def environment(spec: SandboxSpec) -> dict[str, str]:
+    """The algorithm's whole environment. It is handed to bwrap as its own environment
+    (which the algorithm inherits), never on a command line, where any local user could
+    read it (secrets are in it)."""
     env = {"PATH": "/algo/venv/bin:/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp",
            "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1",
            "TMPDIR": "/tmp", **spec.env}
-    for name, value in env.items():
-        args += ["--setenv", name, str(value)]
-    inner = drop_privileges(spec.uid) if os.getuid() == 0 else []
-    return args + ["--"] + inner + spec.command, []
+    return {name: str(value) for name, value in env.items()}
 
 
 def limits_preexec(spec: SandboxSpec):

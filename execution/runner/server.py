@@ -64,7 +64,7 @@ def build_process(spec: dict) -> AlgorithmProcess:
     args, fds = sandbox.command(box)
     return AlgorithmProcess(
         args, os.path.join(box.tmp_dir, "algoout"), pass_fds=fds,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+        env=sandbox.environment(box),
         preexec_fn=sandbox.limits_preexec(box),
         limits=Limits(max_output_bytes=spec.get("max_output_bytes", 15 * 1024 * 1024),
                       load_timeout_seconds=spec.get("load_timeout_seconds", 120)))
