@@ -1,6 +1,8 @@
 """Reads of the execution tier: latency figures for the algorithm page."""
 from statistics import quantiles
 
+from django.db.models import Count
+
 from execution.models import Invocation
 
 SAMPLE = 500
@@ -31,3 +33,23 @@ def version_latency(*, version_ids: list[int]) -> dict[int, dict]:
             "cold_start_p50": _percentile(colds, 50),
         }
     return stats
+
+
+def call_graph_successors(*, algorithm_id: int, sample: int = 50,
+                          threshold: float = 0.5) -> list[Invocation]:
+    """Algorithms that most calls to this one go on to call (the call graph's edges out of
+    it): for each, its latest child call, from which its runner can be started."""
+    parents = list(Invocation.objects.filter(algorithm_id=algorithm_id)
+                   .order_by("-created_at").values_list("pk", flat=True)[:sample])
+    if len(parents) < 2:
+        return []
+    edges = (Invocation.objects.filter(parent_id__in=parents, algorithm_id__isnull=False)
+             .values("algorithm_id").annotate(parents=Count("parent_id", distinct=True)))
+    successors = []
+    for edge in edges:
+        if edge["parents"] / len(parents) >= threshold:
+            latest = (Invocation.objects.filter(parent_id__in=parents,
+                                                algorithm_id=edge["algorithm_id"])
+                      .select_related("algorithm", "build").order_by("-created_at").first())
+            successors.append(latest)
+    return successors

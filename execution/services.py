@@ -1,5 +1,6 @@
 """Invocations: admitting a call, running it on a backend, finishing it exactly once."""
 import base64
+import logging
 import json
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from marketplace.services import api_key_create_derived, api_key_retire
 
 ALGORITHM_ERRORS = {"AlgorithmError", "LoadingError", "TimeoutError", "OutOfMemoryError"}
 MAX_CALL_DEPTH = 8
+logger = logging.getLogger(__name__)
 
 
 class UnsupportedInput(ApplicationError):
@@ -146,7 +148,10 @@ def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
     timeout = float(invocation.options.get("timeout", 300))
     context, derived = _call_context(invocation, timeout)
     try:
-        outcome = get_backend().invoke(_target(invocation), payload, timeout, context)
+        backend, target = get_backend(), _target(invocation)
+        if backend.runner_count(target) == 0:
+            _prewarm_successors(backend, invocation)
+        outcome = backend.invoke(target, payload, timeout, context)
     except TimeoutError as error:
         return invocation_finish(invocation=invocation, error_type="TimeoutError",
                                  error_message=str(error), queue_ms=queued_ms)
@@ -163,6 +168,20 @@ def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
         if derived is not None:
             api_key_retire(key=derived)
     return invocation_finish(invocation=invocation, outcome=outcome, queue_ms=queued_ms)
+
+
+def _prewarm_successors(backend, invocation: Invocation) -> None:
+    """Call-graph pre-warming: a cold start of A also starts the runners of the algorithms
+    most of A's calls go on to call, so their first call from A finds them warm."""
+    from execution.selectors import call_graph_successors
+
+    for child in call_graph_successors(algorithm_id=invocation.algorithm_id):
+        if child.build is None or child.algorithm is None or not child.build.artifact_path:
+            continue
+        try:
+            backend.warm(_target(child))
+        except Exception:  # pre-warming is an optimisation: it never fails a call
+            logger.warning("Could not pre-warm %s", child.algorithm_path, exc_info=True)
 
 
 def _call_context(invocation: Invocation, timeout: float):

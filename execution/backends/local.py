@@ -27,6 +27,7 @@ from .base import Outcome, RunTarget
 RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtimes"
 SPAWN_POLL_SECONDS = 0.002
 BRIDGE_PORT = 9777
+STARTING_STALE_SECONDS = 180  # a spec this old with no status: its spawner gave up
 
 
 class RunnerLoadError(RuntimeError):
@@ -65,8 +66,9 @@ class LocalBackend:
                        queue_ms=max(queue_ms, 0.0))
 
     def warm(self, target: RunTarget) -> None:
-        """Start a runner now if the target has none (call-graph pre-warming)."""
-        if self.runner_count(target) == 0:
+        """Start a runner, without waiting for it, if the target has none ready or starting
+        (call-graph pre-warming)."""
+        if not self._ready_slots(target) and not self._starting_slots(target):
             self._spawn(target, self._free_slot(target))
 
     def runner_count(self, target: RunTarget) -> int:
@@ -112,6 +114,11 @@ class LocalBackend:
                 if runner is not None:
                     return runner, cold_ms
             starting = self._starting_slots(target)
+            if starting and not self._ready_slots(target):
+                time.sleep(0.005)  # a cold start is under way (e.g. a pre-warm): wait for it
+                if time.monotonic() > deadline:
+                    raise TimeoutError("No runner became ready before the call's timeout.")
+                continue
             if len(self._ready_slots(target)) + len(starting) < target.max_runners:
                 slot = self._free_slot(target)
                 spawn_started = time.monotonic()
@@ -126,9 +133,17 @@ class LocalBackend:
             time.sleep(0.005)
 
     def _starting_slots(self, target: RunTarget) -> list[int]:
-        pool = self._pool_dir(target)
-        return [int(p.name[1:].split(".")[0]) for p in pool.glob("r*.json")
-                if not (pool / p.name.replace(".json", ".status")).exists()]
+        """Runners being started now (a spec written, no status yet, not abandoned)."""
+        pool, now = self._pool_dir(target), time.time()
+        slots = []
+        for spec in pool.glob("r*.json"):
+            try:
+                fresh = now - spec.stat().st_mtime < STARTING_STALE_SECONDS
+            except FileNotFoundError:
+                continue
+            if fresh and not (pool / spec.name.replace(".json", ".status")).exists():
+                slots.append(int(spec.name[1:].split(".")[0]))
+        return slots
 
     def _free_slot(self, target: RunTarget) -> int:
         pool = self._pool_dir(target)

@@ -65,3 +65,31 @@ def test_an_algorithm_without_pipeline_access_cannot_reach_the_api(client, user)
     assert raised.value.error_type == "AlgorithmError"
     assert "Connection refused" in raised.value.message or "Max retries" in raised.value.message
     assert not Invocation.objects.filter(algorithm_path=f"{user.username}/fruit").exists()
+
+
+def test_a_cold_start_of_seefood_prewarms_the_specialist_it_usually_calls(client, user):
+    from execution.backends.local import LocalBackend
+    from execution.services import _target
+
+    fresh = {"id.txt": str(time.time_ns())}  # new content: runners of its own, idle after 1 s
+    publish(user, "fruit", {**demo_bundle("fruit"), **fresh}, runner_idle_seconds=1)
+    publish(user, "seefood", {**demo_bundle("seefood"), **fresh}, pipeline_enabled=True,
+            runner_idle_seconds=1)
+    algo = client.algo(f"{user.username}/seefood")
+    for food in ("apple", "banana"):  # the call graph: seefood -> fruit, every time
+        algo.pipe({"food": food, "owner": user.username})
+    fruit_target = _target(Invocation.objects.filter(algorithm_path__endswith="/fruit").first())
+    seefood_target = _target(Invocation.objects.filter(algorithm_path__endswith="/seefood").first())
+    backend = LocalBackend()
+    deadline = time.monotonic() + 30
+    while (backend.runner_count(fruit_target) or backend.runner_count(seefood_target)) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert backend.runner_count(fruit_target) == backend.runner_count(seefood_target) == 0
+    algo.pipe({"food": "cherry", "owner": user.username})
+    root = Invocation.objects.filter(algorithm_path__endswith="/seefood").order_by(
+        "-created_at").first()
+    child = Invocation.objects.get(parent=root)
+    assert root.cold_start_ms > 0
+    assert child.cold_start_ms == 0  # its runner was started with seefood's, not by this call
+    assert backend.runner_count(fruit_target) == 1
