@@ -98,10 +98,16 @@ def measure_stack(port: int, calls: int, load_calls: int) -> dict:
         sequential(url, headers, b'"world"', 50)
         latencies = sequential(url, headers, b'"world"', calls)
         rps = throughput(url, headers, b'"world"', load_calls, 16)
+        # One composition hop: SeeFood calling demo/fruit, against demo/fruit called directly.
+        base = f"http://127.0.0.1:{port}/v1/algo/demo"
+        sequential(f"{base}/seefood", headers, b'"banana"', 20)
+        composed = sequential(f"{base}/seefood", headers, b'"banana"', max(calls // 3, 50))
+        direct = sequential(f"{base}/fruit", headers, b'"banana"', max(calls // 3, 50))
     finally:
         stack.stop()
     return {"p50": pct(latencies, .5), "p99": pct(latencies, .99), "rps": rps,
-            "cold_call_ms": statistics.median(colds), "cold_runner_ms": cold_runner_ms}
+            "cold_call_ms": statistics.median(colds), "cold_runner_ms": cold_runner_ms,
+            "hop_ms": pct(composed, .5) - pct(direct, .5)}
 
 
 def main() -> None:
@@ -119,6 +125,8 @@ def main() -> None:
           f"p99 {stack['p99'] - floor['p99']:.2f} ms")
     print(f"cold start: runner + sandbox + ADK load {stack['cold_runner_ms']:.0f} ms (median of "
           f"5); whole first call {stack['cold_call_ms']:.0f} ms")
+    print(f"one composition hop (seefood -> fruit, p50 minus fruit alone): "
+          f"{stack['hop_ms']:.2f} ms")
 
 
 if __name__ == "__main__":
