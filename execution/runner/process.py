@@ -6,11 +6,14 @@ JSON line on the FIFO. Everything else it prints is the call's stdout. The FIFO 
 read-write here, so a writer's close is never an end-of-file. Standard library only: this
 module also runs in Kubernetes runner pods.
 """
+import fcntl
 import json
 import os
 import queue
 import signal
+import struct
 import subprocess
+import termios
 import threading
 import time
 from dataclasses import dataclass, field
@@ -62,6 +65,7 @@ class AlgorithmProcess:
         self.load_error: str = ""
         self.memory_exceeded = False
         self.generation = 0
+        self.stdout_busy = False
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -113,6 +117,7 @@ class AlgorithmProcess:
     # --- readers -----------------------------------------------------------------------------
     def _read_stdout(self, process: subprocess.Popen, responses: queue.Queue) -> None:
         for raw in iter(process.stdout.readline, b""):
+            self.stdout_busy = True
             line = raw.decode("utf-8", errors="replace")
             if not self.ready.is_set() and line.strip() == READY_LINE:
                 self.ready.set()
@@ -122,7 +127,24 @@ class AlgorithmProcess:
             if self.output_bytes < STDOUT_LIMIT_BYTES:
                 self.output.append(line)
                 self.output_bytes += len(raw)
+            self.stdout_busy = False
         responses.put(None)  # the process is gone
+
+    def _settle_stdout(self) -> None:
+        """Wait until everything printed before the response has been collected: the
+        algorithm prints before it answers, so its output is already in the pipe."""
+        if self.process is None or self.process.stdout is None:
+            return
+        fd = self.process.stdout.fileno()
+        quiet = 0
+        deadline = time.monotonic() + 0.5
+        while quiet < 2 and time.monotonic() < deadline:
+            try:
+                pending = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            except OSError:
+                return
+            quiet = quiet + 1 if pending == 0 and not self.stdout_busy else 0
+            time.sleep(0.0002)
 
     def _read_fifo(self, fd: int, responses: queue.Queue, generation: int) -> None:
         buffer = b""
@@ -179,6 +201,7 @@ class AlgorithmProcess:
         return self._timed(self._parse(answer), started)
 
     def _parse(self, line: bytes) -> CallResult:
+        self._settle_stdout()
         stdout = self._drain_output()
         try:
             response = json.loads(line)
