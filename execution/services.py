@@ -139,6 +139,7 @@ def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
     """Run a call on the backend and finish it; a finished call is never run again."""
     invocation = Invocation.objects.select_related("algorithm", "build").get(pk=invocation_pk)
     if invocation.status in Invocation.FINISHED:
+        _hand_back(invocation, invocation.result)  # a caller may still be waiting
         return invocation.result
     now = timezone.now()
     queued_ms = (now - invocation.created_at).total_seconds() * 1000
@@ -232,11 +233,21 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     from execution.webhooks import schedule
 
     schedule(locked)
+    _hand_back(locked, envelope)
     stdout_for_stream = locked.stdout if options.get("stdout") else ""
     transaction.on_commit(lambda: _announce(locked, {"type": "request.finished",
                                                      "envelope": envelope,
                                                      "stdout": stdout_for_stream}))
     return envelope
+
+
+def _hand_back(invocation: Invocation, envelope: dict) -> None:
+    """Give a sync call's result to the web request waiting for it, once it is committed."""
+    from execution import results
+
+    if (invocation.options.get("output") != "void" and results.available()
+            and settings.EXECUTION_RESULT_CHANNEL == "redis-list"):
+        transaction.on_commit(lambda: results.publish(invocation.pk, envelope))
 
 
 def _announce(invocation: Invocation, event: dict) -> None:
@@ -273,10 +284,22 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
         app.loader.import_default_modules()
         envelope = app.tasks["execution.invoke"].apply(args=args).get()
         return envelope if wait else None
+    from execution import results
+
+    timeout = float(invocation.options.get("timeout", 300)) + 15
+    if results.available() and settings.EXECUTION_RESULT_CHANNEL == "redis-list":
+        app.send_task("execution.invoke", args=args, queue="execution", ignore_result=True)
+        if not wait:
+            return None
+        envelope = results.wait(invocation.pk, timeout)
+        if envelope is not None:
+            return envelope
+        return invocation_finish(
+            invocation=invocation, error_type="TimeoutError",
+            error_message="The call did not finish: its worker stopped or never answered.")
     async_result = app.send_task("execution.invoke", args=args, queue="execution")
     if not wait:
         return None
-    timeout = float(invocation.options.get("timeout", 300)) + 15
     try:
         return async_result.get(timeout=timeout, interval=0.005, propagate=True)
     except Exception as error:  # the worker died, or never answered

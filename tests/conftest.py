@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    from marketplace.services import api_keys
+
     cache.clear()
+    api_keys._last_marked.clear()  # per-process "recently used" marks: fresh for each test
     yield
     cache.clear()
 

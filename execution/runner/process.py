@@ -121,6 +121,7 @@ class AlgorithmProcess:
             line = raw.decode("utf-8", errors="replace")
             if not self.ready.is_set() and line.strip() == READY_LINE:
                 self.ready.set()
+                self.stdout_busy = False
                 continue
             if "MemoryError" in line:
                 self.memory_exceeded = True

@@ -3,11 +3,11 @@ import hashlib
 import hmac
 import secrets
 import string
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
@@ -208,13 +208,22 @@ def api_key_authenticate(*, raw: str) -> ApiKey:
     return key
 
 
+_last_marked: dict[int, float] = {}
+
+
 def api_key_mark_used(*, key: ApiKey) -> None:
-    """Record use at most once per API_KEY_LAST_USED_RESOLUTION seconds, not on every request."""
-    resolution = settings.API_KEY_LAST_USED_RESOLUTION
-    if cache.add(f"api-key-used:{key.pk}", 1, timeout=resolution):
-        now = timezone.now()
-        ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-        key.last_used_at = now
+    """Record use at most once per API_KEY_LAST_USED_RESOLUTION seconds per process, not on
+    every request (and without a network round trip on the request path)."""
+    now = time.monotonic()
+    if now - _last_marked.get(key.pk, -1e9) < settings.API_KEY_LAST_USED_RESOLUTION:
+        return
+    _last_marked[key.pk] = now
+    if len(_last_marked) > 100_000:  # bounded: forget the oldest half
+        for stale in sorted(_last_marked, key=_last_marked.get)[:50_000]:
+            _last_marked.pop(stale, None)
+    moment = timezone.now()
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=moment)
+    key.last_used_at = moment
 
 
 def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float) -> IssuedKey:

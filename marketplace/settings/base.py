@@ -251,3 +251,8 @@ WEBHOOK_BACKOFF_SECONDS = env.int("WEBHOOK_BACKOFF_SECONDS", default=5)
 WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
 # Encrypts algorithm secrets at rest (derived from SECRET_KEY when unset).
 SECRETS_ENCRYPTION_KEY = env.str("SECRETS_ENCRYPTION_KEY", default="")
+# How sync calls get their result back: "redis-list" (the worker pushes the envelope, the
+# web request BLPOPs it over a process-wide pool) when Redis is configured, else "celery"
+# (the Celery result backend, whose per-thread clients reconnect on every request).
+EXECUTION_RESULT_CHANNEL = env.str("EXECUTION_RESULT_CHANNEL",
+                                   default="redis-list" if REDIS_URL else "celery")

@@ -1,0 +1,42 @@
+"""How a sync call's result gets back to the web request waiting for it.
+
+With Redis configured, the worker pushes the finished envelope onto a short-lived list and
+the web tier waits on it with one BLPOP over a connection pool shared by every thread of the
+process: one round trip, no subscription per request (Celery's own result backend is kept
+per thread, and opens new connections for each request under ASGI). Without Redis the
+Celery result backend is used.
+"""
+import json
+
+import redis
+from django.conf import settings
+
+TTL_SECONDS = 900
+_client: redis.Redis | None = None
+
+
+def available() -> bool:
+    return bool(settings.REDIS_URL) and not settings.CELERY_TASK_ALWAYS_EAGER
+
+
+def _redis() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.REDIS_URL)
+    return _client
+
+
+def _key(invocation_pk: int) -> str:
+    return f"algostore:result:{invocation_pk}"
+
+
+def publish(invocation_pk: int, envelope: dict) -> None:
+    pipe = _redis().pipeline()
+    pipe.rpush(_key(invocation_pk), json.dumps(envelope))
+    pipe.expire(_key(invocation_pk), TTL_SECONDS)
+    pipe.execute()
+
+
+def wait(invocation_pk: int, timeout: float) -> dict | None:
+    item = _redis().blpop([_key(invocation_pk)], timeout=max(timeout, 1))
+    return json.loads(item[1]) if item else None
