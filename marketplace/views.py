@@ -1,6 +1,5 @@
 """The site shell's pages: home, sign-up and sign-in, dashboard, keys, organizations, docs."""
 import datetime
-from pathlib import Path
 
 import markdown
 from django.conf import settings

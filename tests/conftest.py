@@ -54,6 +54,16 @@ def api(raw_key):
     return client
 
 
+def wait_for(predicate, timeout: float = 90) -> None:
+    """Poll ``predicate`` until it is true; fail the test when ``timeout`` runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
 def require_env(*names: str) -> dict:
     """Services tests fail, never skip, when the services are not configured."""
     missing = [n for n in names if not os.environ.get(n)]

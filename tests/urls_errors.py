@@ -1,6 +1,6 @@
 """A URLconf for the error-envelope tests: the real routes plus views that fail on purpose."""
 from django.http import HttpResponse
-from django.urls import include, path
+from django.urls import path
 from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView

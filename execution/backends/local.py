@@ -7,7 +7,6 @@ failed. A caller takes the first free runner; when every runner is busy it start
 their own after ``idle_seconds`` without calls (scale to zero); the first ``min_warm`` never do.
 Any worker process on the machine can use any runner: no state lives in one process.
 """
-import fcntl
 import json
 import os
 import socket
@@ -20,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 
 from execution.runner import sandbox
-from execution.runner.server import recv_frame, send_frame
+from execution.runner.server import lock_nowait, recv_frame, send_frame
 
 from .base import Outcome, RunTarget
 
@@ -92,14 +91,8 @@ class LocalBackend:
 
     def _try_lock(self, target: RunTarget, slot: int):
         pool = self._pool_dir(target)
-        try:
-            fd = os.open(pool / f"r{slot}.lock", os.O_RDWR)
-        except FileNotFoundError:
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = lock_nowait(str(pool / f"r{slot}.lock"))
+        if fd is None:
             return None
         if not (pool / f"r{slot}.lock").exists():  # retired between open and lock
             os.close(fd)

@@ -16,7 +16,7 @@ import subprocess
 import termios
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 READY_LINE = "PIPE_INIT_COMPLETE"
 STDOUT_LIMIT_BYTES = 1024 * 1024
@@ -230,7 +230,7 @@ class AlgorithmProcess:
         tail = stdout.strip().splitlines()[-1] if stdout.strip() else ""
         result = CallResult(
             error_type="OutOfMemoryError" if out_of_memory else "AlgorithmError",
-            error_message=(f"The algorithm ran out of memory." if out_of_memory else
+            error_message=("The algorithm ran out of memory." if out_of_memory else
                            f"The algorithm process exited (code {code}){': ' + tail if tail else '.'}"),
             stack_trace=stdout[-8000:], stdout=stdout)
         self._replace()

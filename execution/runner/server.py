@@ -123,16 +123,24 @@ def serve_unix(spec: dict, process: AlgorithmProcess) -> None:
     process.stop()
 
 
-def _try_retire(lock_path: str) -> bool:
-    """Retire only if no caller holds the lock (a caller about to call keeps us alive)."""
+def lock_nowait(path: str, *, create: bool = False) -> int | None:
+    """An exclusive flock on ``path`` if nobody holds it (the descriptor), else None.
+    Callers hold a runner's lock while they call it; the runner takes it to retire."""
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        return True
+        fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+    except FileNotFoundError:
+        return None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
+        return None
+    return fd
+
+
+def _try_retire(lock_path: str) -> bool:
+    """Retire only if no caller holds the lock (a caller about to call keeps us alive)."""
+    if lock_nowait(lock_path, create=True) is None:
         return False
     os.unlink(lock_path)  # callers that open it from now on find nothing
     return True

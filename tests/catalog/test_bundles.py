@@ -1,7 +1,6 @@
 """Source bundles: hostile archives are refused with a clear InputError and leave nothing."""
 import gzip
 import io
-import os
 import stat
 import tarfile
 import zipfile
@@ -9,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.test import override_settings
 
 from catalog.models import Algorithm, SourceBundle
 from marketplace.errors import InputError, PayloadTooLargeError

@@ -1,5 +1,4 @@
 """Calls through the full stack with the official client: web, dispatch, runner, sandbox."""
-import base64
 import time
 
 import Algorithmia

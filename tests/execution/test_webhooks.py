@@ -3,10 +3,11 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+from tests.conftest import wait_for
 
 from execution.models import WebhookDelivery
 from marketplace.services import webhook_secret
@@ -44,14 +45,6 @@ def call_with_callback(client, user, url) -> str:
     assert response.status_code == 200, response.text
     return response.json()["request_id"]
 
-
-def wait_for(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_a_finished_call_is_announced_with_a_valid_signature(client, probe, user, receiver):

@@ -2,22 +2,15 @@
 import os
 import signal
 import subprocess
-import time
 
 import pytest
+
+from tests.conftest import wait_for
 
 from execution.models import Invocation
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-
-def wait_for(predicate, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_a_call_whose_worker_dies_is_run_again_and_never_twice_once_finished(

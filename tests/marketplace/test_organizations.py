@@ -1,7 +1,6 @@
 """Organizations: the official Algorithmia client's calls, roles, and 404 for outsiders."""
 import Algorithmia
 import pytest
-from Algorithmia.errors import AlgorithmException
 
 from marketplace import services
 from marketplace.errors import InputError, PermissionDeniedError
