@@ -1,0 +1,60 @@
+"""The runner's process protocol, with a small trusted stand-in algorithm (no sandbox needed
+to test the FIFO and stdout handling itself)."""
+import sys
+import textwrap
+
+import pytest
+
+from execution.runner.process import AlgorithmProcess, LoadFailed
+
+FAKE = textwrap.dedent("""
+    import json, sys
+    print("loading…")
+    print("PIPE_INIT_COMPLETE", flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        data = request["data"]
+        if data == "crash":
+            sys.exit(7)
+        for i in range(3):
+            print("line", i, flush=True)
+        with open(sys.argv[1], "w") as fifo:
+            fifo.write(json.dumps({"result": data, "metadata": {"content_type": "text"}}) + "\\n")
+""")
+
+
+@pytest.fixture
+def process(tmp_path):
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE)
+    fifo = tmp_path / "algoout"
+    proc = AlgorithmProcess([sys.executable, str(script), str(fifo)], str(fifo))
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+def test_the_ready_line_leaves_no_stdout_pending(process):
+    assert process.alive() and process.stdout_busy is False
+
+
+def test_everything_printed_before_the_answer_is_the_calls_stdout(process):
+    for _ in range(20):
+        result = process.call({"content_type": "text", "data": "hi"}, timeout=5)
+        assert result.response == {"result": "hi", "metadata": {"content_type": "text"}}
+        assert result.stdout == "line 0\nline 1\nline 2\n"
+
+
+def test_a_crash_is_an_algorithm_error_and_the_process_is_replaced(process):
+    result = process.call({"content_type": "text", "data": "crash"}, timeout=5)
+    assert result.error_type == "AlgorithmError" and "exited (code 7)" in result.error_message
+    again = process.call({"content_type": "text", "data": "back"}, timeout=5)
+    assert again.response["result"] == "back"
+
+
+def test_a_process_that_dies_while_loading_is_a_load_failure(tmp_path):
+    script = tmp_path / "broken.py"
+    script.write_text("raise SystemExit('cannot load the model')\n")
+    proc = AlgorithmProcess([sys.executable, str(script)], str(tmp_path / "algoout"))
+    with pytest.raises(LoadFailed, match="cannot load the model"):
+        proc.start()
