@@ -88,7 +88,9 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
     A call made with a derived key is a child of the call that key serves: it joins that
     call's trace, one level deeper, at most MAX_CALL_DEPTH deep.
     """
-    parent = Invocation.objects.filter(derived_key=key).first()
+    # Only keys derived for a running call (they have a parent key) can make child calls.
+    parent = (Invocation.objects.filter(derived_key=key).first()
+              if key.parent_id is not None and not key.can_manage else None)
     if parent is not None and parent.depth + 1 >= MAX_CALL_DEPTH:
         raise InputError(f"Algorithms may call each other at most {MAX_CALL_DEPTH} levels "
                          "deep; this call would go deeper.")

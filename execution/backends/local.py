@@ -27,6 +27,8 @@ RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtimes"
 SPAWN_POLL_SECONDS = 0.002
 BRIDGE_PORT = 9777
 STARTING_STALE_SECONDS = 180  # a spec this old with no status: its spawner gave up
+READY_CACHE_SECONDS = 1.0  # how long this process trusts the ready runners it last listed
+_KNOWN_READY: dict[str, tuple[float, list[int]]] = {}
 
 
 class RunnerLoadError(RuntimeError):
@@ -101,8 +103,16 @@ class LocalBackend:
 
     def _acquire(self, target: RunTarget, deadline: float):
         cold_ms = 0.0
+        seen_at, seen = _KNOWN_READY.get(target.pool_key, (0.0, []))
+        if time.monotonic() - seen_at < READY_CACHE_SECONDS:
+            for slot in seen:  # the common case: a runner listed a moment ago is free
+                runner = self._try_lock(target, slot)
+                if runner is not None:
+                    return runner, cold_ms
         while True:
-            for slot in self._ready_slots(target):
+            ready = self._ready_slots(target)
+            _KNOWN_READY[target.pool_key] = (time.monotonic(), ready)
+            for slot in ready:
                 runner = self._try_lock(target, slot)
                 if runner is not None:
                     return runner, cold_ms
