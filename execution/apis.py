@@ -31,7 +31,7 @@ class AlgoInvokeApi(APIView):
         invocation = services.invocation_admit(
             key=request.auth, user=request.user, owner=owner, name=name, version=version,
             payload=payload, input_bytes=len(body), options=options,
-            api_base=request.build_absolute_uri("/").rstrip("/"))
+            api_base=services.platform_api_base(request))
         if options.output == "void":
             services.invocation_dispatch(invocation=invocation, payload=payload, wait=False)
             return Response({"async": "void", "request_id": str(invocation.request_id)})

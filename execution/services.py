@@ -80,6 +80,12 @@ def parse_input(body: bytes, content_type: str) -> dict:
                            f"not {kind}.")
 
 
+def platform_api_base(request) -> str:
+    """Where a composing algorithm's calls are sent: the configured internal address, or the
+    address this request came in on (its host is checked against ALLOWED_HOSTS)."""
+    return settings.EXECUTION_PLATFORM_API or request.build_absolute_uri("/").rstrip("/")
+
+
 def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version: str | None,
                      payload: dict, input_bytes: int, options: CallOptions,
                      api_base: str = "") -> Invocation:

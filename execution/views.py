@@ -25,7 +25,7 @@ def try_call(request: HttpRequest, owner: str, name: str) -> JsonResponse:
             key=key, user=request.user, owner=owner, name=name, version=form.get("version"),
             payload=payload, input_bytes=len(text.encode()),
             options=services.CallOptions(timeout=60, stdout=True),
-            api_base=request.build_absolute_uri("/").rstrip("/"))
+            api_base=services.platform_api_base(request))
         envelope = services.invocation_dispatch(invocation=invocation, payload=payload, wait=True)
     except ApplicationError as error:
         return JsonResponse(error_body(error.message, error.error_type), status=error.status_code)

@@ -50,8 +50,12 @@ def serve(socket_path: str, context: CallContext) -> socketserver.ThreadingUnixS
             target = urllib.parse.urlsplit(api_base)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
             headers["Authorization"] = api_key
-            connection = http.client.HTTPConnection(target.hostname, target.port or 80,
-                                                    timeout=3600)
+            if target.scheme == "https":
+                connection = http.client.HTTPSConnection(target.hostname, target.port or 443,
+                                                         timeout=3600)
+            else:
+                connection = http.client.HTTPConnection(target.hostname, target.port or 80,
+                                                        timeout=3600)
             try:
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
