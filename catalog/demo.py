@@ -3,8 +3,6 @@ import io
 import tarfile
 from pathlib import Path
 
-from django.db import transaction
-
 from catalog import builder, services
 from catalog.models import Algorithm, Build, Category
 
@@ -56,10 +54,7 @@ def seed_demo_algorithms(*, user, stdout) -> None:
                          pipeline_enabled=demo.get("pipeline_enabled", False)))
         services.source_bundle_upload(algorithm=algorithm, actor=user,
                                       chunks=iter([_bundle(demo["name"])]))
-        with transaction.atomic():
-            build = Build.objects.create(algorithm=algorithm, bundle=algorithm.current_source,
-                                         content_hash=algorithm.current_source.content_hash,
-                                         language=algorithm.language, requested_by=user)
+        build = services.build_create(algorithm=algorithm, actor=user)
         status = builder.build_run(build.pk)  # here and now: `make run` waits for it once
         if status != Build.Status.SUCCEEDED:
             stdout.write(f"Demo build of {algorithm.path} failed; see its build log.")

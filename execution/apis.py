@@ -22,20 +22,12 @@ class AlgoInvokeApi(APIView):
 
     def post(self, request, owner: str, name: str, version: str | None = None):
         options = services.CallOptions.parse(request.query_params)
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-        if length > services.settings.EXECUTION_REQUEST_MAX_BYTES:
-            raise services.TooLarge(
-                f"The input is larger than {services.settings.EXECUTION_REQUEST_MAX_BYTES} bytes.")
-        body = request._request.body
-        payload = services.parse_input(body, request.content_type)
-        invocation = services.invocation_admit(
+        invocation, envelope = services.invocation_call(
             key=request.auth, user=request.user, owner=owner, name=name, version=version,
-            payload=payload, input_bytes=len(body), options=options,
+            body=request._request.body, content_type=request.content_type, options=options,
             api_base=services.platform_api_base(request))
         if options.output == "void":
-            services.invocation_dispatch(invocation=invocation, payload=payload, wait=False)
             return Response({"async": "void", "request_id": str(invocation.request_id)})
-        envelope = services.invocation_dispatch(invocation=invocation, payload=payload, wait=True)
         if options.output == "raw":
             return raw_response(envelope)
         return JsonResponse(envelope, status=200)

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -14,6 +15,7 @@ from catalog import services as catalog_services
 from execution.artifacts import ensure_artifact
 from execution.backends import RunTarget, get_backend
 from execution.models import Invocation
+from marketplace.dispatch import run_eagerly
 from marketplace.errors import ApplicationError, InputError, NotFoundError, PermissionDeniedError
 from marketplace.models import ApiKey, User
 from marketplace.services import api_key_create_derived, api_key_retire
@@ -119,6 +121,20 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
         options={"timeout": options.timeout, "stdout": options.stdout and is_manager,
                  "output": options.output, "show_trace": is_manager, "api_base": api_base,
                  "callback": options.callback})
+
+
+def invocation_call(*, key: ApiKey, user: User, owner: str, name: str, version: str | None,
+                    body: bytes, content_type: str, options: CallOptions,
+                    api_base: str) -> tuple[Invocation, dict | None]:
+    """One call from start to answer: parse the body, admit, dispatch; the envelope, or None
+    for ``output=void`` (the caller fetches it later by request id)."""
+    payload = parse_input(body, content_type)
+    invocation = invocation_admit(key=key, user=user, owner=owner, name=name, version=version,
+                                  payload=payload, input_bytes=len(body), options=options,
+                                  api_base=api_base)
+    envelope = invocation_dispatch(invocation=invocation, payload=payload,
+                                   wait=options.output != "void")
+    return invocation, envelope
 
 
 def _target(invocation: Invocation) -> RunTarget:
@@ -271,7 +287,7 @@ def _announce(invocation: Invocation, event: dict) -> None:
 def invocation_get_for_caller(*, request_id: str, user: User) -> Invocation:
     try:
         invocation = Invocation.objects.filter(request_id=request_id, caller=user).first()
-    except (ValueError, Exception):
+    except (ValueError, DjangoValidationError):  # not a UUID
         invocation = None
     if invocation is None:
         raise NotFoundError("No such request.")
@@ -289,8 +305,7 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
 
     args = [invocation.pk, payload]
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        app.loader.import_default_modules()
-        envelope = app.tasks["execution.invoke"].apply(args=args).get()
+        envelope = run_eagerly("execution.invoke", args)
         return envelope if wait else None
     from execution import results
 

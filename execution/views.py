@@ -18,15 +18,13 @@ def try_call(request: HttpRequest, owner: str, name: str) -> JsonResponse:
     try:
         key = account_selectors.api_key_for_console(user=request.user, owner=owner, name=name)
         form = json.loads(request.body or b"{}")
-        text, kind = str(form.get("input", "")), form.get("content_type", "json")
-        content_type = "text/plain" if kind == "text" else "application/json"
-        payload = services.parse_input(text.encode(), content_type)
-        invocation = services.invocation_admit(
+        kind = form.get("content_type", "json")
+        invocation, envelope = services.invocation_call(
             key=key, user=request.user, owner=owner, name=name, version=form.get("version"),
-            payload=payload, input_bytes=len(text.encode()),
+            body=str(form.get("input", "")).encode(),
+            content_type="text/plain" if kind == "text" else "application/json",
             options=services.CallOptions(timeout=60, stdout=True),
             api_base=services.platform_api_base(request))
-        envelope = services.invocation_dispatch(invocation=invocation, payload=payload, wait=True)
     except ApplicationError as error:
         return JsonResponse(error_body(error.message, error.error_type), status=error.status_code)
     except ValueError:

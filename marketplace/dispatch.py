@@ -7,14 +7,21 @@ from django.conf import settings
 from django.db import transaction
 
 
+def run_eagerly(name: str, args: list | tuple = ()):
+    """Run a task by name here and now (the embedded default); returns its result."""
+    from marketplace.celery import app
+
+    app.loader.import_default_modules()  # autodiscovery is lazy outside a worker
+    return app.tasks[name].apply(args=list(args)).get()
+
+
 def task_send(name: str, *, args: list | tuple = (), queue: str) -> None:
     def send() -> None:
-        from marketplace.celery import app
-
         if settings.CELERY_TASK_ALWAYS_EAGER:
-            app.loader.import_default_modules()  # autodiscovery is lazy outside a worker
-            app.tasks[name].apply(args=list(args))
+            run_eagerly(name, args)
         else:
+            from marketplace.celery import app
+
             app.send_task(name, args=list(args), queue=queue)
 
     transaction.on_commit(send)

@@ -7,15 +7,20 @@ from marketplace.errors import InputError
 from marketplace.models import User
 
 
-@transaction.atomic
-def build_start(*, algorithm: Algorithm, actor: User) -> Build:
-    """Queue a build of the algorithm's current source on the ``builds`` queue."""
+def build_create(*, algorithm: Algorithm, actor: User | None) -> Build:
+    """Record a build of the algorithm's current source (in progress, not yet run)."""
     bundle = algorithm.current_source
     if bundle is None:
         raise InputError("This algorithm has no source yet: upload a bundle "
                          f"(PUT /v1/algorithms/{algorithm.path}/source) first.")
-    build = Build.objects.create(algorithm=algorithm, bundle=bundle,
-                                 content_hash=bundle.content_hash, language=algorithm.language,
-                                 requested_by=actor)
+    return Build.objects.create(algorithm=algorithm, bundle=bundle,
+                                content_hash=bundle.content_hash, language=algorithm.language,
+                                requested_by=actor)
+
+
+@transaction.atomic
+def build_start(*, algorithm: Algorithm, actor: User) -> Build:
+    """Queue a build of the algorithm's current source on the ``builds`` queue."""
+    build = build_create(algorithm=algorithm, actor=actor)
     task_send("catalog.build_run", args=[build.pk], queue="builds")
     return build

@@ -84,9 +84,7 @@ def test_build_log_lines_are_pushed_to_the_channel_group(algorithm, user,
     upload(algorithm, user, tar_gz({"src/hello.py": "#", "id.txt": uuid.uuid4().hex}))
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
-    build = Build.objects.create(algorithm=algorithm, bundle=algorithm.current_source,
-                                 content_hash=algorithm.current_source.content_hash,
-                                 language="python3-1")
+    build = services.build_create(algorithm=algorithm, actor=user)
     async_to_sync(layer.group_add)(builder.build_group(build), channel)
     builder.build_run(build.pk)
     messages = []
@@ -120,9 +118,8 @@ def test_the_build_log_websocket_streams_to_the_owner_and_refuses_others(
     from tests.factories import UserFactory
 
     upload(algorithm, user, tar_gz({"src/hello.py": "#", "id.txt": uuid.uuid4().hex}))
-    build = Build.objects.create(algorithm=algorithm, bundle=algorithm.current_source,
-                                 content_hash=algorithm.current_source.content_hash,
-                                 language="python3-1", logs="queued\n")
+    build = services.build_create(algorithm=algorithm, actor=user)
+    Build.objects.filter(pk=build.pk).update(logs="queued\n")
 
     async def session(as_user):
         communicator = WebsocketCommunicator(BuildLogConsumer.as_asgi(),

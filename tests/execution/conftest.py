@@ -30,9 +30,7 @@ def publish(owner, name: str, files: dict, *, callability="public", **settings_)
     algorithm = services.algorithm_create(actor=owner, owner=owner.username, name=name,
                                           **settings_)
     services.source_bundle_upload(algorithm=algorithm, actor=owner, chunks=iter([tar_gz(files)]))
-    build = Build.objects.create(algorithm=algorithm, bundle=algorithm.current_source,
-                                 content_hash=algorithm.current_source.content_hash,
-                                 language=algorithm.language)
+    build = services.build_create(algorithm=algorithm, actor=owner)
     assert builder.build_run(build.pk) == "succeeded", Build.objects.get(pk=build.pk).logs
     services.version_publish(algorithm=algorithm, actor=owner, version_type="minor",
                              callability=callability)
