@@ -1,5 +1,8 @@
 """``/ws/requests/<request_id>``: a call's status, its stdout and its result, as they happen.
 
+Printed lines arrive while the call runs (only for calls made with ``stdout=true`` by a
+caller allowed to see them); a watcher that connects after the end gets them all at once.
+
 Authenticated by the signed-in session or by an API key (``Authorization`` header, or
 ``?key=`` for browsers, which cannot set headers on WebSockets); only the caller may watch.
 """
@@ -61,8 +64,12 @@ class RequestStreamConsumer(AsyncJsonWebsocketConsumer):
     async def request_status(self, event: dict) -> None:
         await self.send_json({"type": "status", "status": event["status"]})
 
+    async def request_stdout(self, event: dict) -> None:
+        for line in event["lines"]:
+            await self.send_json({"type": "stdout", "line": line})
+
     async def request_finished(self, event: dict) -> None:
-        await self._send_result(event["envelope"], event.get("stdout", ""))
+        await self._send_result(event["envelope"], "")
 
     async def _send_result(self, envelope: dict, stdout: str) -> None:
         for line in (stdout or "").splitlines():

@@ -176,7 +176,8 @@ def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
         backend, target = get_backend(), _target(invocation)
         if backend.runner_count(target) == 0:
             _prewarm_successors(backend, invocation)
-        outcome = backend.invoke(target, payload, timeout, context)
+        outcome = backend.invoke(target, payload, timeout, context,
+                                 on_stdout=_stdout_streamer(invocation))
     except TimeoutError as error:
         return invocation_finish(invocation=invocation, error_type="TimeoutError",
                                  error_message=str(error), queue_ms=queued_ms)
@@ -193,6 +194,13 @@ def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
         if derived is not None:
             api_key_retire(key=derived)
     return invocation_finish(invocation=invocation, outcome=outcome, queue_ms=queued_ms)
+
+
+def _stdout_streamer(invocation: Invocation):
+    """For a call whose stdout its caller may see: pass printed lines to its watchers live."""
+    if not invocation.options.get("stdout"):
+        return None
+    return lambda lines: _announce(invocation, {"type": "request.stdout", "lines": lines})
 
 
 def _prewarm_successors(backend, invocation: Invocation) -> None:
@@ -258,10 +266,9 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
 
     schedule(locked)
     _hand_back(locked, envelope)
-    stdout_for_stream = locked.stdout if options.get("stdout") else ""
+    # Watchers already saw the printed lines as they came (_stdout_streamer).
     transaction.on_commit(lambda: _announce(locked, {"type": "request.finished",
-                                                     "envelope": envelope,
-                                                     "stdout": stdout_for_stream}))
+                                                     "envelope": envelope}))
     return envelope
 
 

@@ -39,7 +39,8 @@ class Outcome:
 
 class Backend(Protocol):
     def invoke(self, target: RunTarget, request: dict, timeout: float,
-               context: dict | None = None) -> Outcome: ...
+               context: dict | None = None, on_stdout=None) -> Outcome:
+        """Run one call; ``on_stdout(lines)`` receives its printed lines while it runs."""
 
     def warm(self, target: RunTarget) -> None: ...
 

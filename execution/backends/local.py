@@ -41,7 +41,7 @@ class LocalBackend:
 
     # --- public ---------------------------------------------------------------------------
     def invoke(self, target: RunTarget, request: dict, timeout: float,
-               context: dict | None = None) -> Outcome:
+               context: dict | None = None, on_stdout=None) -> Outcome:
         started = time.monotonic()
         deadline = started + timeout
         cold_ms = 0.0
@@ -51,8 +51,10 @@ class LocalBackend:
             queue_ms = (time.monotonic() - started) * 1000 - cold_ms
             try:
                 remaining = max(deadline - time.monotonic(), 0.05)
-                reply = self._call(sock_path, {"request": request, "timeout": remaining,
-                                               "context": context or {}}, remaining + 10)
+                message = {"request": request, "timeout": remaining, "context": context or {}}
+                if on_stdout is not None:
+                    message["stream"] = True
+                reply = self._call(sock_path, message, remaining + 10, on_stdout)
                 break
             except (ConnectionRefusedError, FileNotFoundError):
                 self._forget(sock_path)  # a runner that died without tidying up
@@ -233,12 +235,16 @@ class LocalBackend:
             Path(base + suffix).unlink(missing_ok=True)
 
     @staticmethod
-    def _call(sock_path: str, message: dict, timeout: float) -> dict:
+    def _call(sock_path: str, message: dict, timeout: float, on_stdout=None) -> dict:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.settimeout(timeout)
             conn.connect(sock_path)
             send_frame(conn, message)
             reply = recv_frame(conn)
+            while reply is not None and reply.get("event") == "stdout":
+                if on_stdout is not None:
+                    on_stdout(reply["lines"])
+                reply = recv_frame(conn)
         if reply is None:
             raise ConnectionError("The runner closed the connection without answering.")
         return reply

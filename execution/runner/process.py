@@ -66,6 +66,7 @@ class AlgorithmProcess:
         self.memory_exceeded = False
         self.generation = 0
         self.stdout_busy = False
+        self.on_line = None  # set for the length of a call whose stdout is streamed
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -128,6 +129,9 @@ class AlgorithmProcess:
             if self.output_bytes < STDOUT_LIMIT_BYTES:
                 self.output.append(line)
                 self.output_bytes += len(raw)
+                listener = self.on_line
+                if listener is not None:
+                    listener(line.rstrip("\n"))
             self.stdout_busy = False
         responses.put(None)  # the process is gone
 
@@ -170,13 +174,21 @@ class AlgorithmProcess:
         return text
 
     # --- calls -------------------------------------------------------------------------------
-    def call(self, request: dict, timeout: float) -> CallResult:
-        """Send one request and wait for its answer, at most ``timeout`` seconds."""
+    def call(self, request: dict, timeout: float, on_line=None) -> CallResult:
+        """Send one request and wait for its answer, at most ``timeout`` seconds.
+        ``on_line`` is called (from the reader thread) with each line the call prints."""
+        try:
+            return self._call(request, timeout, on_line)
+        finally:
+            self.on_line = None
+
+    def _call(self, request: dict, timeout: float, on_line) -> CallResult:
         started = time.monotonic()
         if not self.alive():
             self.restart()
         self._drain_output()
         self.memory_exceeded = False
+        self.on_line = on_line
         payload = (json.dumps(request) + "\n").encode()
         try:
             self.process.stdin.write(payload)

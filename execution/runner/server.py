@@ -73,13 +73,56 @@ def build_process(spec: dict) -> AlgorithmProcess:
 CALL_CONTEXT = bridge.CallContext()
 
 
-def handle(process: AlgorithmProcess, message: dict) -> dict:
+class LineStream:
+    """Sends a call's stdout lines to its caller while it runs, as ``{"event": "stdout",
+    "lines": [...]}`` frames ahead of the result frame. Lines printed close together share a
+    frame, so a chatty algorithm costs the caller a few frames a second, not one per line."""
+
+    BATCH_SECONDS = 0.02
+
+    def __init__(self, conn: socket.socket):
+        self.conn, self.pending, self.closed = conn, [], False
+        self.wake = threading.Condition()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def add(self, line: str) -> None:
+        with self.wake:
+            if not self.closed:
+                self.pending.append(line)
+                self.wake.notify()
+
+    def close(self) -> None:
+        """Send what is left; after this nothing more goes out, so the result comes last."""
+        with self.wake:
+            self.closed = True
+            self.wake.notify()
+        self.thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self.wake:
+                while not self.pending and not self.closed:
+                    self.wake.wait()
+                lines, self.pending, done = self.pending, [], self.closed
+            if lines:
+                try:
+                    send_frame(self.conn, {"event": "stdout", "lines": lines})
+                except OSError:
+                    pass  # the caller went away; the result frame will fail the same way
+            if done:
+                return
+            time.sleep(self.BATCH_SECONDS)
+
+
+def handle(process: AlgorithmProcess, message: dict, on_line=None) -> dict:
     if message.get("op") == "ping":
         return {"ok": True, "pid": os.getpid()}
     context = message.get("context") or {}
     CALL_CONTEXT.set(context.get("api_key"), context.get("api_base"))
     try:
-        result: CallResult = process.call(message["request"], float(message.get("timeout", 300)))
+        result: CallResult = process.call(message["request"], float(message.get("timeout", 300)),
+                                          on_line=on_line)
     finally:
         CALL_CONTEXT.set(None, None)  # between calls the bridge refuses everything
     return result.to_dict()
@@ -110,7 +153,13 @@ def serve_unix(spec: dict, process: AlgorithmProcess) -> None:
             try:
                 message = recv_frame(conn)
                 if message is not None:
-                    send_frame(conn, handle(process, message))
+                    stream = LineStream(conn) if message.get("stream") else None
+                    try:
+                        reply = handle(process, message, stream.add if stream else None)
+                    finally:
+                        if stream is not None:
+                            stream.close()
+                    send_frame(conn, reply)
             except (OSError, ValueError):
                 pass
         last_call = time.monotonic()

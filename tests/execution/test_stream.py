@@ -6,6 +6,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from execution import services
+from execution.models import Invocation
 from marketplace.asgi import application
 from marketplace.services import api_key_authenticate
 from tests.factories import UserFactory
@@ -41,6 +42,65 @@ def test_the_caller_sees_running_stdout_and_the_result(probe, user, raw_key):
     assert {"type": "status", "status": "running"} in messages
     assert {"type": "stdout", "line": "line one"} in messages
     assert messages[-1]["result"] == "printed"
+
+
+def test_lines_arrive_while_the_call_is_still_running(probe, user, raw_key):
+    key = api_key_authenticate(raw=raw_key)
+    payload = {"content_type": "json",
+               "data": {"action": "print_slowly", "lines": ["first", "second"], "pause": 1.5}}
+    invocation = services.invocation_admit(
+        key=key, user=user, owner=user.username, name="probe", version=None, payload=payload,
+        input_bytes=10, options=services.CallOptions(stdout=True))
+    status_at = sync_to_async(lambda: Invocation.objects.get(pk=invocation.pk).status,
+                              thread_sensitive=False)
+
+    async def watch():
+        communicator = WebsocketCommunicator(
+            application, f"/ws/requests/{invocation.request_id}",
+            headers=HEADERS + [(b"authorization", raw_key.encode())])
+        assert (await communicator.connect())[0]
+        await communicator.receive_json_from(timeout=5)  # queued
+        run = asyncio.ensure_future(sync_to_async(services.invocation_run, thread_sensitive=False)(
+            invocation_pk=invocation.pk, payload=payload))
+        seen = []  # (message, the call's status in the database when it arrived)
+        while not seen or seen[-1][0]["type"] != "result":
+            message = await communicator.receive_json_from(timeout=60)
+            seen.append((message, await status_at()))
+        await run
+        return seen
+
+    seen = async_to_sync(watch)()
+    lines = [(message["line"], status) for message, status in seen if message["type"] == "stdout"]
+    assert lines == [("first", "running"), ("second", "running")]
+    result = seen[-1][0]
+    assert result["result"] == "printed"
+    assert result["metadata"]["stdout"] == "first\nsecond\n"
+
+
+def test_lines_are_not_streamed_without_stdout(probe, user, raw_key):
+    key = api_key_authenticate(raw=raw_key)
+    payload = {"content_type": "json", "data": {"action": "print", "text": "secret line"}}
+    invocation = services.invocation_admit(
+        key=key, user=user, owner=user.username, name="probe", version=None, payload=payload,
+        input_bytes=10, options=services.CallOptions())
+
+    async def watch():
+        communicator = WebsocketCommunicator(
+            application, f"/ws/requests/{invocation.request_id}",
+            headers=HEADERS + [(b"authorization", raw_key.encode())])
+        assert (await communicator.connect())[0]
+        messages = [await communicator.receive_json_from(timeout=5)]
+        run = asyncio.ensure_future(sync_to_async(services.invocation_run, thread_sensitive=False)(
+            invocation_pk=invocation.pk, payload=payload))
+        while messages[-1]["type"] != "result":
+            messages.append(await communicator.receive_json_from(timeout=60))
+        await run
+        return messages
+
+    messages = async_to_sync(watch)()
+    assert [m for m in messages if m["type"] == "stdout"] == []
+    assert messages[-1]["result"] == "printed"
+    assert "stdout" not in messages[-1]["metadata"]
 
 
 def test_someone_else_cannot_watch(probe, user, raw_key, make_key):

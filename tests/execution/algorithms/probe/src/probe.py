@@ -43,6 +43,11 @@ def apply(input):
     if action == "print":
         print(input["text"])
         return "printed"
+    if action == "print_slowly":  # a line, a pause, a line: a caller can watch it happen
+        for line in input["lines"]:
+            print(line)
+            time.sleep(input.get("pause", 1))
+        return "printed"
     if action == "raise":
         raise ValueError(input.get("message", "boom"))
     if action == "binary":
