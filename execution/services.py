@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from catalog import selectors as catalog_selectors
+from billing import services as billing_services
 from catalog import services as catalog_services
 from execution.artifacts import ensure_artifact
 from execution.backends import RunTarget, get_backend
@@ -112,15 +113,18 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
     if not resolved.build.artifact_path:
         raise NotFoundError("This version has no runnable build.")
     is_manager = catalog_selectors.can_manage(algorithm=resolved.algorithm, user=user)
-    return Invocation.objects.create(
-        trace_id=parent.trace_id if parent else uuid.uuid4(), parent=parent,
-        depth=parent.depth + 1 if parent else 0, algorithm=resolved.algorithm,
-        algorithm_path=resolved.algorithm.path, version=resolved.version,
-        version_text=version_text, build=resolved.build, caller=user, api_key=key,
-        input_content_type=payload["content_type"], input_bytes=input_bytes,
-        options={"timeout": options.timeout, "stdout": options.stdout and is_manager,
-                 "output": options.output, "show_trace": is_manager, "api_base": api_base,
-                 "callback": options.callback})
+    with transaction.atomic():  # a call that cannot be paid leaves no row behind
+        invocation = Invocation.objects.create(
+            trace_id=parent.trace_id if parent else uuid.uuid4(), parent=parent,
+            depth=parent.depth + 1 if parent else 0, algorithm=resolved.algorithm,
+            algorithm_path=resolved.algorithm.path, version=resolved.version,
+            version_text=version_text, build=resolved.build, caller=user, api_key=key,
+            input_content_type=payload["content_type"], input_bytes=input_bytes,
+            options={"timeout": options.timeout, "stdout": options.stdout and is_manager,
+                     "output": options.output, "show_trace": is_manager, "api_base": api_base,
+                     "callback": options.callback})
+        billing_services.usage_reserve(invocation=invocation, key=key, parent=parent)
+    return invocation
 
 
 def invocation_call(*, key: ApiKey, user: User, owner: str, name: str, version: str | None,
@@ -189,7 +193,7 @@ def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
             invocation=invocation, error_type="LoadingError" if load else "InternalError",
             error_message=(f"The algorithm failed to load: {str(error)[-2000:]}" if load
                            else f"The call could not be run ({type(error).__name__})."),
-            queue_ms=queued_ms)
+            queue_ms=queued_ms, platform_fault=not load)
     finally:
         if derived is not None:
             api_key_retire(key=derived)
@@ -230,8 +234,11 @@ def _call_context(invocation: Invocation, timeout: float):
 
 @transaction.atomic
 def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str = "",
-                      error_message: str = "", queue_ms: float = 0.0) -> dict:
-    """Close the call and store its envelope (once: a second finish changes nothing)."""
+                      error_message: str = "", queue_ms: float = 0.0,
+                      platform_fault: bool = False) -> dict:
+    """Close the call, bill it (or release its hold) and store its envelope, all in one
+    transaction and once: a second finish changes nothing. ``platform_fault``: the call
+    failed through the platform, not the algorithm (the tree under a root is refunded)."""
     locked = Invocation.objects.select_for_update().get(pk=invocation.pk)
     if locked.status in Invocation.FINISHED:
         return locked.result
@@ -262,6 +269,8 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     started = locked.created_at
     locked.total_ms = (locked.finished_at - started).total_seconds() * 1000
     locked.save()
+    billing_services.usage_settle(invocation=locked, succeeded=not error_type,
+                                  platform_fault=platform_fault)
     from execution.webhooks import schedule
 
     schedule(locked)
@@ -325,7 +334,7 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
         if envelope is not None:
             return envelope
         return invocation_finish(
-            invocation=invocation, error_type="TimeoutError",
+            invocation=invocation, error_type="TimeoutError", platform_fault=True,
             error_message="The call did not finish: its worker stopped or never answered.")
     async_result = app.send_task("execution.invoke", args=args, queue="execution")
     if not wait:
@@ -336,7 +345,8 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
         return invocation_finish(
             invocation=invocation, error_type="TimeoutError" if "Timeout" in type(error).__name__
             else "InternalError",
-            error_message="The call did not finish: its worker stopped or never answered.")
+            error_message="The call did not finish: its worker stopped or never answered.",
+            platform_fault=True)
 
 
 def invocation_tree(invocation: Invocation) -> dict:

@@ -59,6 +59,9 @@ class ApiKey(models.Model):
     )
     can_manage = models.BooleanField(default=True, help_text="May create and publish algorithms.")
     expires_at = models.DateTimeField(null=True, blank=True)
+    monthly_spend_cap = models.PositiveBigIntegerField(
+        null=True, blank=True,
+        help_text="Microcredits this key may spend per calendar month; empty for no cap.")
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -9,18 +9,37 @@ from .accounts import Organization, User
 
 
 class AppendOnlyError(Exception):
-    """Raised on any attempt to change or remove an audit row."""
+    """Raised on any attempt to change or remove an append-only row."""
 
 
-class AuditEventQuerySet(models.QuerySet):
+class AppendOnlyQuerySet(models.QuerySet):
     def update(self, **kwargs):  # noqa: D102
-        raise AppendOnlyError("Audit events are append-only.")
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only.")
 
     def delete(self):  # noqa: D102
-        raise AppendOnlyError("Audit events are append-only.")
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only.")
 
 
-class AuditEvent(models.Model):
+class AppendOnlyModel(models.Model):
+    """Rows are inserted once and never updated or deleted through the ORM (the audit log,
+    the billing ledger): corrections are new rows."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding or self.pk is not None:
+            raise AppendOnlyError(f"{type(self).__name__} rows are append-only.")
+        kwargs["force_insert"] = True  # never an UPDATE, whatever the caller set
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{type(self).__name__} rows are append-only.")
+
+
+class AuditEvent(AppendOnlyModel):
     """One thing that happened: who did what to which object, from where, when."""
 
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
@@ -40,20 +59,9 @@ class AuditEvent(models.Model):
     user_agent = models.CharField(max_length=300, blank=True)
     data = models.JSONField(default=dict, blank=True)
 
-    objects = AuditEventQuerySet.as_manager()
-
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [models.Index(fields=["target_type", "target_id"])]
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_username or '-'} {self.action}"
-
-    def save(self, *args, **kwargs) -> None:
-        if not self._state.adding or self.pk is not None:
-            raise AppendOnlyError("Audit events are append-only.")
-        kwargs["force_insert"] = True  # never an UPDATE, whatever the caller set
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise AppendOnlyError("Audit events are append-only.")

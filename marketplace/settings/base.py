@@ -259,3 +259,19 @@ EXECUTION_RESULT_CHANNEL = env.str("EXECUTION_RESULT_CHANNEL",
 # The platform API as runners should reach it for composition (e.g. an internal service
 # address); empty: the address each call came in on.
 EXECUTION_PLATFORM_API = env.str("EXECUTION_PLATFORM_API", default="")
+
+# --- billing ------------------------------------------------------------------------------
+# Microcredits (1 credit = 1,000,000); 10,000 credits per US dollar.
+BILLING_SIGNUP_GRANT = env.int("BILLING_SIGNUP_GRANT", default=10_000 * 1_000_000)
+# Compute: microcredits per second of one core (default 1 credit), billed by the millisecond.
+BILLING_COMPUTE_RATE = env.int("BILLING_COMPUTE_RATE", default=1_000_000)
+BILLING_CORES_PER_RUNNER = env.int("BILLING_CORES_PER_RUNNER", default=1)
+BILLING_AUTHOR_SHARE_PERCENT = 70
+# Credit packs: name -> (US cents, credits).
+BILLING_PACKS = {"starter": (1_000, 100_000), "builder": (5_000, 500_000),
+                 "studio": (10_000, 1_000_000)}
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
+# Where the stripe library sends API calls (tests point it at a local stand-in).
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")

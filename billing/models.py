@@ -1,1 +1,0 @@
-"""billing models (they arrive with this app's issue)."""

@@ -1,0 +1,65 @@
+"""Metering: one usage record per call (unique by request id), and per-key monthly spend."""
+from django.db import models
+
+from marketplace.models import ApiKey
+
+from .ledger import Account, LedgerTransaction
+
+
+class UsageRecord(models.Model):
+    """A call's price: held before it runs, then settled into the ledger or released, once."""
+
+    class Status(models.TextChoices):
+        HELD = "held", "Held (the call is running)"
+        SETTLED = "settled", "Settled"
+        RELEASED = "released", "Released (the call failed; not billed)"
+        REFUNDED = "refunded", "Refunded (the platform's fault)"
+
+    request_id = models.UUIDField(unique=True)
+    trace_id = models.UUIDField(db_index=True)
+    invocation = models.OneToOneField("execution.Invocation", null=True, blank=True,
+                                      on_delete=models.SET_NULL, related_name="usage")
+    payer = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="usage")
+    author = models.ForeignKey(Account, null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="earnings")
+    cap_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+", help_text="The key whose spending cap counts it.")
+    cap_month = models.CharField(max_length=7, blank=True, help_text="YYYY-MM")
+    algorithm_path = models.CharField(max_length=120)
+    version = models.ForeignKey("catalog.AlgorithmVersion", null=True, blank=True,
+                                on_delete=models.SET_NULL, related_name="+")
+    version_text = models.CharField(max_length=80)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.HELD,
+                              db_index=True)
+    held = models.BigIntegerField(help_text="The most this call can cost (microcredits).")
+    royalty = models.BigIntegerField(default=0)
+    compute = models.BigIntegerField(default=0)
+    run_ms = models.PositiveIntegerField(default=0)
+    transaction = models.ForeignKey(LedgerTransaction, null=True, blank=True,
+                                    on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    settled_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["payer", "settled_at"]),
+                   models.Index(fields=["author", "settled_at"])]
+        constraints = [models.CheckConstraint(condition=models.Q(held__gte=0),
+                                              name="billing_usage_held_not_negative")]
+
+    @property
+    def total(self) -> int:
+        return self.royalty + self.compute
+
+
+class KeySpend(models.Model):
+    """What one key spent (and holds) in one calendar month, against its optional cap."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="spend")
+    month = models.CharField(max_length=7)
+    spent = models.BigIntegerField(default=0)
+    reserved = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "month"],
+                                               name="billing_keyspend_one_per_month")]

@@ -1,1 +1,0 @@
-"""billing write operations: plain functions, called by views, tasks and other apps."""

@@ -1,0 +1,25 @@
+"""Billing's write operations. Other apps import from here, never from views."""
+from .ledger import (
+    account_for_key,
+    account_for_organization,
+    account_for_user,
+    adjustment_create,
+    ledger_post,
+    platform_account,
+)
+from .payments import checkout_create, stripe_event_handle
+from .usage import (
+    PRICE_FAULTS,
+    max_cost,
+    usage_refund_tree,
+    usage_reconcile,
+    usage_reserve,
+    usage_settle,
+)
+
+__all__ = [
+    "PRICE_FAULTS", "account_for_key", "account_for_organization", "account_for_user",
+    "adjustment_create", "checkout_create", "ledger_post", "max_cost", "platform_account",
+    "stripe_event_handle", "usage_refund_tree", "usage_reconcile", "usage_reserve",
+    "usage_settle",
+]
