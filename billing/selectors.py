@@ -1,1 +1,230 @@
-"""billing reads: QuerySets and plain values for views and other apps."""
+"""Billing reads: balances, statements, reports, price quotes and the ledger's integrity."""
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
+
+from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
+from billing.services.usage import compute_cost, max_cost
+
+
+def account_balance(account: Account) -> dict:
+    account.refresh_from_db(fields=["balance", "reserved"])
+    return {"balance_microcredits": account.balance, "reserved_microcredits": account.reserved,
+            "available_microcredits": account.available}
+
+
+# --- price ------------------------------------------------------------------------------------
+def price_quote(*, version, payer: Account | None = None) -> dict:
+    """What a call to ``version`` costs: its royalty, the compute rate, the cost to expect
+    from its measured run times, and the most one call can cost at the default timeout."""
+    from execution.selectors import version_latency
+
+    royalty = version.royalty_microcredits
+    author_pays_no_royalty = payer is not None and (
+        (payer.user_id and payer.user_id == version.algorithm.owner_user_id)
+        or (payer.organization_id and payer.organization_id == version.algorithm.owner_org_id))
+    if author_pays_no_royalty:
+        royalty = 0
+    latency = version_latency(version_ids=[version.pk])[version.pk]
+    run_p50, run_p95 = latency["run_p50"], latency["run_p95"]
+    timeout = settings.EXECUTION_DEFAULT_TIMEOUT
+    return {
+        "version": version.semantic_version,
+        "royalty_microcredits": royalty,
+        "compute_microcredits_per_second": (settings.BILLING_COMPUTE_RATE
+                                            * settings.BILLING_CORES_PER_RUNNER),
+        "cores": settings.BILLING_CORES_PER_RUNNER,
+        "measured_calls": latency["calls"],
+        "expected_run_ms": run_p50,
+        "expected_cost_microcredits": (royalty + compute_cost(run_p50)
+                                       if run_p50 is not None else None),
+        "p95_cost_microcredits": (royalty + compute_cost(run_p95)
+                                  if run_p95 is not None else None),
+        "max_cost_microcredits": max_cost(royalty=royalty, timeout=timeout),
+        "max_cost_timeout_seconds": timeout,
+        "royalty_waived": bool(author_pays_no_royalty),
+    }
+
+
+# --- statements and reports -------------------------------------------------------------------
+@dataclass
+class StatementLine:
+    when: object
+    kind: str
+    description: str
+    amount: int
+    calls: int = 0
+    request_id: str = ""
+    parts: list = field(default_factory=list)
+
+
+def statement(*, account: Account, limit: int = 200) -> list[StatementLine]:
+    """The account's movements, newest first. The calls of one tree (a composition) are one
+    line: one charge for the tree, with its calls listed under it."""
+    entries = (Entry.objects.filter(account=account).select_related("transaction")
+               .order_by("-transaction__created_at", "-transaction_id")[: limit * 20])
+    lines: list[StatementLine] = []
+    trees: dict = {}
+    for entry in entries:
+        posted = entry.transaction
+        if posted.kind == LedgerTransaction.Kind.USAGE and posted.trace_id and entry.amount < 0:
+            line = trees.get(posted.trace_id)
+            if line is None:
+                line = trees[posted.trace_id] = StatementLine(
+                    when=posted.created_at, kind=posted.get_kind_display(), description="",
+                    amount=0, request_id=str(posted.trace_id))
+                lines.append(line)
+            line.amount += entry.amount
+            line.calls += 1
+            line.parts.append(posted.memo)
+            line.when = min(line.when, posted.created_at)
+            continue
+        lines.append(StatementLine(when=posted.created_at, kind=posted.get_kind_display(),
+                                   description=posted.memo, amount=entry.amount,
+                                   request_id=str(posted.request_id or "")))
+    for line in trees.values():
+        root = line.parts[-1]  # the root settles last: its children finished before it
+        nested = len(line.parts) - 1
+        line.description = root + (f" (and {nested} call{'s' if nested != 1 else ''} it made)"
+                                   if nested else "")
+    return lines[:limit]
+
+
+def _since(days: int):
+    return timezone.now() - timedelta(days=days)
+
+
+def usage_by_algorithm_and_day(*, account: Account, days: int = 30) -> list[dict]:
+    """For a caller: per day and algorithm, calls and what they cost (settled calls)."""
+    return list(
+        UsageRecord.objects.filter(payer=account, status=UsageRecord.Status.SETTLED,
+                                   settled_at__gte=_since(days))
+        .annotate(day=TruncDate("settled_at"))
+        .values("day", "algorithm_path")
+        .annotate(calls=Count("id"), royalty=Sum("royalty"), compute=Sum("compute"))
+        .order_by("day", "algorithm_path"))
+
+
+def earnings_by_version_and_day(*, account: Account, days: int = 30) -> list[dict]:
+    """For an author: per day and version, calls and the royalty share earned."""
+    return list(
+        Entry.objects.filter(account=account, kind=Entry.Kind.ROYALTY,
+                             created_at__gte=_since(days))
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "version__algorithm__owner_name", "version__algorithm__name",
+                "version__semantic_version")
+        .annotate(calls=Count("id"), earned=Sum("amount"))
+        .order_by("day", "version__algorithm__name", "version__semantic_version"))
+
+
+def daily_series(rows: list[dict], value: str, days: int = 30) -> list[tuple[date, int]]:
+    """Rows summed per day over the last ``days`` days, every day present (for charts)."""
+    today = timezone.localdate()
+    totals = {today - timedelta(days=offset): 0 for offset in range(days - 1, -1, -1)}
+    for row in rows:
+        if row["day"] in totals:
+            totals[row["day"]] += int(row[value] or 0)
+    return list(totals.items())
+
+
+def key_spend_this_month(*, key) -> int:
+    spend = KeySpend.objects.filter(key=key, month=timezone.now().strftime("%Y-%m")).first()
+    return spend.spent if spend else 0
+
+
+# --- the operators' view ----------------------------------------------------------------------
+def platform_overview(*, days: int = 30) -> dict:
+    since = _since(days)
+    customer = Q(kind__in=Account.CUSTOMER_KINDS)
+    outstanding = Account.objects.filter(customer).aggregate(
+        balance=Coalesce(Sum("balance"), 0), reserved=Coalesce(Sum("reserved"), 0))
+    revenue = (Entry.objects.filter(account__kind=Account.Kind.REVENUE, created_at__gte=since)
+               .values("kind").annotate(total=Sum("amount")))
+    settled = UsageRecord.objects.filter(status=UsageRecord.Status.SETTLED,
+                                         settled_at__gte=since)
+    return {
+        "days": days,
+        "revenue": {row["kind"].replace("-", "_"): row["total"] for row in revenue},
+        "revenue_total": sum(row["total"] for row in revenue),
+        "outstanding_microcredits": outstanding["balance"],
+        "held_microcredits": outstanding["reserved"],
+        "top_algorithms": list(
+            settled.values("algorithm_path").annotate(
+                calls=Count("id"), spent=Sum(F("royalty") + F("compute")))
+            .order_by("-spent", "algorithm_path")[:10]),
+        "top_payers": list(
+            settled.values("payer__holder_name").annotate(
+                calls=Count("id"), spent=Sum(F("royalty") + F("compute")))
+            .order_by("-spent", "payer__holder_name")[:10]),
+        "revenue_by_day": daily_series(list(
+            Entry.objects.filter(account__kind=Account.Kind.REVENUE, created_at__gte=since)
+            .annotate(day=TruncDate("created_at")).values("day")
+            .annotate(total=Sum("amount"))), "total", days),
+    }
+
+
+def ledger_problems() -> list[str]:
+    """Everything that is off in the books; an empty list means they are sound.
+
+    Every transaction balances; every account's balance is the sum of its entries and its
+    holds are the sum of its running calls' holds; no customer is overdrawn; every
+    successful call has exactly one usage record and it is settled (or refunded); no failed
+    call was charged; every key's monthly spend matches its settled calls.
+    """
+    from execution.models import Invocation
+
+    problems = []
+    unbalanced = (LedgerTransaction.objects.annotate(total=Coalesce(Sum("entries__amount"), 0))
+                  .exclude(total=0).values_list("pk", "total"))
+    problems += [f"transaction #{pk} does not balance (sums to {total})"
+                 for pk, total in unbalanced]
+    sums = dict(Entry.objects.values("account").annotate(total=Sum("amount"))
+                .values_list("account", "total"))
+    holds = dict(UsageRecord.objects.filter(status=UsageRecord.Status.HELD).values("payer")
+                 .annotate(total=Sum("held")).values_list("payer", "total"))
+    for account in Account.objects.all():
+        if account.balance != sums.get(account.pk, 0):
+            problems.append(f"account #{account.pk} ({account.name}): balance "
+                            f"{account.balance} but its entries sum to {sums.get(account.pk, 0)}")
+        if account.reserved != holds.get(account.pk, 0):
+            problems.append(f"account #{account.pk} ({account.name}): holds {account.reserved} "
+                            f"but its running calls hold {holds.get(account.pk, 0)}")
+        if account.kind in Account.CUSTOMER_KINDS and account.available < 0:
+            problems.append(f"account #{account.pk} ({account.name}) is overdrawn")
+    succeeded = Invocation.objects.filter(status=Invocation.Status.SUCCEEDED)
+    missing = succeeded.annotate(n=Count("usage")).exclude(n=1).values_list("request_id",
+                                                                          flat=True)
+    problems += [f"successful call {rid} has no usage record" for rid in missing[:100]]
+    unsettled = succeeded.filter(usage__status__in=[UsageRecord.Status.HELD,
+                                                    UsageRecord.Status.RELEASED])
+    problems += [f"successful call {rid} was not billed"
+                 for rid in unsettled.values_list("request_id", flat=True)[:100]]
+    charged_failures = Invocation.objects.filter(
+        status=Invocation.Status.FAILED, usage__status=UsageRecord.Status.SETTLED)
+    problems += [f"failed call {rid} was charged"
+                 for rid in charged_failures.values_list("request_id", flat=True)[:100]]
+    stale = UsageRecord.objects.filter(status=UsageRecord.Status.HELD,
+                                       invocation__status__in=Invocation.FINISHED)
+    problems += [f"finished call {rid} still holds credits"
+                 for rid in stale.values_list("request_id", flat=True)[:100]]
+    settled_by_key = (UsageRecord.objects.filter(status=UsageRecord.Status.SETTLED)
+                      .exclude(cap_month="").values("cap_key", "cap_month")
+                      .annotate(total=Sum(F("royalty") + F("compute"))))
+    charges = {(row["cap_key"], row["cap_month"]): row["total"] for row in settled_by_key}
+    for spend in KeySpend.objects.all():
+        expected = charges.get((spend.key_id, spend.month), 0)
+        if spend.spent != expected:
+            problems.append(f"key #{spend.key_id} in {spend.month}: spent {spend.spent} but "
+                            f"its settled calls cost {expected}")
+    return problems
+
+
+def recent_adjustments(*, limit: int = 20) -> list[dict]:
+    return list(Entry.objects.filter(transaction__kind=LedgerTransaction.Kind.ADJUSTMENT,
+                                     account__kind__in=Account.CUSTOMER_KINDS)
+                .select_related("transaction", "transaction__created_by", "account")
+                .order_by("-id")[:limit])

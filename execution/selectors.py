@@ -53,3 +53,34 @@ def call_graph_successors(*, algorithm_id: int, sample: int = 50,
                       .select_related("algorithm", "build").order_by("-created_at").first())
             successors.append(latest)
     return successors
+
+
+def usage_rows(*, start, end, group_by: tuple[str, ...], callers: list[str] | None = None
+               ) -> list[dict]:
+    """Calls between two dates (inclusive), grouped: total calls and errors, and the run
+    milliseconds of each (the Algorithmia admin usage reports)."""
+    from django.db.models import Q, Sum
+    from django.db.models.functions import Coalesce
+
+    fields = {"algorithm": "algorithm_path", "version": "version_text",
+              "owner": "algorithm__owner_name", "caller": "caller__username"}
+    calls = Invocation.objects.filter(created_at__date__gte=start, created_at__date__lte=end)
+    if callers:
+        calls = calls.filter(caller__username__in=callers)
+    failed = Q(status=Invocation.Status.FAILED)
+    columns = [fields[name] for name in group_by]
+    rows = (calls.values(*columns)
+            .annotate(total_calls=Count("id"), total_errors=Count("id", filter=failed),
+                      total_duration=Coalesce(Sum("run_ms"), 0.0),
+                      total_error_duration=Coalesce(Sum("run_ms", filter=failed), 0.0))
+            .order_by(*columns))
+    return [{**{name: row[fields[name]] or "" for name in group_by},
+             "total_calls": row["total_calls"], "total_errors": row["total_errors"],
+             "total_duration": int(row["total_duration"]),
+             "total_error_duration": int(row["total_error_duration"])} for row in rows]
+
+
+def recent_failures(*, limit: int = 20) -> list[Invocation]:
+    """The latest failed calls, for operators."""
+    return list(Invocation.objects.filter(status=Invocation.Status.FAILED)
+                .select_related("caller").order_by("-created_at")[:limit])

@@ -7,7 +7,8 @@ from marketplace.api_routing import by_method
 urlpatterns = [
     path("me", apis.MeApi.as_view(), name="api-me"),
     path("keys", by_method(get=apis.KeyListApi, post=apis.KeyCreateApi), name="api-keys"),
-    path("keys/<str:prefix>", by_method(get=apis.KeyDetailApi, delete=apis.KeyRevokeApi),
+    path("keys/<str:prefix>", by_method(get=apis.KeyDetailApi, patch=apis.KeyUpdateApi,
+                                        delete=apis.KeyRevokeApi),
          name="api-key"),
     path("organization/types", apis.OrganizationTypesApi.as_view(), name="api-org-types"),
     path("organizations", apis.OrganizationCreateApi.as_view(), name="api-orgs"),

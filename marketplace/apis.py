@@ -25,6 +25,7 @@ class KeyOutput(serializers.Serializer):
     expires_at = serializers.DateTimeField()
     revoked_at = serializers.DateTimeField()
     last_used_at = serializers.DateTimeField()
+    monthly_spend_cap_microcredits = serializers.IntegerField(source="monthly_spend_cap")
 
     def get_owner_type(self, key: ApiKey) -> str:
         return "organization" if key.organization_id else "user"
@@ -77,6 +78,8 @@ class KeyCreateApi(APIView):
         name = serializers.CharField(max_length=100)
         scopes = serializers.DictField(required=False)
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
+        monthly_spend_cap_microcredits = serializers.IntegerField(required=False,
+                                                                  allow_null=True, min_value=0)
 
     def post(self, request):
         parent = _require_manage(request)
@@ -94,6 +97,7 @@ class KeyCreateApi(APIView):
                 can_manage=scopes.get("manage", False),
             ),
             expires_at=data.validated_data.get("expires_at"),
+            monthly_spend_cap=data.validated_data.get("monthly_spend_cap_microcredits"),
         )
         return Response({**KeyOutput(issued.key).data, "key": issued.raw}, status=201)
 
@@ -102,6 +106,23 @@ class KeyDetailApi(APIView):
     def get(self, request, prefix: str):
         _require_manage(request)
         return Response(KeyOutput(_manageable_key(request, prefix)).data)
+
+
+class KeyUpdateApi(APIView):
+    """Change what can change on a key: its monthly spending cap."""
+
+    class InputSerializer(serializers.Serializer):
+        monthly_spend_cap_microcredits = serializers.IntegerField(allow_null=True, min_value=0)
+
+    def patch(self, request, prefix: str):
+        _require_manage(request)
+        key = _manageable_key(request, prefix)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        key = services.api_key_set_spend_cap(
+            key=key, cap=data.validated_data["monthly_spend_cap_microcredits"],
+            actor=request.user)
+        return Response(KeyOutput(key).data)
 
 
 class KeyRevokeApi(APIView):

@@ -31,6 +31,11 @@ class KeyCreateForm(forms.Form):
                                     label="May create and publish algorithms")
     expires_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
                                  help_text="Optional. The key stops working at the start of that day (UTC).")
+    monthly_cap_credits = forms.DecimalField(
+        required=False, min_value=0, max_digits=18, decimal_places=6,
+        label="Monthly spending cap (credits)",
+        help_text="Optional. Calls that would take this key past it in a calendar month get "
+                  "402 instead of running. 10,000 credits = US$ 1.")
 
     def __init__(self, *args, organizations=(), **kwargs):
         super().__init__(*args, **kwargs)
@@ -39,6 +44,9 @@ class KeyCreateForm(forms.Form):
             (name, f"Organization: {name}") for name in self.organizations
         ]
         self.fields["owner"].required = False
+
+    def monthly_spend_cap(self) -> int | None:
+        return credits_to_microcredits(self.cleaned_data.get("monthly_cap_credits"))
 
     def clean_algorithms(self) -> list[str]:
         patterns = [line.strip() for line in self.cleaned_data["algorithms"].splitlines()]
@@ -71,3 +79,12 @@ class OrganizationCreateForm(forms.ModelForm):
 class MemberAddForm(forms.Form):
     username = forms.CharField(max_length=40)
     role = forms.ChoiceField(choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+
+def credits_to_microcredits(value) -> int | None:
+    return None if value is None else int(value * 1_000_000)
+
+
+class KeyCapForm(forms.Form):
+    monthly_cap_credits = forms.DecimalField(required=False, min_value=0, max_digits=18,
+                                             decimal_places=6)

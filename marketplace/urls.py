@@ -17,6 +17,7 @@ urlpatterns = [
     path("dashboard/", views.dashboard, name="dashboard"),
     path("account/keys/", views.keys_page, name="keys"),
     path("account/keys/<str:prefix>/revoke/", views.key_revoke, name="key-revoke"),
+    path("account/keys/<str:prefix>/cap/", views.key_set_cap, name="key-cap"),
     path("orgs/", views.organizations_page, name="organizations"),
     path("orgs/<str:name>/", views.organization_page, name="organization"),
     path("docs/", views.docs_page, name="docs"),

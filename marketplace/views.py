@@ -14,7 +14,14 @@ from django.views.decorators.http import require_POST
 from catalog import selectors as catalog_selectors
 from marketplace import health, key_reveal, selectors, services
 from marketplace.errors import ApplicationError
-from marketplace.forms import KeyCreateForm, MemberAddForm, OrganizationCreateForm, SignupForm
+from marketplace.forms import (
+    KeyCapForm,
+    KeyCreateForm,
+    MemberAddForm,
+    OrganizationCreateForm,
+    SignupForm,
+    credits_to_microcredits,
+)
 from marketplace.models import Membership, User
 
 DOCS_DIR = settings.BASE_DIR / "docs"
@@ -80,7 +87,10 @@ class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
+    from billing.services import account_for_user
+
     return render(request, "dashboard.html", {
+        "account": account_for_user(user),
         "algorithms": catalog_selectors.algorithms_for_user(user=user),
         "keys": selectors.api_keys_visible_to(user=user).filter(revoked_at__isnull=True),
         "organizations": selectors.organizations_for_user(user=user),
@@ -92,6 +102,28 @@ def _managed_orgs(user: User):
     return selectors.organizations_for_user(user=user).filter(
         memberships__user=user, memberships__role__in=selectors.MANAGER_ROLES
     )
+
+
+@login_required
+@require_POST
+def key_set_cap(request: HttpRequest, prefix: str) -> HttpResponse:
+    """Set or clear a key's monthly spending cap (empty: no cap)."""
+    key = selectors.api_keys_visible_to(user=request.user).filter(prefix=prefix).first()
+    if key is None or not services.api_key_can_administer(key=key, user=request.user):
+        raise Http404("No such key.")
+    form = KeyCapForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "The cap must be a number of credits, 0 or more.")
+        return redirect("keys")
+    cap = credits_to_microcredits(form.cleaned_data["monthly_cap_credits"])
+    try:
+        services.api_key_set_spend_cap(key=key, cap=cap, actor=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(request, f"{key.name}: " + (
+            "no spending cap." if cap is None else f"capped at {cap / 1_000_000:g} credits a month."))
+    return redirect("keys")
 
 
 @login_required
@@ -112,6 +144,7 @@ def keys_page(request: HttpRequest) -> HttpResponse:
                                           data_access=data["data_access"],
                                           can_manage=data["can_manage"]),
                 expires_at=expires_at,
+                monthly_spend_cap=form.monthly_spend_cap(),
             )
         except ApplicationError as error:
             form.add_error(None, error.message)

@@ -90,9 +90,11 @@ def api_key_create(
     scopes: KeyScopes | None = None,
     expires_at: datetime | None = None,
     parent: ApiKey | None = None,
+    monthly_spend_cap: int | None = None,
 ) -> IssuedKey:
     """Make a key for ``created_by`` (or for an organization they administer)."""
     scopes = scopes or KeyScopes.everything()
+    _check_cap(monthly_spend_cap)
     if organization is not None and not _can_manage_org(created_by, organization):
         raise PermissionDeniedError("Only an organization's owners and admins can make its keys.")
     if expires_at is not None and expires_at <= timezone.now():
@@ -112,21 +114,46 @@ def api_key_create(
         can_manage=scopes.can_manage,
         expires_at=expires_at,
         parent=parent,
+        monthly_spend_cap=monthly_spend_cap,
     )
     key.full_clean()
     key.save()
     audit_record(
         action="api_key.create", actor=created_by, target=key, organization=organization,
         data={"prefix": prefix, "scopes": list(scopes.algo_patterns),
-              "data_access": scopes.data_access, "can_manage": scopes.can_manage},
+              "data_access": scopes.data_access, "can_manage": scopes.can_manage,
+              "monthly_spend_cap": monthly_spend_cap},
     )
     return IssuedKey(key=key, raw=raw)
 
 
+def _check_cap(cap: int | None) -> None:
+    if cap is not None and (not isinstance(cap, int) or cap < 0):
+        raise InputError("monthly_spend_cap_microcredits must be a whole number of "
+                         "microcredits, 0 or more (or null for no cap).")
+
+
+def api_key_set_spend_cap(*, key: ApiKey, cap: int | None, actor: User) -> ApiKey:
+    """Set or clear a key's monthly spending cap (microcredits); audited."""
+    _check_cap(cap)
+    if key.parent_id and key.parent.monthly_spend_cap is not None and (
+            cap is None or cap > key.parent.monthly_spend_cap):
+        raise PermissionDeniedError("A key made by a capped key cannot have a higher cap "
+                                    f"than it ({key.parent.monthly_spend_cap} microcredits).")
+    before = key.monthly_spend_cap
+    ApiKey.objects.filter(pk=key.pk).update(monthly_spend_cap=cap)
+    key.monthly_spend_cap = cap
+    audit_record(action="api_key.spend_cap", actor=actor, target=key,
+                 organization=key.organization, data={"before": before, "after": cap})
+    return key
+
+
 def api_key_create_from_key(
-    *, parent: ApiKey, name: str, scopes: KeyScopes, expires_at: datetime | None = None
+    *, parent: ApiKey, name: str, scopes: KeyScopes, expires_at: datetime | None = None,
+    monthly_spend_cap: int | None = None,
 ) -> IssuedKey:
-    """Make a key over the API: never with more power than the key that asks for it."""
+    """Make a key over the API: never with more power than the key that asks for it (nor a
+    higher spending cap: a capped key's keys inherit its cap unless given a lower one)."""
     if not parent.can_manage:
         raise PermissionDeniedError("This key may not manage keys (it lacks the manage scope).")
     if not parent.allows_data(scopes.data_access):
@@ -136,9 +163,13 @@ def api_key_create_from_key(
             raise PermissionDeniedError(f"This key cannot grant '{pattern}'.")
     if parent.expires_at and (expires_at is None or expires_at > parent.expires_at):
         expires_at = parent.expires_at
+    if parent.monthly_spend_cap is not None and (
+            monthly_spend_cap is None or monthly_spend_cap > parent.monthly_spend_cap):
+        monthly_spend_cap = parent.monthly_spend_cap
     return api_key_create(
         created_by=parent.created_by, name=name, organization=parent.organization,
         scopes=scopes, expires_at=expires_at, parent=parent,
+        monthly_spend_cap=monthly_spend_cap,
     )
 
 

@@ -1,0 +1,52 @@
+"""Credits for people, and small server-drawn charts (inline SVG: no script, no CDN)."""
+from django import template
+from django.utils.html import format_html, format_html_join
+
+register = template.Library()
+
+
+@register.filter
+def credits(microcredits) -> str:
+    """Microcredits as credits: 12345678 -> "12.345678", 10000000000 -> "10,000"."""
+    if microcredits is None:
+        return "—"
+    text = f"{int(microcredits) / 1_000_000:,.6f}".rstrip("0").rstrip(".")
+    return text if text not in ("-0", "") else "0"
+
+
+@register.filter
+def credits_plain(microcredits) -> str:
+    """For form fields: no thousands separators."""
+    return credits(microcredits).replace(",", "")
+
+
+@register.simple_tag
+def bar_chart(series, label: str, unit: str = "credits", microcredits: bool = True,
+              width: int = 720, height: int = 160):
+    """A bar per (day, value); each bar has a tooltip with its exact figure."""
+    series = list(series)
+    if not series:
+        return ""
+    top = max((value for _, value in series), default=0) or 1
+    gap, left, bottom = 2, 4, 18
+    bar_width = max((width - left) / len(series) - gap, 1)
+    bars = []
+    for index, (day, value) in enumerate(series):
+        bar_height = (height - bottom - 4) * value / top
+        shown = credits(value) if microcredits else f"{value:,}"
+        bars.append((f"{left + index * (bar_width + gap):.1f}",
+                     f"{height - bottom - bar_height:.1f}", f"{bar_width:.1f}",
+                     f"{bar_height:.1f}", f"{day:%Y-%m-%d}: {shown} {unit}"))
+    rects = format_html_join(
+        "", '<rect class="bar" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>',
+        bars)
+    first, last = series[0][0], series[-1][0]
+    peak = credits(top) if microcredits else f"{top:,}"
+    return format_html(
+        '<figure class="chart"><svg role="img" aria-label="{}" viewBox="0 0 {} {}" '
+        'preserveAspectRatio="none" width="100%" height="{}">{}'
+        '<text x="4" y="{}" class="axis">{:%b %d}</text>'
+        '<text x="{}" y="{}" text-anchor="end" class="axis">{:%b %d}</text></svg>'
+        '<figcaption>{} — peak {} {} a day</figcaption></figure>',
+        label, width, height, height, rects, height - 4, first, width - 4, height - 4, last,
+        label, peak, unit)
