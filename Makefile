@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(REQS_HASH)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test setup system migrate demo worker bench clean
+.PHONY: run test setup system migrate demo worker beat bench clean
 
 run: setup
 	DJANGO_SETTINGS_MODULE=marketplace.settings.local $(BIN)/python manage.py migrate --noinput
@@ -35,6 +35,9 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 worker: setup
 	$(BIN)/celery -A marketplace worker -l info -Q default,builds,execution,billing -P threads -c 8
+
+beat: setup
+	$(BIN)/celery -A marketplace beat -l info -s var/celerybeat-schedule
 
 bench: setup
 	$(BIN)/python bench/auth_latency.py

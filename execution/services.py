@@ -327,7 +327,7 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
 
     timeout = float(invocation.options.get("timeout", 300)) + 15
     if results.available() and settings.EXECUTION_RESULT_CHANNEL == "redis-list":
-        app.send_task("execution.invoke", args=args, queue="execution", ignore_result=True)
+        app.send_task("execution.invoke", args=args, queue=settings.EXECUTION_QUEUE, ignore_result=True)
         if not wait:
             return None
         envelope = results.wait(invocation.pk, timeout)
@@ -336,7 +336,7 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
         return invocation_finish(
             invocation=invocation, error_type="TimeoutError", platform_fault=True,
             error_message="The call did not finish: its worker stopped or never answered.")
-    async_result = app.send_task("execution.invoke", args=args, queue="execution")
+    async_result = app.send_task("execution.invoke", args=args, queue=settings.EXECUTION_QUEUE)
     if not wait:
         return None
     try:
@@ -347,6 +347,28 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
             else "InternalError",
             error_message="The call did not finish: its worker stopped or never answered.",
             platform_fault=True)
+
+
+def invocation_reap_stuck() -> int:
+    """Fail calls that can no longer finish: queued or running well past their timeout and
+    past the broker's redelivery window (their worker and its redelivery are both gone).
+    Their holds are released (the platform's fault: nothing is billed). Returns how many."""
+    from datetime import timedelta
+
+    now, reaped = timezone.now(), 0
+    grace = settings.CELERY_VISIBILITY_TIMEOUT + 60
+    candidates = Invocation.objects.filter(
+        status__in=[Invocation.Status.QUEUED, Invocation.Status.RUNNING],
+        created_at__lt=now - timedelta(seconds=grace))
+    for invocation in candidates.only("pk", "options", "created_at"):
+        limit = float(invocation.options.get("timeout", 300)) + grace
+        if (now - invocation.created_at).total_seconds() > limit:
+            invocation_finish(invocation=invocation, error_type="InternalError",
+                              platform_fault=True,
+                              error_message="The call was lost: its worker stopped and the "
+                                            "call was not delivered again.")
+            reaped += 1
+    return reaped
 
 
 def invocation_tree(invocation: Invocation) -> dict:

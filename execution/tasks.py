@@ -24,3 +24,10 @@ def deliver_webhook(self, delivery_pk: int) -> str:
             return deliver_webhook.run(delivery_pk)
         raise self.retry(countdown=webhooks.backoff_seconds(self.request.retries))
     return outcome
+
+
+@shared_task(name="execution.reap_stuck")
+def reap_stuck() -> int:
+    from execution.services import invocation_reap_stuck
+
+    return invocation_reap_stuck()

@@ -124,7 +124,14 @@ CELERY_TASK_ROUTES = {
 CELERY_WORKER_QUEUES = ["default", "builds", "execution", "billing"]
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
 # acks_late tasks are redelivered after this many seconds; it must exceed the longest run.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_TASK_TIME_LIMIT + 600}
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT",
+                                    default=CELERY_TASK_TIME_LIMIT + 600)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# Periodic housekeeping (run `celery -A marketplace beat` beside the workers).
+CELERY_BEAT_SCHEDULE = {
+    "reap-stuck-calls": {"task": "execution.reap_stuck", "schedule": 60.0},
+    "reconcile-holds": {"task": "billing.reconcile", "schedule": 300.0},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 
@@ -259,6 +266,8 @@ EXECUTION_RESULT_CHANNEL = env.str("EXECUTION_RESULT_CHANNEL",
 # The platform API as runners should reach it for composition (e.g. an internal service
 # address); empty: the address each call came in on.
 EXECUTION_PLATFORM_API = env.str("EXECUTION_PLATFORM_API", default="")
+# The Celery queue invocations are sent to.
+EXECUTION_QUEUE = env.str("EXECUTION_QUEUE", default="execution")
 
 # --- billing ------------------------------------------------------------------------------
 # Microcredits (1 credit = 1,000,000); 10,000 credits per US dollar.
