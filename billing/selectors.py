@@ -111,14 +111,19 @@ def usage_by_algorithm_and_day(*, account: Account, days: int = 30) -> list[dict
 
 def earnings_by_version_and_day(*, account: Account, days: int = 30) -> list[dict]:
     """For an author: per day and version, calls and the royalty share earned."""
-    return list(
-        Entry.objects.filter(account=account, kind=Entry.Kind.ROYALTY,
-                             created_at__gte=_since(days))
-        .annotate(day=TruncDate("created_at"))
-        .values("day", "version__algorithm__owner_name", "version__algorithm__name",
-                "version__semantic_version")
-        .annotate(calls=Count("id"), earned=Sum("amount"))
-        .order_by("day", "version__algorithm__name", "version__semantic_version"))
+    rows = (Entry.objects.filter(account=account, kind=Entry.Kind.ROYALTY,
+                                 created_at__gte=_since(days))
+            .annotate(day=TruncDate("created_at"))
+            .values("day", "version__algorithm__owner_name", "version__algorithm__name",
+                    "version__major", "version__minor", "version__patch")
+            .annotate(calls=Count("id"), earned=Sum("amount"))
+            .order_by("day", "version__algorithm__name", "version__major", "version__minor",
+                      "version__patch"))
+    return [{"day": row["day"], "calls": row["calls"], "earned": row["earned"],
+             "algorithm": (f"{row['version__algorithm__owner_name']}/"
+                           f"{row['version__algorithm__name']}"),
+             "version": f"{row['version__major']}.{row['version__minor']}.{row['version__patch']}"}
+            for row in rows]
 
 
 def daily_series(rows: list[dict], value: str, days: int = 30) -> list[tuple[date, int]]:

@@ -109,9 +109,7 @@ def earnings_csv(request: HttpRequest) -> HttpResponse:
     rows = selectors.earnings_by_version_and_day(account=account, days=366)
     return _csv("algostore-earnings.csv",
                 ["day", "algorithm", "version", "calls", "earned_microcredits"],
-                ([row["day"], f"{row['version__algorithm__owner_name']}/"
-                              f"{row['version__algorithm__name']}",
-                  row["version__semantic_version"], row["calls"], row["earned"]]
+                ([row["day"], row["algorithm"], row["version"], row["calls"], row["earned"]]
                  for row in rows))
 
 

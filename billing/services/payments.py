@@ -89,7 +89,7 @@ def stripe_event_handle(*, payload: bytes, signature: str) -> str:
 
 
 def _apply(event) -> str:
-    obj = event.data.object
+    obj = event.data.object.to_dict()  # a StripeObject; plain dict access below
     if event.type.startswith("checkout.session."):
         if obj.get("payment_status") != "paid":
             return "not paid yet"

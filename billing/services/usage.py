@@ -108,6 +108,7 @@ def _hold_under_cap(key: ApiKey, month: str, held: int) -> None:
             extra={"cap_microcredits": cap, "spent_microcredits": spend.spent})
 
 
+@transaction.atomic
 def usage_settle(*, invocation, succeeded: bool, platform_fault: bool = False) -> None:
     """Bill a finished call (or release its hold), exactly once. Call it inside the
     transaction that closes the Invocation."""
@@ -157,6 +158,7 @@ def _release(usage: UsageRecord) -> None:
     usage.save(update_fields=["royalty", "status", "settled_at"])
 
 
+@transaction.atomic
 def usage_refund_tree(*, trace_id, reason: str) -> int:
     """Refund every settled call in a tree whose root failed through the platform's fault.
     The platform pays the refund from its revenue: the authors keep their royalties, since

@@ -45,8 +45,9 @@ def bar_chart(series, label: str, unit: str = "credits", microcredits: bool = Tr
     return format_html(
         '<figure class="chart"><svg role="img" aria-label="{}" viewBox="0 0 {} {}" '
         'preserveAspectRatio="none" width="100%" height="{}">{}'
-        '<text x="4" y="{}" class="axis">{:%b %d}</text>'
-        '<text x="{}" y="{}" text-anchor="end" class="axis">{:%b %d}</text></svg>'
+        '<text x="4" y="{}" class="axis">{}</text>'
+        '<text x="{}" y="{}" text-anchor="end" class="axis">{}</text></svg>'
         '<figcaption>{} — peak {} {} a day</figcaption></figure>',
-        label, width, height, height, rects, height - 4, first, width - 4, height - 4, last,
+        label, width, height, height, rects, height - 4, f"{first:%b %d}", width - 4, height - 4,
+        f"{last:%b %d}",
         label, peak, unit)

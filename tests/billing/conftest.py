@@ -1,0 +1,41 @@
+"""Billing fixtures: an author with a priced algorithm, and a caller with a key."""
+import pytest
+
+from billing.models import Account
+from marketplace import services as marketplace_services
+from tests.execution.conftest import _stop_test_runners, bundle_files, publish  # noqa: F401
+from tests.factories import UserFactory
+
+CREDIT = 1_000_000
+ROYALTY = 2 * CREDIT
+
+
+@pytest.fixture
+def author(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def priced(author):
+    """``author/probe``, published at a royalty of 2 credits a call."""
+    return publish(author, "probe", bundle_files("probe"), runner_idle_seconds=60,
+                   royalty_microcredits=ROYALTY)
+
+
+@pytest.fixture
+def caller(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def caller_key(caller):
+    return marketplace_services.api_key_create(created_by=caller, name="caller").raw
+
+
+def balance(owner) -> Account:
+    account = Account.objects.get(user=owner)
+    return account
+
+
+def platform(kind: str) -> Account:
+    return Account.objects.get(kind=kind)

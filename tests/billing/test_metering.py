@@ -1,0 +1,194 @@
+"""Every call is metered once: held before it runs, settled after, never past the balance."""
+import math
+
+import Algorithmia
+import pytest
+from Algorithmia.errors import AlgorithmException
+from django.core.management import call_command
+
+from billing import services
+from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
+from execution import services as execution_services
+from execution.models import Invocation
+from marketplace import services as marketplace_services
+from marketplace.services import api_key_authenticate
+from tests.billing.conftest import CREDIT, ROYALTY, balance, platform
+
+GRANT = 10_000 * CREDIT
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def algo_client(live_server, caller_key, builds_run):
+    client = Algorithmia.client(caller_key, api_address=live_server.url)
+    yield client
+    client.requestSession.close()
+
+
+def test_a_new_account_starts_with_ten_thousand_free_credits(caller):
+    account = balance(caller)
+    assert (account.balance, account.reserved) == (GRANT, 0)
+    grant = Entry.objects.get(account=account)
+    assert grant.amount == GRANT and grant.transaction.kind == "grant"
+    assert platform("platform-grants").balance == -GRANT * Account.objects.filter(
+        kind="user").count()
+
+
+def test_a_call_costs_the_royalty_plus_compute_and_the_author_earns_seventy_percent(
+        priced, author, caller, algo_client):
+    result = algo_client.algo(f"{author.username}/probe/0.1.0").pipe("hi").result
+    assert result == "echo: hi"
+
+    invocation = Invocation.objects.get(caller=caller)
+    usage = UsageRecord.objects.get(request_id=invocation.request_id)
+    compute = math.ceil(invocation.run_ms) * 1000  # 1 credit per core-second, per millisecond
+    assert (usage.status, usage.royalty, usage.compute) == ("settled", ROYALTY, compute)
+    assert balance(caller).balance == GRANT - ROYALTY - compute
+    assert balance(caller).reserved == 0
+    assert balance(author).balance == GRANT + ROYALTY * 70 // 100
+    assert platform("platform-revenue").balance == ROYALTY * 30 // 100 + compute
+    posted = LedgerTransaction.objects.get(kind="usage", request_id=invocation.request_id)
+    assert sum(posted.entries.values_list("amount", flat=True)) == 0
+    call_command("check_ledger")
+
+
+def test_a_failed_call_is_not_billed_and_its_hold_is_released(priced, author, caller,
+                                                              algo_client):
+    with pytest.raises(AlgorithmException) as raised:
+        algo_client.algo(f"{author.username}/probe").pipe({"action": "raise"})
+    assert raised.value.error_type == "AlgorithmError"
+    usage = UsageRecord.objects.get(payer__user=caller)
+    assert (usage.status, usage.royalty, usage.compute) == ("released", 0, 0)
+    assert (balance(caller).balance, balance(caller).reserved) == (GRANT, 0)
+    assert balance(author).balance == GRANT
+    assert not LedgerTransaction.objects.filter(kind="usage").exists()
+    call_command("check_ledger")
+
+
+def test_authors_pay_no_royalty_on_their_own_algorithms(priced, author, live_server,
+                                                        builds_run):
+    key = marketplace_services.api_key_create(created_by=author, name="own").raw
+    client = Algorithmia.client(key, api_address=live_server.url)
+    assert client.algo(f"{author.username}/probe").pipe("me").result == "echo: me"
+    usage = UsageRecord.objects.get()
+    assert usage.royalty == 0 and usage.compute > 0
+    assert balance(author).balance == GRANT - usage.compute
+
+
+def test_a_call_that_cannot_be_paid_gets_402_before_any_work(priced, author, caller,
+                                                             caller_key, live_server):
+    services.adjustment_create(account=balance(caller), amount=-(GRANT - CREDIT),
+                               reason="test: leave one credit", actor=author)
+    import requests
+
+    response = requests.post(f"{live_server.url}/v1/algo/{author.username}/probe",
+                             json="hi", headers={"Authorization": caller_key}, timeout=30)
+    assert response.status_code == 402
+    error = response.json()["error"]
+    assert error["error_type"] == "PaymentRequired"
+    assert "Not enough credits" in error["message"] and "1 available" in error["message"]
+    assert not Invocation.objects.filter(caller=caller).exists()  # nothing was recorded or run
+    assert not UsageRecord.objects.exists()
+    assert (balance(caller).balance, balance(caller).reserved) == (CREDIT, 0)
+
+
+def test_a_short_timeout_holds_less_so_a_small_balance_can_still_call(
+        priced, author, caller, caller_key, live_server, builds_run):
+    # 3 credits: the royalty (2) plus one second of compute (1) fits; 300 seconds would not.
+    services.adjustment_create(account=balance(caller), amount=-(GRANT - 3 * CREDIT),
+                               reason="test", actor=author)
+    import requests
+
+    url = f"{live_server.url}/v1/algo/{author.username}/probe"
+    assert requests.post(url, json="x", headers={"Authorization": caller_key},
+                         timeout=30).status_code == 402
+    response = requests.post(url + "?timeout=1", json="x",
+                             headers={"Authorization": caller_key}, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == "echo: x"
+    assert 0 <= balance(caller).balance < CREDIT
+    call_command("check_ledger")
+
+
+def test_a_keys_monthly_cap_refuses_calls_past_it_with_402(priced, author, caller,
+                                                           live_server, builds_run):
+    issued = marketplace_services.api_key_create(created_by=caller, name="capped",
+                                                 monthly_spend_cap=5 * CREDIT)
+    import requests
+
+    url = f"{live_server.url}/v1/algo/{author.username}/probe?timeout=1"
+    headers = {"Authorization": issued.raw}
+    assert requests.post(url, json="a", headers=headers, timeout=30).status_code == 200
+    spend = KeySpend.objects.get(key=issued.key)
+    first_cost = UsageRecord.objects.get().total
+    assert (spend.spent, spend.reserved) == (first_cost, 0)
+    # 5 - 2.00x leaves less than the next call's 3-credit hold: refused, with the reason.
+    refused = requests.post(url, json="b", headers=headers, timeout=30)
+    assert refused.status_code == 402
+    assert "monthly spending cap is 5 credits" in refused.json()["error"]["message"]
+    assert UsageRecord.objects.count() == 1
+    # The account could pay; only the key's cap said no. Another key is not capped.
+    other = marketplace_services.api_key_create(created_by=caller, name="free").raw
+    assert requests.post(url, json="c", headers={"Authorization": other},
+                         timeout=30).status_code == 200
+    call_command("check_ledger")
+
+
+def test_settling_twice_charges_once(priced, author, caller, caller_key):
+    key = api_key_authenticate(raw=caller_key)
+    payload = {"content_type": "text", "data": "once"}
+    invocation = execution_services.invocation_admit(
+        key=key, user=caller, owner=author.username, name="probe", version=None,
+        payload=payload, input_bytes=4, options=execution_services.CallOptions(timeout=5))
+    execution_services.invocation_run(invocation_pk=invocation.pk, payload=payload)
+    execution_services.invocation_run(invocation_pk=invocation.pk, payload=payload)  # redelivered
+    invocation.refresh_from_db()
+    services.usage_settle(invocation=invocation, succeeded=True)  # and once more, directly
+    assert LedgerTransaction.objects.filter(kind="usage").count() == 1
+    usage = UsageRecord.objects.get()
+    assert balance(caller).balance == GRANT - usage.total
+    assert services.usage_reconcile() == 0
+    call_command("check_ledger")
+
+
+def test_a_tree_whose_root_failed_through_the_platform_is_refunded(priced, author, caller,
+                                                                   caller_key):
+    """The children ran and were billed; the root then failed through the platform's fault:
+    the caller gets every credit back, paid by the platform, and the authors keep theirs."""
+    key = api_key_authenticate(raw=caller_key)
+    payload = {"content_type": "text", "data": "root"}
+    root = execution_services.invocation_admit(
+        key=key, user=caller, owner=author.username, name="probe", version=None,
+        payload=payload, input_bytes=4, options=execution_services.CallOptions(timeout=5))
+    derived = marketplace_services.api_key_create_derived(parent=key, name="child",
+                                                          lifetime_seconds=60)
+    Invocation.objects.filter(pk=root.pk).update(derived_key=derived.key)
+    child = execution_services.invocation_admit(
+        key=derived.key, user=caller, owner=author.username, name="probe", version=None,
+        payload=payload, input_bytes=4, options=execution_services.CallOptions(timeout=5))
+    assert child.parent_id == root.pk
+    execution_services.invocation_run(invocation_pk=child.pk, payload=payload)
+    charged = UsageRecord.objects.get(request_id=child.request_id)
+    assert charged.status == "settled"
+    assert balance(caller).balance == GRANT - charged.total
+
+    execution_services.invocation_finish(invocation=root, error_type="InternalError",
+                                         error_message="lost", platform_fault=True)
+    charged.refresh_from_db()
+    assert charged.status == "refunded"
+    assert UsageRecord.objects.get(request_id=root.request_id).status == "released"
+    assert (balance(caller).balance, balance(caller).reserved) == (GRANT, 0)
+    assert balance(author).balance == GRANT + ROYALTY * 70 // 100
+    refund = LedgerTransaction.objects.get(kind="refund")
+    assert refund.request_id == child.request_id and "platform's fault" in refund.memo
+    call_command("check_ledger")
+
+
+def test_check_ledger_fails_when_the_books_are_off(priced, author, caller, algo_client):
+    from django.core.management.base import CommandError
+
+    algo_client.algo(f"{author.username}/probe").pipe("x")
+    call_command("check_ledger")
+    Account.objects.filter(user=caller).update(balance=GRANT)  # as if someone edited it
+    with pytest.raises(CommandError, match="1 problem"):
+        call_command("check_ledger")
