@@ -87,7 +87,7 @@ def _report(request, group_by: tuple[str, ...]) -> Response:
             row["algorithm_called"] = row.pop("algorithm")
             row["algorithm_version"] = row.pop("version")
             row["algorithm_owner"] = row.pop("owner")
-            row["machine_type"] = "CPU"
+            row["machine_type"] = "cpu"
     more = offset + page_size < len(rows)
     return Response({"results": page, "next_marker": str(offset + page_size) if more else None})
 

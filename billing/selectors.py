@@ -80,17 +80,19 @@ def statement(*, account: Account, limit: int = 200) -> list[StatementLine]:
                 lines.append(line)
             line.amount += entry.amount
             line.calls += 1
-            line.parts.append(posted.memo)
+            if posted.request_id == posted.trace_id:  # the root (its request id is the trace's)
+                line.parts.insert(0, posted.memo)
+            else:
+                line.parts.append(posted.memo)
             line.when = min(line.when, posted.created_at)
             continue
         lines.append(StatementLine(when=posted.created_at, kind=posted.get_kind_display(),
                                    description=posted.memo, amount=entry.amount,
                                    request_id=str(posted.request_id or "")))
     for line in trees.values():
-        root = line.parts[-1]  # the root settles last: its children finished before it
         nested = len(line.parts) - 1
-        line.description = root + (f" (and {nested} call{'s' if nested != 1 else ''} it made)"
-                                   if nested else "")
+        line.description = line.parts[0] + (
+            f" (and {nested} call{'s' if nested != 1 else ''} it made)" if nested else "")
     return lines[:limit]
 
 

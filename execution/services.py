@@ -114,8 +114,10 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
         raise NotFoundError("This version has no runnable build.")
     is_manager = catalog_selectors.can_manage(algorithm=resolved.algorithm, user=user)
     with transaction.atomic():  # a call that cannot be paid leaves no row behind
+        request_id = uuid.uuid4()  # a root call's trace id is its own request id
         invocation = Invocation.objects.create(
-            trace_id=parent.trace_id if parent else uuid.uuid4(), parent=parent,
+            request_id=request_id, trace_id=parent.trace_id if parent else request_id,
+            parent=parent,
             depth=parent.depth + 1 if parent else 0, algorithm=resolved.algorithm,
             algorithm_path=resolved.algorithm.path, version=resolved.version,
             version_text=version_text, build=resolved.build, caller=user, api_key=key,

@@ -10,6 +10,8 @@ def credits(microcredits) -> str:
     """Microcredits as credits: 12345678 -> "12.345678", 10000000000 -> "10,000"."""
     if microcredits is None:
         return "—"
+    if microcredits == "":  # a figure the template looked up and did not find: none yet
+        microcredits = 0
     text = f"{int(microcredits) / 1_000_000:,.6f}".rstrip("0").rstrip(".")
     return text if text not in ("-0", "") else "0"
 
