@@ -126,7 +126,13 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
 # acks_late tasks are redelivered after this many seconds; it must exceed the longest run.
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT",
                                     default=CELERY_TASK_TIME_LIMIT + 600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+# How often a Redis-brokered worker looks for tasks a dead worker left unacknowledged
+# (kombu scans every interval x throttle seconds; its defaults make that 100 s).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "unacked_restore_interval": env.int("CELERY_RESTORE_INTERVAL", default=10),
+    "unacked_restore_throttle": env.int("CELERY_RESTORE_THROTTLE", default=10),
+}
 # Periodic housekeeping (run `celery -A marketplace beat` beside the workers).
 CELERY_BEAT_SCHEDULE = {
     "reap-stuck-calls": {"task": "execution.reap_stuck", "schedule": 60.0},
