@@ -29,7 +29,8 @@ def bar_chart(series, label: str, unit: str = "credits", microcredits: bool = Tr
     series = list(series)
     if not series:
         return ""
-    top = max((value for _, value in series), default=0) or 1
+    peak_value = max((value for _, value in series), default=0)
+    top = peak_value or 1
     gap, left, bottom = 2, 4, 18
     bar_width = max((width - left) / len(series) - gap, 1)
     bars = []
@@ -43,13 +44,13 @@ def bar_chart(series, label: str, unit: str = "credits", microcredits: bool = Tr
         "", '<rect class="bar" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>',
         bars)
     first, last = series[0][0], series[-1][0]
-    peak = credits(top) if microcredits else f"{top:,}"
+    peak = (("peak " + (credits(top) if microcredits else f"{top:,}") + f" {unit} a day")
+            if peak_value else "nothing yet")
     return format_html(
         '<figure class="chart"><svg role="img" aria-label="{}" viewBox="0 0 {} {}" '
         'preserveAspectRatio="none" width="100%" height="{}">{}'
         '<text x="4" y="{}" class="axis">{}</text>'
         '<text x="{}" y="{}" text-anchor="end" class="axis">{}</text></svg>'
-        '<figcaption>{} — peak {} {} a day</figcaption></figure>',
+        '<figcaption>{} — {}</figcaption></figure>',
         label, width, height, height, rects, height - 4, f"{first:%b %d}", width - 4, height - 4,
-        f"{last:%b %d}",
-        label, peak, unit)
+        f"{last:%b %d}", label, peak)
