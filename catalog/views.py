@@ -51,8 +51,11 @@ def algorithm_page(request: HttpRequest, owner: str, name: str) -> HttpResponse:
     latency = execution_selectors.version_latency(version_ids=[v.pk for v in versions])
     for version in versions:
         version.latency = latency.get(version.pk)
+    from billing.selectors import price_quote
+
     return render(request, "catalog/algorithm.html", {
         "algorithm": algorithm, "versions": versions, "latest": latest,
+        "quote": price_quote(version=latest) if latest else None,
         "is_manager": selectors.can_manage(algorithm=algorithm, user=_user(request)),
         "api_base": request.build_absolute_uri("/").rstrip("/"),
     })

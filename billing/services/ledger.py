@@ -75,7 +75,7 @@ def ledger_post(*, kind: str, entries: list[tuple[int, int, str, int | None]], m
     if sum(amount for _, amount, _, _ in entries) != 0:
         raise ValueError("A ledger transaction must balance.")
     release = release or {}
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         posted = LedgerTransaction.objects.create(kind=kind, memo=memo[:300],
                                                   request_id=request_id, trace_id=trace_id,
                                                   created_by=created_by)

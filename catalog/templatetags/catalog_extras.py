@@ -4,18 +4,14 @@ from decimal import Decimal
 from django import template
 from django.utils.safestring import mark_safe
 
+from billing.templatetags.billing_tags import credits
 from catalog.rendering import render_docs
 
 register = template.Library()
+register.filter("credits", credits)  # one way to show money, billing's
 
 MICROCREDITS_PER_CREDIT = 1_000_000
 CREDITS_PER_DOLLAR = 10_000
-
-
-@register.filter
-def credits(microcredits: int) -> str:
-    value = Decimal(microcredits or 0) / MICROCREDITS_PER_CREDIT
-    return f"{value.normalize():f}"
 
 
 @register.filter
