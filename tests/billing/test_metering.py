@@ -192,3 +192,27 @@ def test_check_ledger_fails_when_the_books_are_off(priced, author, caller, algo_
     Account.objects.filter(user=caller).update(balance=GRANT)  # as if someone edited it
     with pytest.raises(CommandError, match="1 problem"):
         call_command("check_ledger")
+
+
+def test_an_organizations_key_is_paid_by_the_organization(priced, author, caller, live_server,
+                                                          builds_run):
+    import requests
+
+    org = marketplace_services.organization_create(actor=caller, name="acme_labs")
+    org_account = Account.objects.get(organization=org)
+    assert (org_account.kind, org_account.balance) == ("organization", 0)  # no free credits
+    key = marketplace_services.api_key_create(created_by=caller, name="org",
+                                              organization=org).raw
+    url = f"{live_server.url}/v1/algo/{author.username}/probe?timeout=1"
+    refused = requests.post(url, json="x", headers={"Authorization": key}, timeout=30)
+    assert refused.status_code == 402 and "acme_labs has 0 available" in refused.text
+    services.adjustment_create(account=org_account, amount=10 * CREDIT, reason="funding",
+                               actor=author)
+    assert requests.post(url, json="x", headers={"Authorization": key},
+                         timeout=30).status_code == 200
+    usage = UsageRecord.objects.get()
+    assert usage.payer == org_account
+    org_account.refresh_from_db()
+    assert org_account.balance == 10 * CREDIT - usage.total
+    assert balance(caller).balance == GRANT  # the member's own account is untouched
+    call_command("check_ledger")
