@@ -51,7 +51,7 @@ class Stack:
                        capture_output=True)
         self.manage("migrate", "--noinput")
         self._spawn([str(BIN / "celery"), "-A", "marketplace", "worker", "-Q",
-                     "default,builds,execution", "-P", "threads", "-c", str(celery_concurrency * 4),
+                     "default,builds,execution,billing", "-P", "threads", "-c", str(celery_concurrency * 4),
                      "-l", "WARNING",
                      "--without-gossip", "--without-mingle", "--without-heartbeat"])
         self._spawn([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-w",

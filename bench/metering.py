@@ -1,14 +1,16 @@
-"""What metering adds to a call, on PostgreSQL: the hold before a call and the settlement
-after it, measured beside the same Invocation writes without them.
+"""What metering adds to a call, on PostgreSQL: the hold before a call and the closing of
+its usage record after it, measured beside the same Invocation writes without them; and how
+fast the batch settler writes finished calls into the ledger meanwhile.
 
     .venv/bin/python bench/metering.py [--calls 2000] [--concurrency 16]
 
 It makes a scratch database (algostore_bench_metering), migrates it, and times, per call:
   baseline: insert the Invocation; later lock it and close it (what a call writes anyway)
   metered:  the same, plus usage_reserve (a conditional UPDATE and a UsageRecord insert) and
-            usage_settle (a balanced ledger transaction and three balance updates)
+            usage_finish (one UPDATE of the usage row)
 sequentially (p50/p99 milliseconds) and from --concurrency threads at once, all paid by one
-account and earning one author, the worst case for row contention (calls per second).
+account and earning one author, the worst case for row contention (calls per second), while
+a settler thread runs usage_settle_pending in a loop, as the billing worker does.
 """
 import argparse
 import os
@@ -76,7 +78,7 @@ def one_call(algorithm, version, build, caller, key, metered: bool) -> float:
     from django.db import transaction
     from django.utils import timezone
 
-    from billing.services import usage_reserve, usage_settle
+    from billing.services import usage_finish, usage_reserve
     from execution.models import Invocation
 
     started = time.perf_counter()
@@ -94,12 +96,14 @@ def one_call(algorithm, version, build, caller, key, metered: bool) -> float:
         locked.status, locked.run_ms, locked.finished_at = "succeeded", 0.4, timezone.now()
         locked.save()
         if metered:
-            usage_settle(invocation=locked, succeeded=True)
+            usage_finish(invocation=locked, succeeded=True)
     return (time.perf_counter() - started) * 1000
 
 
 def run(world_, metered: bool, calls: int, concurrency: int) -> tuple[list[float], float]:
     from django.db import connection
+
+    from billing.models import UsageRecord
 
     sequential = [one_call(*world_, metered) for _ in range(calls)]
     per_thread = calls // concurrency
@@ -116,7 +120,35 @@ def run(world_, metered: bool, calls: int, concurrency: int) -> tuple[list[float
     for thread in threads:
         thread.join()
     rate = per_thread * concurrency / (time.perf_counter() - started)
+    if metered:  # the settler catches up; nothing may be left behind
+        deadline = time.monotonic() + 60
+        while UsageRecord.objects.filter(status="pending").exists():
+            assert time.monotonic() < deadline, "the settler fell behind for a minute"
+            time.sleep(0.05)
     return sequential, rate
+
+
+class Settler(threading.Thread):
+    """The billing worker's job, in a loop: settle whatever has finished."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stop, self.settled, self.busy = threading.Event(), 0, 0.0
+
+    def run(self):
+        from django.db import connection
+
+        from billing.services import usage_settle_pending
+
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            count = usage_settle_pending()
+            if count:
+                self.settled += count
+                self.busy += time.perf_counter() - started
+            else:
+                time.sleep(0.01)
+        connection.close()
 
 
 def main() -> None:
@@ -125,12 +157,27 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
     setup_django()
+    import billing.services.usage as usage
+
+    usage.schedule_settlement = lambda: None  # the Settler thread below does the settling
     world_ = world()
+    settler = Settler()
+    settler.start()
     for metered in (False, True, False, True):  # interleaved, so drift hits both alike
         latencies, rate = run(world_, metered, args.calls, args.concurrency)
         print(f"{'metered ' if metered else 'baseline'}  p50 {statistics.median(latencies):6.2f} ms"
               f"  p99 {pct(latencies, 0.99):6.2f} ms  {rate:7.0f} calls/s at concurrency "
               f"{args.concurrency}")
+    settler.stop.set()
+    settler.join()
+    print(f"settler: {settler.settled} calls written to the ledger in {settler.busy:.2f} s of "
+          f"work ({settler.settled / max(settler.busy, 1e-9):.0f} calls/s)")
+    from django.core.management import call_command
+
+    from billing.selectors import ledger_problems
+
+    problems = [p for p in ledger_problems() if "no usage record" not in p]  # baseline rows
+    print("ledger:", "sound" if not problems else problems[:5])
 
 
 if __name__ == "__main__":

@@ -178,7 +178,9 @@ def ledger_problems() -> list[str]:
     """Everything that is off in the books; an empty list means they are sound.
 
     Every transaction balances; every account's balance is the sum of its entries and its
-    holds are the sum of its running calls' holds; no customer is overdrawn; every
+    holds are the sum of the holds of its calls not yet settled (settling is batched, so a
+    call that finished a moment ago may still hold; one waiting over ten minutes is a
+    problem); no customer is overdrawn; every
     successful call has exactly one usage record and it is settled (or refunded); no failed
     call was charged; every key's monthly spend matches its settled calls.
     """
@@ -191,7 +193,8 @@ def ledger_problems() -> list[str]:
                  for pk, total in unbalanced]
     sums = dict(Entry.objects.values("account").annotate(total=Sum("amount"))
                 .values_list("account", "total"))
-    holds = dict(UsageRecord.objects.filter(status=UsageRecord.Status.HELD).values("payer")
+    holding = [UsageRecord.Status.HELD, UsageRecord.Status.PENDING]
+    holds = dict(UsageRecord.objects.filter(status__in=holding).values("payer")
                  .annotate(total=Sum("held")).values_list("payer", "total"))
     for account in Account.objects.all():
         if account.balance != sums.get(account.pk, 0):
@@ -210,6 +213,10 @@ def ledger_problems() -> list[str]:
                                                     UsageRecord.Status.RELEASED])
     problems += [f"successful call {rid} was not billed"
                  for rid in unsettled.values_list("request_id", flat=True)[:100]]
+    late = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING,
+                                      finished_at__lt=timezone.now() - timedelta(minutes=10))
+    problems += [f"finished call {rid} has waited over 10 minutes to be settled"
+                 for rid in late.values_list("request_id", flat=True)[:100]]
     charged_failures = Invocation.objects.filter(
         status=Invocation.Status.FAILED, usage__status=UsageRecord.Status.SETTLED)
     problems += [f"failed call {rid} was charged"

@@ -271,7 +271,7 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     started = locked.created_at
     locked.total_ms = (locked.finished_at - started).total_seconds() * 1000
     locked.save()
-    billing_services.usage_settle(invocation=locked, succeeded=not error_type,
+    billing_services.usage_finish(invocation=locked, succeeded=not error_type,
                                   platform_fault=platform_fault)
     from execution.webhooks import schedule
 

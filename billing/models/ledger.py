@@ -88,6 +88,11 @@ class LedgerTransaction(AppendOnlyModel):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # The database's own guarantee that a call is charged at most once.
+            models.UniqueConstraint(fields=["request_id"], condition=models.Q(kind="usage"),
+                                    name="billing_one_charge_per_call"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk}"

@@ -11,6 +11,7 @@ class UsageRecord(models.Model):
 
     class Status(models.TextChoices):
         HELD = "held", "Held (the call is running)"
+        PENDING = "pending", "Finished; being settled"
         SETTLED = "settled", "Settled"
         RELEASED = "released", "Released (the call failed; not billed)"
         REFUNDED = "refunded", "Refunded (the platform's fault)"
@@ -35,6 +36,9 @@ class UsageRecord(models.Model):
     royalty = models.BigIntegerField(default=0)
     compute = models.BigIntegerField(default=0)
     run_ms = models.PositiveIntegerField(default=0)
+    billable = models.BooleanField(default=False, help_text="Set when the call finishes: "
+                                   "charge it (it succeeded) or release its hold.")
+    finished_at = models.DateTimeField(null=True, blank=True)
     transaction = models.ForeignKey(LedgerTransaction, null=True, blank=True,
                                     on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

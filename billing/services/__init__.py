@@ -13,13 +13,14 @@ from .usage import (
     max_cost,
     usage_refund_tree,
     usage_reconcile,
+    usage_finish,
     usage_reserve,
-    usage_settle,
+    usage_settle_pending,
 )
 
 __all__ = [
     "PRICE_FAULTS", "account_for_key", "account_for_organization", "account_for_user",
     "adjustment_create", "checkout_create", "ledger_post", "max_cost", "platform_account",
-    "stripe_event_handle", "usage_refund_tree", "usage_reconcile", "usage_reserve",
-    "usage_settle",
+    "stripe_event_handle", "usage_finish", "usage_refund_tree", "usage_reconcile",
+    "usage_reserve", "usage_settle_pending",
 ]

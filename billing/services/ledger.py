@@ -86,15 +86,22 @@ def ledger_post(*, kind: str, entries: list[tuple[int, int, str, int | None]], m
         moves: dict[int, int] = {}
         for account_id, amount, _, _ in entries:
             moves[account_id] = moves.get(account_id, 0) + amount
-        for account_id in sorted(set(moves) | set(release)):
-            changes = {}
-            if moves.get(account_id):
-                changes["balance"] = F("balance") + moves[account_id]
-            if release.get(account_id):
-                changes["reserved"] = F("reserved") - release[account_id]
-            if changes:
-                Account.objects.filter(pk=account_id).update(**changes)
+        move_balances(moves, release)
     return posted
+
+
+def move_balances(moves: dict[int, int], release: dict[int, int] | None = None) -> None:
+    """Apply summed entry amounts (and released holds) to account rows, one UPDATE per
+    account, in id order, so concurrent postings never deadlock."""
+    release = release or {}
+    for account_id in sorted(set(moves) | set(release)):
+        changes = {}
+        if moves.get(account_id):
+            changes["balance"] = F("balance") + moves[account_id]
+        if release.get(account_id):
+            changes["reserved"] = F("reserved") - release[account_id]
+        if changes:
+            Account.objects.filter(pk=account_id).update(**changes)
 
 
 def adjustment_create(*, account: Account, amount: int, reason: str, actor: User) -> LedgerTransaction:

@@ -9,15 +9,16 @@ import math
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Value
+from django.db.models.functions import Least
 from django.utils import timezone
 
 from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
 from marketplace.errors import PaymentRequiredError
 from marketplace.models import ApiKey
 
-from .ledger import account_for_organization, account_for_user, ledger_post
-from .ledger import platform_account
+from .ledger import (account_for_organization, account_for_user, ledger_post, move_balances,
+                     platform_account)
 
 # Error types that are the platform's fault: the call costs nothing, and the tree under a
 # root that failed this way is refunded.
@@ -119,54 +120,109 @@ def _hold_under_cap(key: ApiKey, month: str, held: int) -> None:
             extra={"cap_microcredits": cap, "spent_microcredits": spend.spent})
 
 
-@transaction.atomic(savepoint=False)
-def usage_settle(*, invocation, succeeded: bool, platform_fault: bool = False) -> None:
-    """Bill a finished call (or release its hold), exactly once. Call it inside the
-    transaction that closes the Invocation."""
-    usage = UsageRecord.objects.select_for_update().filter(
-        request_id=invocation.request_id).first()
-    if usage is not None and usage.status == UsageRecord.Status.HELD:
-        if succeeded:
-            _settle(usage, invocation.run_ms or 0.0)
-        else:
-            _release(usage)
+def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False) -> None:
+    """Record what a finished call costs, inside the transaction that closes it: one UPDATE
+    of its own usage row, touching no balance, so closing calls never queue on the payer's
+    or the platform's account row. The ledger is written by ``usage_settle_pending`` in
+    batches (at once when Celery is eager; else by a task this schedules on commit)."""
+    changes = {"status": UsageRecord.Status.PENDING, "billable": succeeded,
+               "finished_at": timezone.now()}
+    if succeeded:
+        run_ms = invocation.run_ms or 0.0
+        changes.update(run_ms=math.ceil(run_ms),
+                       compute=Least(Value(compute_cost(run_ms)), F("held") - F("royalty")))
+    else:
+        changes["royalty"] = 0
+    UsageRecord.objects.filter(request_id=invocation.request_id,
+                               status=UsageRecord.Status.HELD).update(**changes)
+    transaction.on_commit(schedule_settlement)
     if platform_fault and invocation.parent_id is None:
         usage_refund_tree(trace_id=invocation.trace_id,
                           reason=f"{invocation.algorithm_path} failed through the platform's "
                                  f"fault ({invocation.error_type or 'InternalError'})")
 
 
-def _settle(usage: UsageRecord, run_ms: float) -> None:
-    compute = min(compute_cost(run_ms), usage.held - usage.royalty)
-    total = usage.royalty + compute
-    author_share = usage.royalty * settings.BILLING_AUTHOR_SHARE_PERCENT // 100
-    if usage.cap_month:
-        KeySpend.objects.filter(key_id=usage.cap_key_id, month=usage.cap_month).update(
-            reserved=F("reserved") - usage.held, spent=F("spent") + total)
+def schedule_settlement() -> None:
+    """Settle finished calls soon: now when Celery is eager, else one queued task at a time
+    (calls finishing while it waits are settled by it, in the same batch)."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        usage_settle_pending()
+        return
+    from django.core.cache import cache
+
+    if cache.add(SETTLE_SCHEDULED, 1, timeout=5):
+        from marketplace.celery import app
+
+        app.send_task("billing.settle", queue="billing")
+
+
+SETTLE_SCHEDULED = "billing:settle-scheduled"
+
+
+def usage_settle_pending(*, limit: int = 2000, trace_id=None) -> int:
+    """Write finished calls into the ledger, exactly once each: a balanced transaction per
+    billed call (its request id is unique among charges), the balances moved once per
+    account for the whole batch, holds released. Rows another settler holds are skipped.
+    Returns how many calls it settled or released."""
+    from django.core.cache import cache
+
+    if trace_id is None:
+        cache.delete(SETTLE_SCHEDULED)  # calls finishing from now on schedule another run
+    done = 0
+    while True:
+        with transaction.atomic():
+            pending = UsageRecord.objects.select_for_update(skip_locked=True).filter(
+                status=UsageRecord.Status.PENDING)
+            if trace_id is not None:
+                pending = pending.filter(trace_id=trace_id)
+            batch = list(pending.order_by("pk")[:limit])
+            if not batch:
+                return done
+            _settle_batch(batch)
+            done += len(batch)
+        if len(batch) < limit:
+            return done
+
+
+def _settle_batch(batch: list[UsageRecord]) -> None:
     revenue = platform_account(Account.Kind.REVENUE)
-    version_id = usage.version_id
-    usage.transaction = ledger_post(
-        kind=LedgerTransaction.Kind.USAGE,
-        memo=f"{usage.algorithm_path}/{usage.version_text}",
-        request_id=usage.request_id, trace_id=usage.trace_id,
-        entries=[(usage.payer_id, -total, Entry.Kind.CHARGE, version_id),
-                 (usage.author_id or revenue, author_share, Entry.Kind.ROYALTY, version_id),
-                 (revenue, usage.royalty - author_share, Entry.Kind.PLATFORM_FEE, version_id),
-                 (revenue, compute, Entry.Kind.COMPUTE, version_id)],
-        release={usage.payer_id: usage.held})
-    usage.compute, usage.run_ms = compute, math.ceil(run_ms)
-    usage.status, usage.settled_at = UsageRecord.Status.SETTLED, timezone.now()
-    usage.save(update_fields=["compute", "run_ms", "status", "settled_at", "transaction"])
-
-
-def _release(usage: UsageRecord) -> None:
-    if usage.cap_month:
-        KeySpend.objects.filter(key_id=usage.cap_key_id, month=usage.cap_month).update(
-            reserved=F("reserved") - usage.held)
-    Account.objects.filter(pk=usage.payer_id).update(reserved=F("reserved") - usage.held)
-    usage.royalty = 0
-    usage.status, usage.settled_at = UsageRecord.Status.RELEASED, timezone.now()
-    usage.save(update_fields=["royalty", "status", "settled_at"])
+    now = timezone.now()
+    billed = [usage for usage in batch if usage.billable]
+    charges = LedgerTransaction.objects.bulk_create([
+        LedgerTransaction(kind=LedgerTransaction.Kind.USAGE,
+                          memo=f"{usage.algorithm_path}/{usage.version_text}"[:300],
+                          request_id=usage.request_id, trace_id=usage.trace_id)
+        for usage in billed])
+    entries, moves, release, spend = [], {}, {}, {}
+    for usage, posted in zip(billed, charges):
+        total = usage.royalty + usage.compute
+        author_share = usage.royalty * settings.BILLING_AUTHOR_SHARE_PERCENT // 100
+        for account_id, amount, kind in (
+                (usage.payer_id, -total, Entry.Kind.CHARGE),
+                (usage.author_id or revenue, author_share, Entry.Kind.ROYALTY),
+                (revenue, usage.royalty - author_share, Entry.Kind.PLATFORM_FEE),
+                (revenue, usage.compute, Entry.Kind.COMPUTE)):
+            if amount:
+                entries.append(Entry(transaction=posted, account_id=account_id, amount=amount,
+                                     kind=kind, version_id=usage.version_id))
+                moves[account_id] = moves.get(account_id, 0) + amount
+        usage.transaction = posted
+    Entry.objects.bulk_create(entries)
+    for usage in batch:
+        release[usage.payer_id] = release.get(usage.payer_id, 0) + usage.held
+        if usage.cap_month:
+            key = (usage.cap_key_id, usage.cap_month)
+            held, spent = spend.get(key, (0, 0))
+            spend[key] = (held + usage.held,
+                          spent + (usage.royalty + usage.compute if usage.billable else 0))
+        usage.status = (UsageRecord.Status.SETTLED if usage.billable
+                        else UsageRecord.Status.RELEASED)
+        usage.settled_at = now
+    for (key_id, month), (held, spent) in sorted(spend.items(), key=lambda item: item[0]):
+        KeySpend.objects.filter(key_id=key_id, month=month).update(
+            reserved=F("reserved") - held, spent=F("spent") + spent)
+    UsageRecord.objects.bulk_update(batch, ["status", "settled_at", "transaction"])
+    move_balances(moves, release)  # last: the account rows stay locked only until the commit
 
 
 @transaction.atomic(savepoint=False)
@@ -174,6 +230,7 @@ def usage_refund_tree(*, trace_id, reason: str) -> int:
     """Refund every settled call in a tree whose root failed through the platform's fault.
     The platform pays the refund from its revenue: the authors keep their royalties, since
     their algorithms did their work. Returns how many calls were refunded."""
+    usage_settle_pending(trace_id=trace_id)  # the tree's finished calls are charged first
     refunded = 0
     revenue = platform_account(Account.Kind.REVENUE)
     for usage in UsageRecord.objects.select_for_update().filter(
@@ -193,21 +250,16 @@ def usage_refund_tree(*, trace_id, reason: str) -> int:
 
 
 def usage_reconcile() -> int:
-    """Settle or release holds whose call is finished. Closing a call settles its hold in
-    the same transaction, so this finds nothing unless a row was changed by hand; it is the
-    safety net that keeps a hold from outliving its call. Returns how many it fixed."""
+    """The safety net behind the beat schedule: settle whatever is pending, and close the
+    usage of any finished call still marked as running (closing a call does that in the same
+    transaction, so this finds nothing unless rows were changed by hand). Returns how many
+    records it closed or settled."""
     fixed = 0
     stale = UsageRecord.objects.filter(status=UsageRecord.Status.HELD,
                                        invocation__status__in=["succeeded", "failed"])
-    for pk in stale.values_list("pk", flat=True):
+    for usage in stale.select_related("invocation"):
         with transaction.atomic():
-            usage = UsageRecord.objects.select_for_update().select_related("invocation").get(
-                pk=pk)
-            if usage.status != UsageRecord.Status.HELD:
-                continue
-            if usage.invocation.status == "succeeded":
-                _settle(usage, usage.invocation.run_ms or 0.0)
-            else:
-                _release(usage)
+            usage_finish(invocation=usage.invocation,
+                         succeeded=usage.invocation.status == "succeeded")
             fixed += 1
-    return fixed
+    return fixed + usage_settle_pending()

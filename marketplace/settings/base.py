@@ -136,7 +136,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # Periodic housekeeping (run `celery -A marketplace beat` beside the workers).
 CELERY_BEAT_SCHEDULE = {
     "reap-stuck-calls": {"task": "execution.reap_stuck", "schedule": 60.0},
-    "reconcile-holds": {"task": "billing.reconcile", "schedule": 300.0},
+    "settle-and-reconcile": {"task": "billing.reconcile", "schedule": 60.0},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"

@@ -32,9 +32,19 @@ def caller_key(caller):
     return marketplace_services.api_key_create(created_by=caller, name="caller").raw
 
 
+def settled() -> None:
+    """Wait until every finished call is in the ledger (settling is batched: at once when
+    Celery is eager, a moment later on a real worker)."""
+    from billing.models import UsageRecord
+    from tests.conftest import wait_for
+
+    wait_for(lambda: not UsageRecord.objects.filter(status="pending").exists(), timeout=60)
+
+
 def balance(owner) -> Account:
-    account = Account.objects.get(user=owner)
-    return account
+    """The owner's account, as it stands once every finished call is settled."""
+    settled()
+    return Account.objects.get(user=owner)
 
 
 def platform(kind: str) -> Account:

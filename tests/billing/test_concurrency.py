@@ -18,6 +18,7 @@ from billing.models import Account, LedgerTransaction, UsageRecord
 from execution.models import Invocation
 from marketplace import services as marketplace_services
 from tests.billing.conftest import CREDIT, balance
+from tests.billing.conftest import settled as wait_settled
 from tests.conftest import (ROOT, database_url_for_subprocess, require_env, start_worker,
                             stop_worker, wait_for, wait_for_worker)
 from tests.execution.conftest import bundle_files, publish
@@ -111,6 +112,7 @@ def test_200_concurrent_calls_from_an_account_that_can_afford_50(web):
                for status, body in answers if status == 402)
     assert lowest["balance"] >= 0 and lowest["available"] >= 0
     assert Invocation.objects.filter(caller=caller).count() == 50  # a 402 records nothing
+    wait_settled()
     settled = UsageRecord.objects.filter(payer__user=caller, status="settled")
     assert settled.count() == 50
     account = balance(caller)
@@ -156,7 +158,9 @@ def test_killing_the_worker_mid_burst_bills_every_finished_call_exactly_once(
     finally:
         _kill(worker)  # in the middle of the burst, as the OOM killer or a lost machine would
         stop_worker(worker, log)
-    before = {u.request_id: u.settled_at for u in UsageRecord.objects.filter(status="settled")}
+    # Calls closed before the kill (billed, or about to be: settling is batched).
+    before = {u.request_id: u.finished_at for u in UsageRecord.objects.filter(
+        status__in=["pending", "settled"])}
     unfinished = Invocation.objects.filter(request_id__in=request_ids).exclude(
         status__in=Invocation.FINISHED).count()
     assert 0 < len(before) < 24 and unfinished > 0
@@ -169,6 +173,7 @@ def test_killing_the_worker_mid_burst_bills_every_finished_call_exactly_once(
     finally:
         stop_worker(worker, log)
 
+    wait_settled()
     for invocation in Invocation.objects.filter(request_id__in=request_ids):
         usage = UsageRecord.objects.get(request_id=invocation.request_id)
         charges = LedgerTransaction.objects.filter(kind="usage",
@@ -177,8 +182,8 @@ def test_killing_the_worker_mid_burst_bills_every_finished_call_exactly_once(
             assert (usage.status, charges) == ("settled", 1)
         else:
             assert (usage.status, charges) == ("released", 0)
-    for request_id, settled_at in before.items():  # billed before the kill: not again after
-        assert UsageRecord.objects.get(request_id=request_id).settled_at == settled_at
+    for request_id, finished_at in before.items():  # closed before the kill: never again
+        assert UsageRecord.objects.get(request_id=request_id).finished_at == finished_at
     settled = UsageRecord.objects.filter(payer__user=caller, status="settled")
     assert balance(caller).balance == GRANT - sum(u.total for u in settled)
     assert balance(caller).reserved == 0

@@ -12,7 +12,7 @@ from execution import services as execution_services
 from execution.models import Invocation
 from marketplace import services as marketplace_services
 from marketplace.services import api_key_authenticate
-from tests.billing.conftest import CREDIT, ROYALTY, balance, platform
+from tests.billing.conftest import CREDIT, ROYALTY, balance, platform, settled
 
 GRANT = 10_000 * CREDIT
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,6 +40,7 @@ def test_a_call_costs_the_royalty_plus_compute_and_the_author_earns_seventy_perc
     assert result == "echo: hi"
 
     invocation = Invocation.objects.get(caller=caller)
+    settled()
     usage = UsageRecord.objects.get(request_id=invocation.request_id)
     compute = math.ceil(invocation.run_ms) * 1000  # 1 credit per core-second, per millisecond
     assert (usage.status, usage.royalty, usage.compute) == ("settled", ROYALTY, compute)
@@ -57,6 +58,7 @@ def test_a_failed_call_is_not_billed_and_its_hold_is_released(priced, author, ca
     with pytest.raises(AlgorithmException) as raised:
         algo_client.algo(f"{author.username}/probe").pipe({"action": "raise"})
     assert raised.value.error_type == "AlgorithmError"
+    settled()
     usage = UsageRecord.objects.get(payer__user=caller)
     assert (usage.status, usage.royalty, usage.compute) == ("released", 0, 0)
     assert (balance(caller).balance, balance(caller).reserved) == (GRANT, 0)
@@ -70,6 +72,7 @@ def test_authors_pay_no_royalty_on_their_own_algorithms(priced, author, live_ser
     key = marketplace_services.api_key_create(created_by=author, name="own").raw
     client = Algorithmia.client(key, api_address=live_server.url)
     assert client.algo(f"{author.username}/probe").pipe("me").result == "echo: me"
+    settled()
     usage = UsageRecord.objects.get()
     assert usage.royalty == 0 and usage.compute > 0
     assert balance(author).balance == GRANT - usage.compute
@@ -119,6 +122,7 @@ def test_a_keys_monthly_cap_refuses_calls_past_it_with_402(priced, author, calle
     url = f"{live_server.url}/v1/algo/{author.username}/probe?timeout=1"
     headers = {"Authorization": issued.raw}
     assert requests.post(url, json="a", headers=headers, timeout=30).status_code == 200
+    settled()
     spend = KeySpend.objects.get(key=issued.key)
     first_cost = UsageRecord.objects.get().total
     assert (spend.spent, spend.reserved) == (first_cost, 0)
@@ -134,7 +138,7 @@ def test_a_keys_monthly_cap_refuses_calls_past_it_with_402(priced, author, calle
     call_command("check_ledger")
 
 
-def test_settling_twice_charges_once(priced, author, caller, caller_key):
+def test_settling_twice_charges_once(priced, author, caller, caller_key, builds_run):
     key = api_key_authenticate(raw=caller_key)
     payload = {"content_type": "text", "data": "once"}
     invocation = execution_services.invocation_admit(
@@ -142,8 +146,10 @@ def test_settling_twice_charges_once(priced, author, caller, caller_key):
         payload=payload, input_bytes=4, options=execution_services.CallOptions(timeout=5))
     execution_services.invocation_run(invocation_pk=invocation.pk, payload=payload)
     execution_services.invocation_run(invocation_pk=invocation.pk, payload=payload)  # redelivered
+    settled()  # by the billing worker (at once when Celery is eager)
     invocation.refresh_from_db()
-    services.usage_settle(invocation=invocation, succeeded=True)  # and once more, directly
+    services.usage_finish(invocation=invocation, succeeded=True)  # a late duplicate close
+    assert services.usage_settle_pending() == 0  # it changed nothing: nothing to settle
     assert LedgerTransaction.objects.filter(kind="usage").count() == 1
     usage = UsageRecord.objects.get()
     assert balance(caller).balance == GRANT - usage.total
@@ -152,7 +158,7 @@ def test_settling_twice_charges_once(priced, author, caller, caller_key):
 
 
 def test_a_tree_whose_root_failed_through_the_platform_is_refunded(priced, author, caller,
-                                                                   caller_key):
+                                                                   caller_key, builds_run):
     """The children ran and were billed; the root then failed through the platform's fault:
     the caller gets every credit back, paid by the platform, and the authors keep theirs."""
     key = api_key_authenticate(raw=caller_key)
@@ -168,6 +174,7 @@ def test_a_tree_whose_root_failed_through_the_platform_is_refunded(priced, autho
         payload=payload, input_bytes=4, options=execution_services.CallOptions(timeout=5))
     assert child.parent_id == root.pk
     execution_services.invocation_run(invocation_pk=child.pk, payload=payload)
+    settled()  # the billing worker's turn (at once when Celery is eager)
     charged = UsageRecord.objects.get(request_id=child.request_id)
     assert charged.status == "settled"
     assert balance(caller).balance == GRANT - charged.total
@@ -188,6 +195,7 @@ def test_check_ledger_fails_when_the_books_are_off(priced, author, caller, algo_
     from django.core.management.base import CommandError
 
     algo_client.algo(f"{author.username}/probe").pipe("x")
+    settled()
     call_command("check_ledger")
     Account.objects.filter(user=caller).update(balance=GRANT)  # as if someone edited it
     with pytest.raises(CommandError, match="1 problem"):
@@ -210,9 +218,22 @@ def test_an_organizations_key_is_paid_by_the_organization(priced, author, caller
                                actor=author)
     assert requests.post(url, json="x", headers={"Authorization": key},
                          timeout=30).status_code == 200
+    settled()
     usage = UsageRecord.objects.get()
     assert usage.payer == org_account
     org_account.refresh_from_db()
     assert org_account.balance == 10 * CREDIT - usage.total
     assert balance(caller).balance == GRANT  # the member's own account is untouched
     call_command("check_ledger")
+
+
+def test_the_database_refuses_a_second_charge_for_a_call(db):
+    import uuid
+
+    from django.db import IntegrityError, transaction
+
+    request_id = uuid.uuid4()
+    LedgerTransaction.objects.create(kind="usage", request_id=request_id)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        LedgerTransaction.objects.create(kind="usage", request_id=request_id)
+    LedgerTransaction.objects.create(kind="refund", request_id=request_id)  # refunds may follow

@@ -13,7 +13,7 @@ from billing.models import Account, LedgerTransaction, UsageRecord
 from execution.models import Invocation
 from marketplace import services as marketplace_services
 from marketplace.models import AuditEvent
-from tests.billing.conftest import CREDIT, ROYALTY, balance
+from tests.billing.conftest import CREDIT, ROYALTY, balance, settled
 from tests.execution.conftest import publish
 from tests.execution.test_composition import demo_bundle
 from tests.factories import UserFactory
@@ -44,6 +44,7 @@ def test_seefood_for_a_third_user_is_one_charge_and_each_author_earns_70_percent
     assert answer["verdict"] == "fruit"
     root = Invocation.objects.get(algorithm_path=f"{chef.username}/seefood")
     child = Invocation.objects.get(parent=root)
+    settled()
     usages = {u.algorithm_path: u for u in UsageRecord.objects.filter(trace_id=root.trace_id)}
     assert set(usages) == {f"{chef.username}/seefood", f"{grower.username}/fruit"}
     assert all(u.status == "settled" and u.payer.user == diner for u in usages.values())
@@ -76,6 +77,7 @@ def test_usage_and_earnings_export_as_csv(client, priced, author, caller, caller
     for text in ("a", "b"):
         requests.post(f"{live_server.url}/v1/algo/{author.username}/probe?timeout=2",
                       json=text, headers={"Authorization": caller_key}, timeout=30)
+    settled()
     client.force_login(caller)
     usage = list(csv.reader(io.StringIO(client.get(reverse("billing-usage-csv"))
                                         .content.decode())))
