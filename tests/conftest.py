@@ -25,6 +25,24 @@ def _clear_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _billing_settled_before_flush(request, settings):
+    """With a real broker, a call's settlement is a task that may still be running when its
+    test ends; the flush after a transactional test must not race it (PostgreSQL would call
+    that a deadlock). So settle what is left here, and let a worker's batch finish first."""
+    marker = request.node.get_closest_marker("django_db")
+    if settings.CELERY_TASK_ALWAYS_EAGER or not (marker and marker.kwargs.get("transaction")):
+        yield
+        return
+    request.getfixturevalue("transactional_db")  # so this teardown runs before the flush
+    yield
+    from billing.models import UsageRecord
+    from billing.services import usage_settle_pending
+
+    usage_settle_pending()
+    wait_for(lambda: not UsageRecord.objects.filter(status="pending").exists(), timeout=30)
+
+
 @pytest.fixture
 def user(db):
     return UserFactory()
