@@ -19,11 +19,14 @@ def available() -> bool:
     return bool(settings.REDIS_URL) and not settings.CELERY_TASK_ALWAYS_EAGER
 
 
-def _redis() -> redis.Redis:
+def redis_client() -> redis.Redis:
+    """The process's Redis client (its connection pool is shared by every thread)."""
     global _client
     if _client is None:
         _client = redis.Redis.from_url(settings.REDIS_URL)
     return _client
+
+
 
 
 def _key(invocation_pk: int) -> str:
@@ -31,12 +34,12 @@ def _key(invocation_pk: int) -> str:
 
 
 def publish(invocation_pk: int, envelope: dict) -> None:
-    pipe = _redis().pipeline()
+    pipe = redis_client().pipeline()
     pipe.rpush(_key(invocation_pk), json.dumps(envelope))
     pipe.expire(_key(invocation_pk), TTL_SECONDS)
     pipe.execute()
 
 
 def wait(invocation_pk: int, timeout: float) -> dict | None:
-    item = _redis().blpop([_key(invocation_pk)], timeout=max(timeout, 1))
+    item = redis_client().blpop([_key(invocation_pk)], timeout=max(timeout, 1))
     return json.loads(item[1]) if item else None
