@@ -4,3 +4,17 @@ from django.apps import AppConfig
 class CatalogConfig(AppConfig):
     name = "catalog"
     verbose_name = "Catalog: algorithms, versions, builds"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_delete, post_save
+
+        from catalog import resolution_cache
+        from catalog.models import Algorithm, AlgorithmVersion
+        from marketplace.models import Membership, Organization, User
+
+        # What a call's resolution depends on: the algorithm (visibility, ownership), its
+        # versions, memberships (who manages an organization's algorithms), and the owners.
+        for model in (Algorithm, AlgorithmVersion, Membership, Organization, User):
+            for signal in (post_save, post_delete):
+                signal.connect(resolution_cache.bump_on_commit, sender=model,
+                               dispatch_uid=f"resolution-cache-{signal}-{model.__name__}")

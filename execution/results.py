@@ -8,25 +8,15 @@ Celery result backend is used.
 """
 import json
 
-import redis
 from django.conf import settings
 
+from marketplace.redis_client import redis_client
+
 TTL_SECONDS = 900
-_client: redis.Redis | None = None
 
 
 def available() -> bool:
     return bool(settings.REDIS_URL) and not settings.CELERY_TASK_ALWAYS_EAGER
-
-
-def redis_client() -> redis.Redis:
-    """The process's Redis client (its connection pool is shared by every thread)."""
-    global _client
-    if _client is None:
-        _client = redis.Redis.from_url(settings.REDIS_URL)
-    return _client
-
-
 
 
 def _key(invocation_pk: int) -> str:

@@ -103,7 +103,8 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
     if parent is not None and parent.depth + 1 >= MAX_CALL_DEPTH:
         raise InputError(f"Algorithms may call each other at most {MAX_CALL_DEPTH} levels "
                          "deep; this call would go deeper.")
-    resolved = catalog_selectors.version_resolve(owner=owner, name=name, spec=version, user=user)
+    resolved, is_manager = catalog_selectors.version_resolve_for_call(
+        owner=owner, name=name, spec=version, user=user)
     version_text = (resolved.version.semantic_version if resolved.version
                     else resolved.build.content_hash)
     if not key.allows_algorithm(resolved.algorithm.owner_name, resolved.algorithm.name,
@@ -112,7 +113,6 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
         raise PermissionDeniedError(f"This key may not call {owner}/{name}.")
     if not resolved.build.artifact_path:
         raise NotFoundError("This version has no runnable build.")
-    is_manager = catalog_selectors.can_manage(algorithm=resolved.algorithm, user=user)
     with transaction.atomic():  # a call that cannot be paid leaves no row behind
         request_id = uuid.uuid4()  # a root call's trace id is its own request id
         invocation = Invocation.objects.create(

@@ -1,0 +1,13 @@
+"""One Redis client per process, its connection pool shared by every thread (for the few
+places that talk to Redis directly rather than through Django's cache or Channels)."""
+import redis
+from django.conf import settings
+
+_client: redis.Redis | None = None
+
+
+def redis_client() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.REDIS_URL)
+    return _client
