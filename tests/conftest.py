@@ -17,12 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    from billing.services import usage
     from catalog import resolution_cache
     from marketplace.services import api_keys
 
     cache.clear()
     api_keys._last_marked.clear()  # per-process "recently used" marks: fresh for each test
     resolution_cache.clear()  # and resolutions: a flushed database reuses names
+    usage._account_ids.clear()  # and account ids: a rolled-back SQLite test reuses ids
     yield
     cache.clear()
     resolution_cache.clear()

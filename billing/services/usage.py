@@ -39,21 +39,28 @@ def max_cost(*, royalty: int, timeout: float) -> int:
     return royalty + compute_cost(timeout * 1000)
 
 
+_account_ids: dict[tuple[str, int], int] = {}
+
+
 def _account_id(*, user_id: int | None, organization_id: int | None) -> int | None:
-    """The account id of a user or an organization: one indexed SELECT of one column on the
-    hot path (opening the account, with its grant, only if it has none yet)."""
-    if organization_id:
-        found = Account.objects.filter(organization_id=organization_id)
-    elif user_id:
-        found = Account.objects.filter(user_id=user_id)
-    else:
+    """The account id of a user or an organization. An account is never deleted nor moved
+    to another holder, so the answer is remembered for the life of the process (one SELECT
+    the first time; opening the account, with its grant, if it has none yet)."""
+    holder = ("org", organization_id) if organization_id else ("user", user_id)
+    if holder[1] is None:
         return None
+    account_id = _account_ids.get(holder)
+    if account_id is not None:
+        return account_id
+    found = (Account.objects.filter(organization_id=organization_id) if organization_id
+             else Account.objects.filter(user_id=user_id))
     account_id = found.values_list("pk", flat=True).first()
     if account_id is None:
         from marketplace.models import Organization, User
 
         account_id = (account_for_organization(Organization.objects.get(pk=organization_id))
                       if organization_id else account_for_user(User.objects.get(pk=user_id))).pk
+    _account_ids[holder] = account_id
     return account_id
 
 
