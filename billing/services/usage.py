@@ -9,8 +9,7 @@ import math
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Least
+from django.db.models import F
 from django.utils import timezone
 
 from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
@@ -128,21 +127,36 @@ def _hold_under_cap(key: ApiKey, month: str, held: int) -> None:
 
 
 def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False) -> None:
-    """Record what a finished call costs, inside the transaction that closes it: one UPDATE
-    of its own usage row, touching no balance, so closing calls never queue on the payer's
-    or the platform's account row. The ledger is written by ``usage_settle_pending`` in
-    batches (at once when Celery is eager; else by a task this schedules on commit)."""
-    changes = {"status": UsageRecord.Status.PENDING, "billable": succeeded,
-               "finished_at": timezone.now()}
-    if succeeded:
-        run_ms = invocation.run_ms or 0.0
-        changes.update(run_ms=math.ceil(run_ms),
-                       compute=Least(Value(compute_cost(run_ms)), F("held") - F("royalty")))
-    else:
-        changes["royalty"] = 0
-    UsageRecord.objects.filter(request_id=invocation.request_id,
-                               status=UsageRecord.Status.HELD).update(**changes)
-    transaction.on_commit(schedule_settlement)
+    """Close a finished call's usage, inside the transaction that closes the call (whose row
+    lock keeps this to once): a failed call's hold is released at once; a successful one's
+    hold shrinks to its real price at once (so a caller's credits are never tied up waiting
+    for settlement) and the call waits, pending, for the batch that writes the ledger
+    (``usage_settle_pending``: at once when Celery is eager, else a task this schedules).
+    Only the payer's own row is touched here, never the platform's or the author's."""
+    usage = UsageRecord.objects.filter(request_id=invocation.request_id,
+                                       status=UsageRecord.Status.HELD).first()
+    if usage is not None:
+        now = timezone.now()
+        if succeeded:
+            run_ms = invocation.run_ms or 0.0
+            usage.compute = min(compute_cost(run_ms), usage.held - usage.royalty)
+            usage.run_ms, price = math.ceil(run_ms), usage.royalty + usage.compute
+            excess, usage.held = usage.held - price, price
+            usage.status, usage.billable = UsageRecord.Status.PENDING, True
+            usage.finished_at = now
+        else:
+            excess, usage.held, usage.royalty = usage.held, 0, 0
+            usage.status, usage.billable = UsageRecord.Status.RELEASED, False
+            usage.finished_at = usage.settled_at = now
+        if usage.cap_month and excess:
+            KeySpend.objects.filter(key_id=usage.cap_key_id, month=usage.cap_month).update(
+                reserved=F("reserved") - excess)
+        if excess:
+            Account.objects.filter(pk=usage.payer_id).update(reserved=F("reserved") - excess)
+        usage.save(update_fields=["compute", "run_ms", "held", "royalty", "status", "billable",
+                                  "finished_at", "settled_at"])
+        if succeeded:
+            transaction.on_commit(schedule_settlement)
     if platform_fault and invocation.parent_id is None:
         usage_refund_tree(trace_id=invocation.trace_id,
                           reason=f"{invocation.algorithm_path} failed through the platform's "
@@ -150,8 +164,8 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False) -
 
 
 def schedule_settlement() -> None:
-    """Settle finished calls soon: now when Celery is eager, else one queued task at a time
-    (calls finishing while it waits are settled by it, in the same batch)."""
+    """Settle finished calls soon: now when Celery is eager, else one queued task at a time,
+    run after BILLING_SETTLE_DELAY_SECONDS (calls finishing meanwhile join its batch)."""
     if settings.CELERY_TASK_ALWAYS_EAGER:
         usage_settle_pending()
         return
@@ -160,7 +174,9 @@ def schedule_settlement() -> None:
     if cache.add(SETTLE_SCHEDULED, 1, timeout=5):
         from marketplace.celery import app
 
-        app.send_task("billing.settle", queue="billing")
+        # A short wait gathers the calls finishing meanwhile into the same batch.
+        app.send_task("billing.settle", queue="billing",
+                      countdown=settings.BILLING_SETTLE_DELAY_SECONDS)
 
 
 SETTLE_SCHEDULED = "billing:settle-scheduled"

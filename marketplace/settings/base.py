@@ -282,6 +282,8 @@ BILLING_SIGNUP_GRANT = env.int("BILLING_SIGNUP_GRANT", default=10_000 * 1_000_00
 BILLING_COMPUTE_RATE = env.int("BILLING_COMPUTE_RATE", default=1_000_000)
 BILLING_CORES_PER_RUNNER = env.int("BILLING_CORES_PER_RUNNER", default=1)
 BILLING_AUTHOR_SHARE_PERCENT = 70
+# Finished calls are written to the ledger in batches, this long after the first of them.
+BILLING_SETTLE_DELAY_SECONDS = env.float("BILLING_SETTLE_DELAY_SECONDS", default=0.25)
 # Credit packs: name -> (US cents, credits).
 BILLING_PACKS = {"starter": (1_000, 100_000), "builder": (5_000, 500_000),
                  "studio": (10_000, 1_000_000)}
