@@ -21,6 +21,8 @@ class AccountApi(APIView):
 
     def get(self, request):
         key = request.auth
+        if not key.can_manage:  # e.g. a key derived for a composed call: not its business
+            raise PermissionDeniedError("Reading the account needs a key with the manage scope.")
         account = services.account_for_key(key)
         return Response({
             "account": account.name, "account_type": account.kind,

@@ -225,15 +225,25 @@ def ledger_problems() -> list[str]:
                                        invocation__status__in=Invocation.FINISHED)
     problems += [f"finished call {rid} still holds credits"
                  for rid in stale.values_list("request_id", flat=True)[:100]]
-    settled_by_key = (UsageRecord.objects.filter(status=UsageRecord.Status.SETTLED)
-                      .exclude(cap_month="").values("cap_key", "cap_month")
-                      .annotate(total=Sum(F("royalty") + F("compute"))))
-    charges = {(row["cap_key"], row["cap_month"]): row["total"] for row in settled_by_key}
+    charges, holds_by_key = {}, {}
+    for usage in UsageRecord.objects.exclude(cap_month="").filter(
+            status__in=[UsageRecord.Status.SETTLED, UsageRecord.Status.HELD,
+                        UsageRecord.Status.PENDING]).only(
+            "cap_keys", "cap_month", "status", "royalty", "compute", "held"):
+        for key_id in usage.cap_keys:
+            slot = (key_id, usage.cap_month)
+            if usage.status == UsageRecord.Status.SETTLED:
+                charges[slot] = charges.get(slot, 0) + usage.royalty + usage.compute
+            else:
+                holds_by_key[slot] = holds_by_key.get(slot, 0) + usage.held
     for spend in KeySpend.objects.all():
-        expected = charges.get((spend.key_id, spend.month), 0)
-        if spend.spent != expected:
+        slot = (spend.key_id, spend.month)
+        if spend.spent != charges.get(slot, 0):
             problems.append(f"key #{spend.key_id} in {spend.month}: spent {spend.spent} but "
-                            f"its settled calls cost {expected}")
+                            f"its settled calls cost {charges.get(slot, 0)}")
+        if spend.reserved != holds_by_key.get(slot, 0):
+            problems.append(f"key #{spend.key_id} in {spend.month}: holds {spend.reserved} but "
+                            f"its unsettled calls hold {holds_by_key.get(slot, 0)}")
     return problems
 
 

@@ -1,6 +1,7 @@
 """Billing pages: the account (balance, buying credits, statement, usage and earnings with
 charts, CSV exports) and the operators' dashboard (revenue, adjustments, ledger check)."""
 import csv
+from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 from django.contrib import messages
@@ -134,9 +135,11 @@ def adjust(request: HttpRequest) -> HttpResponse:
         if account is None:
             raise ApplicationError(f"No user or organization named {name!r}.")
         try:
-            amount = round(float(request.POST.get("credits", "")) * 1_000_000)
-        except ValueError:
+            amount = int(Decimal(request.POST.get("credits", "").strip()) * 1_000_000)
+        except (InvalidOperation, ValueError, OverflowError):
             raise ApplicationError("Give the amount in credits, e.g. 25 or -2.5.") from None
+        if abs(amount) > 10 ** 18:
+            raise ApplicationError("That amount is out of range.")
         services.adjustment_create(account=account, amount=amount,
                                    reason=request.POST.get("reason", ""), actor=request.user)
     except ApplicationError as error:

@@ -78,8 +78,8 @@ class KeyCreateApi(APIView):
         name = serializers.CharField(max_length=100)
         scopes = serializers.DictField(required=False)
         expires_at = serializers.DateTimeField(required=False, allow_null=True)
-        monthly_spend_cap_microcredits = serializers.IntegerField(required=False,
-                                                                  allow_null=True, min_value=0)
+        monthly_spend_cap_microcredits = serializers.IntegerField(
+            required=False, allow_null=True, min_value=0, max_value=10 ** 18)
 
     def post(self, request):
         parent = _require_manage(request)
@@ -112,7 +112,8 @@ class KeyUpdateApi(APIView):
     """Change what can change on a key: its monthly spending cap."""
 
     class InputSerializer(serializers.Serializer):
-        monthly_spend_cap_microcredits = serializers.IntegerField(allow_null=True, min_value=0)
+        monthly_spend_cap_microcredits = serializers.IntegerField(allow_null=True, min_value=0,
+                                                                  max_value=10 ** 18)
 
     def patch(self, request, prefix: str):
         _require_manage(request)
@@ -121,7 +122,7 @@ class KeyUpdateApi(APIView):
         data.is_valid(raise_exception=True)
         key = services.api_key_set_spend_cap(
             key=key, cap=data.validated_data["monthly_spend_cap_microcredits"],
-            actor=request.user)
+            actor=request.user, by_key=request.auth)
         return Response(KeyOutput(key).data)
 
 

@@ -32,7 +32,7 @@ class KeyCreateForm(forms.Form):
     expires_on = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}),
                                  help_text="Optional. The key stops working at the start of that day (UTC).")
     monthly_cap_credits = forms.DecimalField(
-        required=False, min_value=0, max_digits=18, decimal_places=6,
+        required=False, min_value=0, max_value=10 ** 12, max_digits=19, decimal_places=6,
         label="Monthly spending cap (credits)",
         help_text="Optional. Calls that would take this key past it in a calendar month get "
                   "402 instead of running. 10,000 credits = US$ 1.")
@@ -86,5 +86,5 @@ def credits_to_microcredits(value) -> int | None:
 
 
 class KeyCapForm(forms.Form):
-    monthly_cap_credits = forms.DecimalField(required=False, min_value=0, max_digits=18,
-                                             decimal_places=6)
+    monthly_cap_credits = forms.DecimalField(required=False, min_value=0, max_value=10 ** 12,
+                                             max_digits=19, decimal_places=6)

@@ -23,8 +23,9 @@ class UsageRecord(models.Model):
     payer = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="usage")
     author = models.ForeignKey(Account, null=True, blank=True, on_delete=models.PROTECT,
                                related_name="earnings")
-    cap_key = models.ForeignKey(ApiKey, null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="+", help_text="The key whose spending cap counts it.")
+    cap_keys = models.JSONField(default=list, blank=True,
+                                help_text="Ids of the capped keys this call counts against: the "
+                                          "calling key and every capped key it descends from.")
     cap_month = models.CharField(max_length=7, blank=True, help_text="YYYY-MM")
     algorithm_path = models.CharField(max_length=120)
     version = models.ForeignKey("catalog.AlgorithmVersion", null=True, blank=True,
@@ -39,6 +40,9 @@ class UsageRecord(models.Model):
     billable = models.BooleanField(default=False, help_text="Set when the call finishes: "
                                    "charge it (it succeeded) or release its hold.")
     finished_at = models.DateTimeField(null=True, blank=True)
+    tree_refunded = models.BooleanField(
+        default=False, help_text="On a root call: its tree failed through the platform's fault; "
+                                 "calls of the tree settled later are not charged.")
     transaction = models.ForeignKey(LedgerTransaction, null=True, blank=True,
                                     on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

@@ -1,5 +1,7 @@
 """Stripe: Checkout sessions for credit packs, and the webhook that credits them."""
+import json
 import logging
+import time
 
 import stripe
 from django.conf import settings
@@ -20,6 +22,13 @@ HANDLED_EVENTS = ("checkout.session.completed", "checkout.session.async_payment_
 
 class PaymentsOff(ApplicationError):
     status_code, error_type = 503, "InternalError"
+
+
+class RefundNotReady(ApplicationError):
+    status_code, error_type = 409, "InputError"
+
+
+RETRY_WINDOW = 3 * 24 * 3600  # Stripe retries a webhook for up to three days
 
 
 def payments_enabled() -> bool:
@@ -80,7 +89,7 @@ def stripe_event_handle(*, payload: bytes, signature: str) -> str:
         with transaction.atomic():
             stored = StripeEvent.objects.create(event_id=event.id, type=event.type,
                                                 livemode=bool(event.livemode),
-                                                payload=event.to_dict())
+                                                payload=json.loads(payload))
             stored.outcome = _apply(event)
             stored.save(update_fields=["outcome"])
     except IntegrityError:
@@ -101,6 +110,8 @@ def _apply(event) -> str:
             return "already credited"
         if obj.get("amount_total") is not None and obj["amount_total"] != purchase.amount_cents:
             return f"amount mismatch: {obj['amount_total']} != {purchase.amount_cents}"
+        if obj.get("currency") and obj["currency"].lower() != purchase.currency:
+            return f"currency mismatch: {obj['currency']} != {purchase.currency}"
         purchase.transaction = ledger_post(
             kind=LedgerTransaction.Kind.PURCHASE, memo=f"Credit pack: {purchase.pack}",
             entries=[(platform_account(Account.Kind.CASH), -purchase.microcredits,
@@ -113,19 +124,27 @@ def _apply(event) -> str:
     # charge.refunded
     purchase = CreditPurchase.objects.select_for_update().filter(
         payment_intent_id=obj.get("payment_intent") or "-").first()
-    if purchase is None or purchase.status == CreditPurchase.Status.PENDING:
+    if purchase is None:
+        created = int(obj.get("created") or getattr(event, "created", 0) or 0)
+        if time.time() - created < RETRY_WINDOW:
+            # Perhaps ours, with its checkout.session.completed not applied yet: refuse, so
+            # Stripe sends it again later (storing it would lose the refund for good).
+            raise RefundNotReady("No credited purchase for this charge yet; retry later.")
         return "no credited purchase for this charge"
     refunded = min(int(obj.get("amount_refunded") or 0), purchase.amount_cents)
     newly = refunded - purchase.refunded_cents
     if newly <= 0:
         return "nothing new refunded"
     wanted = purchase.microcredits * newly // purchase.amount_cents
-    account = Account.objects.select_for_update().get(pk=purchase.account_id)
+    cash = platform_account(Account.Kind.CASH)
+    locked = {a.pk: a for a in Account.objects.select_for_update().filter(
+        pk__in=[purchase.account_id, cash]).order_by("pk")}  # id order, as every posting
+    account = locked[purchase.account_id]
     taken = min(wanted, max(account.available, 0))  # a balance never goes below zero
     ledger_post(kind=LedgerTransaction.Kind.PURCHASE_REFUND,
                 memo=f"Refund of credit pack {purchase.pack}",
                 entries=[(purchase.account_id, -taken, Entry.Kind.DEBIT, None),
-                         (platform_account(Account.Kind.CASH), taken, Entry.Kind.CREDIT, None)])
+                         (cash, taken, Entry.Kind.CREDIT, None)])
     purchase.refunded_cents = refunded
     if refunded >= purchase.amount_cents:
         purchase.status = CreditPurchase.Status.REFUNDED

@@ -59,7 +59,9 @@ def _account_id(*, user_id: int | None, organization_id: int | None) -> int | No
 
         account_id = (account_for_organization(Organization.objects.get(pk=organization_id))
                       if organization_id else account_for_user(User.objects.get(pk=user_id))).pk
-    _account_ids[holder] = account_id
+    # Remembered only once committed: an account opened inside a transaction that then
+    # rolls back (a 402) must not be remembered by an id that no longer exists.
+    transaction.on_commit(lambda: _account_ids.__setitem__(holder, account_id))
     return account_id
 
 
@@ -71,8 +73,9 @@ def usage_reserve(*, invocation, key: ApiKey, parent=None) -> UsageRecord:
     """Hold the most ``invocation`` can cost, or raise PaymentRequired (402) before any work.
 
     Runs inside the transaction that records the call. A child call in a composition is paid
-    by the same account as its root (its derived key has the same owner) and counts against
-    the spending cap of the root's key.
+    by the same account as its root (its derived key has the same owner) and, through the
+    derived key's parents, counts against the caps of the root's key and its ancestors.
+    (``parent``, the calling invocation, is accepted for the record; the key chain decides.)
     """
     payer_id = _account_id(user_id=key.user_id, organization_id=key.organization_id)
     algorithm = invocation.algorithm
@@ -82,14 +85,9 @@ def usage_reserve(*, invocation, key: ApiKey, parent=None) -> UsageRecord:
     if author_id == payer_id:
         royalty = 0  # authors run their own algorithms for the compute alone
     held = max_cost(royalty=royalty, timeout=float(invocation.options.get("timeout", 300)))
-    cap_key = key
-    if parent is not None:
-        parent_usage = UsageRecord.objects.filter(request_id=parent.request_id).only(
-            "cap_key").first()
-        cap_key = parent_usage.cap_key if parent_usage else None
-    month = ""
-    if cap_key is not None and cap_key.monthly_spend_cap is not None:
-        month = _month()
+    capped = _capped_chain(key)
+    month = _month() if capped else ""
+    for cap_key in capped:
         _hold_under_cap(cap_key, month, held)
     if not Account.objects.filter(pk=payer_id, balance__gte=F("reserved") + held).update(
             reserved=F("reserved") + held):
@@ -103,9 +101,29 @@ def usage_reserve(*, invocation, key: ApiKey, parent=None) -> UsageRecord:
                    "available_microcredits": max(payer.available, 0)})
     return UsageRecord.objects.create(
         request_id=invocation.request_id, trace_id=invocation.trace_id, invocation=invocation,
-        payer_id=payer_id, author_id=author_id, cap_key=cap_key if month else None,
+        payer_id=payer_id, author_id=author_id, cap_keys=[k.pk for k in capped],
         cap_month=month, algorithm_path=invocation.algorithm_path, version=invocation.version,
         version_text=invocation.version_text, held=held, royalty=royalty)
+
+
+def _capped_chain(key: ApiKey) -> list[ApiKey]:
+    """The capped keys a call with ``key`` counts against, in id order (the lock order): the
+    key itself and every key it was made from. A key minted by a capped key, and the keys
+    derived for composed calls, spend out of their ancestors' caps too."""
+    chain, current, seen = [], key, set()
+    while current is not None and current.pk not in seen:
+        seen.add(current.pk)
+        if current.monthly_spend_cap is not None:
+            chain.append(current)
+        current = (ApiKey.objects.filter(pk=current.parent_id).first()
+                   if current.parent_id else None)
+    return sorted(chain, key=lambda k: k.pk)
+
+
+def _cap_spend(usage: UsageRecord, *, reserved: int = 0, spent: int = 0) -> None:
+    if usage.cap_month and (reserved or spent):
+        KeySpend.objects.filter(key_id__in=usage.cap_keys, month=usage.cap_month).update(
+            reserved=F("reserved") + reserved, spent=F("spent") + spent)
 
 
 def _hold_under_cap(key: ApiKey, month: str, held: int) -> None:
@@ -133,6 +151,9 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False) -
     for settlement) and the call waits, pending, for the batch that writes the ledger
     (``usage_settle_pending``: at once when Celery is eager, else a task this schedules).
     Only the payer's own row is touched here, never the platform's or the author's."""
+    refund = platform_fault and invocation.parent_id is None
+    if refund:  # the refund moves several accounts: take their rows in id order, first
+        _lock_accounts_of_trace(invocation.trace_id)
     usage = UsageRecord.objects.filter(request_id=invocation.request_id,
                                        status=UsageRecord.Status.HELD).first()
     if usage is not None:
@@ -148,19 +169,26 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False) -
             excess, usage.held, usage.royalty = usage.held, 0, 0
             usage.status, usage.billable = UsageRecord.Status.RELEASED, False
             usage.finished_at = usage.settled_at = now
-        if usage.cap_month and excess:
-            KeySpend.objects.filter(key_id=usage.cap_key_id, month=usage.cap_month).update(
-                reserved=F("reserved") - excess)
+        _cap_spend(usage, reserved=-excess)
         if excess:
             Account.objects.filter(pk=usage.payer_id).update(reserved=F("reserved") - excess)
         usage.save(update_fields=["compute", "run_ms", "held", "royalty", "status", "billable",
                                   "finished_at", "settled_at"])
         if succeeded:
             transaction.on_commit(schedule_settlement)
-    if platform_fault and invocation.parent_id is None:
+    if refund:
         usage_refund_tree(trace_id=invocation.trace_id,
                           reason=f"{invocation.algorithm_path} failed through the platform's "
                                  f"fault ({invocation.error_type or 'InternalError'})")
+
+
+def _lock_accounts_of_trace(trace_id) -> None:
+    rows = UsageRecord.objects.filter(trace_id=trace_id).values_list("payer_id", "author_id")
+    ids = {platform_account(Account.Kind.REVENUE)}
+    for payer_id, author_id in rows:
+        ids.update(i for i in (payer_id, author_id) if i)
+    list(Account.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+         .values_list("pk", flat=True))
 
 
 def schedule_settlement() -> None:
@@ -182,11 +210,12 @@ def schedule_settlement() -> None:
 SETTLE_SCHEDULED = "billing:settle-scheduled"
 
 
-def usage_settle_pending(*, limit: int = 2000, trace_id=None) -> int:
+def usage_settle_pending(*, limit: int = 2000, trace_id=None, wait: bool = False) -> int:
     """Write finished calls into the ledger, exactly once each: a balanced transaction per
     billed call (its request id is unique among charges), the balances moved once per
     account for the whole batch, holds released. Rows another settler holds are skipped.
-    Returns how many calls it settled or released."""
+    ``wait``: take rows another settler holds too, once it lets go (for a refund, which must
+    see every call of its tree). Returns how many calls it settled or released."""
     from django.core.cache import cache
 
     if trace_id is None:
@@ -194,7 +223,7 @@ def usage_settle_pending(*, limit: int = 2000, trace_id=None) -> int:
     done = 0
     while True:
         with transaction.atomic():
-            pending = UsageRecord.objects.select_for_update(skip_locked=True).filter(
+            pending = UsageRecord.objects.select_for_update(skip_locked=not wait).filter(
                 status=UsageRecord.Status.PENDING)
             if trace_id is not None:
                 pending = pending.filter(trace_id=trace_id)
@@ -210,6 +239,12 @@ def usage_settle_pending(*, limit: int = 2000, trace_id=None) -> int:
 def _settle_batch(batch: list[UsageRecord]) -> None:
     revenue = platform_account(Account.Kind.REVENUE)
     now = timezone.now()
+    refunded_trees = set(UsageRecord.objects.filter(
+        request_id__in={usage.trace_id for usage in batch}, tree_refunded=True)
+        .values_list("trace_id", flat=True))
+    for usage in batch:
+        if usage.trace_id in refunded_trees:  # finished after its root failed: not charged
+            usage.billable = False
     billed = [usage for usage in batch if usage.billable]
     charges = LedgerTransaction.objects.bulk_create([
         LedgerTransaction(kind=LedgerTransaction.Kind.USAGE,
@@ -233,8 +268,8 @@ def _settle_batch(batch: list[UsageRecord]) -> None:
     Entry.objects.bulk_create(entries)
     for usage in batch:
         release[usage.payer_id] = release.get(usage.payer_id, 0) + usage.held
-        if usage.cap_month:
-            key = (usage.cap_key_id, usage.cap_month)
+        for key_id in usage.cap_keys if usage.cap_month else ():
+            key = (key_id, usage.cap_month)
             held, spent = spend.get(key, (0, 0))
             spend[key] = (held + usage.held,
                           spent + (usage.royalty + usage.compute if usage.billable else 0))
@@ -244,7 +279,7 @@ def _settle_batch(batch: list[UsageRecord]) -> None:
     for (key_id, month), (held, spent) in sorted(spend.items(), key=lambda item: item[0]):
         KeySpend.objects.filter(key_id=key_id, month=month).update(
             reserved=F("reserved") - held, spent=F("spent") + spent)
-    UsageRecord.objects.bulk_update(batch, ["status", "settled_at", "transaction"])
+    UsageRecord.objects.bulk_update(batch, ["status", "settled_at", "transaction", "billable"])
     move_balances(moves, release)  # last: the account rows stay locked only until the commit
 
 
@@ -253,15 +288,14 @@ def usage_refund_tree(*, trace_id, reason: str) -> int:
     """Refund every settled call in a tree whose root failed through the platform's fault.
     The platform pays the refund from its revenue: the authors keep their royalties, since
     their algorithms did their work. Returns how many calls were refunded."""
-    usage_settle_pending(trace_id=trace_id)  # the tree's finished calls are charged first
+    UsageRecord.objects.filter(request_id=trace_id).update(tree_refunded=True)  # the root
+    usage_settle_pending(trace_id=trace_id, wait=True)  # the tree's finished calls, first
     refunded = 0
     revenue = platform_account(Account.Kind.REVENUE)
     for usage in UsageRecord.objects.select_for_update().filter(
             trace_id=trace_id, status=UsageRecord.Status.SETTLED).order_by("pk"):
         total = usage.total
-        if usage.cap_month:
-            KeySpend.objects.filter(key_id=usage.cap_key_id, month=usage.cap_month).update(
-                spent=F("spent") - total)
+        _cap_spend(usage, spent=-total)
         ledger_post(kind=LedgerTransaction.Kind.REFUND, memo=f"Refund: {reason}"[:300],
                     request_id=usage.request_id, trace_id=trace_id,
                     entries=[(revenue, -total, Entry.Kind.DEBIT, usage.version_id),

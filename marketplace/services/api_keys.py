@@ -127,15 +127,32 @@ def api_key_create(
     return IssuedKey(key=key, raw=raw)
 
 
+MAX_CAP = 10 ** 18  # microcredits: a trillion credits, well inside a 64-bit column
+
+
 def _check_cap(cap: int | None) -> None:
-    if cap is not None and (not isinstance(cap, int) or cap < 0):
+    if cap is not None and (not isinstance(cap, int) or not 0 <= cap <= MAX_CAP):
         raise InputError("monthly_spend_cap_microcredits must be a whole number of "
-                         "microcredits, 0 or more (or null for no cap).")
+                         f"microcredits from 0 to {MAX_CAP} (or null for no cap).")
 
 
-def api_key_set_spend_cap(*, key: ApiKey, cap: int | None, actor: User) -> ApiKey:
-    """Set or clear a key's monthly spending cap (microcredits); audited."""
+def api_key_set_spend_cap(*, key: ApiKey, cap: int | None, actor: User,
+                          by_key: ApiKey | None = None) -> ApiKey:
+    """Set or clear a key's monthly spending cap (microcredits); audited.
+
+    ``by_key``: the key asking, over the API. A key can never change its own cap nor the cap
+    of a key it was made from (a capped key could otherwise lift its own limit); the keys it
+    made spend out of its cap anyway. People on the keys page can change any key they
+    administer.
+    """
     _check_cap(cap)
+    ancestor = by_key
+    while by_key is not None and ancestor is not None:
+        if ancestor.pk == key.pk:
+            raise PermissionDeniedError("A key cannot change its own spending cap, nor that of "
+                                        "a key it was made from; do it on the API keys page.")
+        ancestor = ApiKey.objects.filter(pk=ancestor.parent_id).first() if ancestor.parent_id \
+            else None
     if key.parent_id and key.parent.monthly_spend_cap is not None and (
             cap is None or cap > key.parent.monthly_spend_cap):
         raise PermissionDeniedError("A key made by a capped key cannot have a higher cap "

@@ -237,3 +237,61 @@ def test_the_database_refuses_a_second_charge_for_a_call(db):
     with pytest.raises(IntegrityError), transaction.atomic():
         LedgerTransaction.objects.create(kind="usage", request_id=request_id)
     LedgerTransaction.objects.create(kind="refund", request_id=request_id)  # refunds may follow
+
+
+def test_keys_made_by_a_capped_key_spend_out_of_its_cap(priced, author, caller, live_server,
+                                                        builds_run):
+    import requests
+
+    parent = marketplace_services.api_key_create(created_by=caller, name="parent",
+                                                 monthly_spend_cap=5 * CREDIT)
+    child = marketplace_services.api_key_create_from_key(
+        parent=parent.key, name="child", scopes=marketplace_services.KeyScopes(
+            algo_patterns=["algo://*"], can_manage=False))
+    assert child.key.monthly_spend_cap == 5 * CREDIT  # inherited
+    url = f"{live_server.url}/v1/algo/{author.username}/probe?timeout=1"
+    assert requests.post(url, json="a", headers={"Authorization": child.raw},
+                         timeout=30).status_code == 200
+    settled()
+    usage = UsageRecord.objects.get()
+    assert usage.cap_keys == sorted([parent.key.pk, child.key.pk])
+    assert KeySpend.objects.get(key=parent.key).spent == usage.total  # the parent's budget too
+    # So the parent itself has less left: 5 - 2.00x leaves less than a 3-credit hold.
+    refused = requests.post(url, json="b", headers={"Authorization": parent.raw}, timeout=30)
+    assert refused.status_code == 402 and "cap is 5 credits" in refused.text
+    call_command("check_ledger")
+
+
+def test_a_402_for_an_author_without_an_account_leaves_nothing_behind(priced, author, caller,
+                                                                     caller_key, live_server,
+                                                                     builds_run):
+    """The author's account is opened inside the call's transaction; when the call is then
+    refused, nothing of it may be remembered (a later call would point at a missing row)."""
+    import requests
+
+    # The grant stays in the books under an archived account ...
+    Account.objects.filter(user=author).update(user=None, holder_name="archived")  # ... but
+    # the author has no account now, as a user from before billing would not.
+    services.adjustment_create(account=balance(caller), amount=-GRANT, reason="empty",
+                               actor=author)
+    url = f"{live_server.url}/v1/algo/{author.username}/probe?timeout=1"
+    assert requests.post(url, json="x", headers={"Authorization": caller_key},
+                         timeout=30).status_code == 402
+    assert not Account.objects.filter(user=author).exists()  # rolled back with the call
+    services.adjustment_create(account=balance(caller), amount=10 * CREDIT, reason="refill",
+                               actor=author)
+    response = requests.post(url, json="x", headers={"Authorization": caller_key}, timeout=30)
+    assert response.status_code == 200, response.text
+    settled()
+    assert Account.objects.get(user=author).balance == GRANT + ROYALTY * 70 // 100
+
+
+def test_a_key_without_the_manage_scope_cannot_read_the_account(caller, live_server):
+    import requests
+
+    issued = marketplace_services.api_key_create(
+        created_by=caller, name="calls only",
+        scopes=marketplace_services.KeyScopes(algo_patterns=["algo://*"], can_manage=False))
+    response = requests.get(f"{live_server.url}/v1/billing/account",
+                            headers={"Authorization": issued.raw}, timeout=30)
+    assert response.status_code == 403 and response.json()["error"]["error_type"] == "AuthError"

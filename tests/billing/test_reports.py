@@ -137,23 +137,36 @@ def test_the_account_api_shows_the_balance_and_the_keys_cap(caller, live_server)
                             "spent_this_month_microcredits": 0}}
 
 
-def test_a_keys_cap_is_set_over_the_api_and_audited(caller, live_server):
-    issued = marketplace_services.api_key_create(created_by=caller, name="k")
-    url = f"{live_server.url}/v1/keys/{issued.key.prefix}"
-    headers = {"Authorization": issued.raw}
+def test_a_keys_cap_is_set_over_the_api_by_the_key_that_made_it_and_audited(caller,
+                                                                             live_server):
+    maker = marketplace_services.api_key_create(created_by=caller, name="maker")
+    made = requests.post(f"{live_server.url}/v1/keys",
+                         json={"name": "made", "scopes": {"manage": True}},
+                         headers={"Authorization": maker.raw}, timeout=30).json()
+    url = f"{live_server.url}/v1/keys/{made['id']}"
     response = requests.patch(url, json={"monthly_spend_cap_microcredits": 42 * CREDIT},
-                              headers=headers, timeout=30)
+                              headers={"Authorization": maker.raw}, timeout=30)
     assert response.status_code == 200
     assert response.json()["monthly_spend_cap_microcredits"] == 42 * CREDIT
-    bad = requests.patch(url, json={"monthly_spend_cap_microcredits": -1}, headers=headers,
-                         timeout=30)
-    assert bad.status_code == 400 and bad.json()["error"]["error_type"] == "InputError"
     event = AuditEvent.objects.get(action="api_key.spend_cap")
     assert event.data == {"before": None, "after": 42 * CREDIT}
-    # A key made from a capped key cannot escape the cap.
+    for bad_cap in (-1, 10 ** 19):
+        bad = requests.patch(url, json={"monthly_spend_cap_microcredits": bad_cap},
+                             headers={"Authorization": maker.raw}, timeout=30)
+        assert bad.status_code == 400 and bad.json()["error"]["error_type"] == "InputError"
+
+    # The capped key cannot lift its own cap, nor its maker's; keys it makes inherit it.
+    own = requests.patch(url, json={"monthly_spend_cap_microcredits": None},
+                         headers={"Authorization": made["key"]}, timeout=30)
+    assert own.status_code == 403 and "its own spending cap" in own.json()["error"]["message"]
+    up = requests.patch(f"{live_server.url}/v1/keys/{maker.key.prefix}",
+                        json={"monthly_spend_cap_microcredits": 1},
+                        headers={"Authorization": made["key"]}, timeout=30)
+    assert up.status_code in (403, 404)
     child = requests.post(f"{live_server.url}/v1/keys", json={"name": "child"},
-                          headers=headers, timeout=30).json()
+                          headers={"Authorization": made["key"]}, timeout=30).json()
     assert child["monthly_spend_cap_microcredits"] == 42 * CREDIT
+    assert AuditEvent.objects.filter(action="api_key.spend_cap").count() == 1
 
 
 def test_the_admin_usage_reports_work_with_the_official_client_for_admin_keys_only(

@@ -124,3 +124,22 @@ def test_with_no_stripe_keys_the_buy_button_explains_payments_are_off(client, us
     settings.STRIPE_WEBHOOK_SECRET = ""
     hook = client.post(reverse("stripe-webhook"), data=b"{}", content_type="application/json")
     assert hook.status_code == 503 and "off" in hook.json()["error"]["message"]
+
+
+def test_a_refund_that_arrives_before_the_payment_is_retried_not_lost(client, user, stripe_on):
+    _buy(client, user)
+    purchase = CreditPurchase.objects.get()
+    import time as clock
+
+    refund = charge_refunded("pi_test_1", 1000)
+    refund["data"]["object"]["created"] = int(clock.time())
+    early = _post_event(client, refund)
+    assert early.status_code == 409  # Stripe will send it again
+    assert not StripeEvent.objects.filter(event_id=refund["id"]).exists()
+    _post_event(client, checkout_completed(purchase.checkout_session_id, 1000))
+    assert balance(user).balance == GRANT + 100_000 * CREDIT
+    again = _post_event(client, refund)  # the retry
+    assert again.status_code == 200 and balance(user).balance == GRANT
+    stale = charge_refunded("pi_someone_elses", 1000)
+    stale["data"]["object"]["created"] = int(clock.time()) - 4 * 24 * 3600
+    assert _post_event(client, stale).json()["outcome"] == "no credited purchase for this charge"
