@@ -8,7 +8,7 @@ class CatalogConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_delete, post_save
 
-        from catalog import resolution_cache
+        from catalog.resolution_cache import resolutions
         from catalog.models import Algorithm, AlgorithmVersion
         from marketplace.models import Membership, Organization, User
 
@@ -16,5 +16,5 @@ class CatalogConfig(AppConfig):
         # versions, memberships (who manages an organization's algorithms), and the owners.
         for model in (Algorithm, AlgorithmVersion, Membership, Organization, User):
             for signal in (post_save, post_delete):
-                signal.connect(resolution_cache.bump_on_commit, sender=model,
+                signal.connect(resolutions.bump_on_commit, sender=model,
                                dispatch_uid=f"resolution-cache-{signal}-{model.__name__}")

@@ -123,18 +123,18 @@ def version_resolve_for_call(*, owner: str, name: str, spec: str | None,
                              user: User) -> tuple[Resolved, bool]:
     """``version_resolve`` and ``can_manage`` for the invocation path, from the per-process
     resolution cache while the catalog has not changed (see catalog.resolution_cache)."""
-    from catalog import resolution_cache
+    from catalog.resolution_cache import resolutions
 
     if semver.parse_spec(spec).kind == "hash":
         resolved = version_resolve(owner=owner, name=name, spec=spec, user=user)
         return resolved, can_manage(algorithm=resolved.algorithm, user=user)
     key = (owner.lower(), name.lower(), spec or "", user.pk)
-    epoch = resolution_cache.current_epoch()
-    cached = resolution_cache.get(key, epoch)
+    epoch = resolutions.epoch()
+    cached = resolutions.get(key, epoch)
     if cached is None:
         resolved = version_resolve(owner=owner, name=name, spec=spec, user=user)
         cached = (resolved, can_manage(algorithm=resolved.algorithm, user=user))
-        resolution_cache.put(key, epoch, cached)
+        resolutions.put(key, epoch, cached)
     return cached
 
 

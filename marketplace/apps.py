@@ -6,8 +6,18 @@ class MarketplaceConfig(AppConfig):
     verbose_name = "Accounts and access"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects the sign-in audit receivers)
+        from django.db.models.signals import post_delete, post_save
 
+        from . import signals  # noqa: F401  (connects the sign-in audit receivers)
+        from .models import ApiKey, Membership, Organization, User
+        from .services.api_keys import authenticated_keys
+
+        # What authenticating a key depends on: the key, its user, its organization and the
+        # creator's membership in it. Any change: every process forgets its cached keys.
+        for model in (ApiKey, User, Organization, Membership):
+            for signal in (post_save, post_delete):
+                signal.connect(authenticated_keys.bump_on_commit, sender=model,
+                               dispatch_uid=f"key-cache-{signal}-{model.__name__}")
         _cache_redis_version()
 
 

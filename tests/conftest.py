@@ -18,16 +18,19 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def _clear_cache():
     from billing.services import usage
-    from catalog import resolution_cache
+    from catalog.resolution_cache import resolutions
+    from marketplace.services.api_keys import authenticated_keys
     from marketplace.services import api_keys
 
     cache.clear()
     api_keys._last_marked.clear()  # per-process "recently used" marks: fresh for each test
-    resolution_cache.clear()  # and resolutions: a flushed database reuses names
+    resolutions.clear()  # and resolutions: a flushed database reuses names
+    authenticated_keys.clear()
     usage._account_ids.clear()  # and account ids: a rolled-back SQLite test reuses ids
     yield
     cache.clear()
-    resolution_cache.clear()
+    resolutions.clear()
+    authenticated_keys.clear()
 
 
 @pytest.fixture(autouse=True)

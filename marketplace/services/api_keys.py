@@ -1,4 +1,5 @@
 """Issuing, authenticating and revoking API keys (STYLE.md item 14)."""
+import copy
 import hashlib
 import hmac
 import secrets
@@ -12,6 +13,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from marketplace.epoch_cache import EpochCache
 from marketplace.errors import AuthError, InputError, PermissionDeniedError
 from marketplace.models import ApiKey, Membership, Organization, User
 from marketplace.models.api_keys import pattern_covers
@@ -159,6 +161,7 @@ def api_key_set_spend_cap(*, key: ApiKey, cap: int | None, actor: User,
                                     f"than it ({key.parent.monthly_spend_cap} microcredits).")
     before = key.monthly_spend_cap
     ApiKey.objects.filter(pk=key.pk).update(monthly_spend_cap=cap)
+    authenticated_keys.bump_on_commit()
     key.monthly_spend_cap = cap
     audit_record(action="api_key.spend_cap", actor=actor, target=key,
                  organization=key.organization, data={"before": before, "after": cap})
@@ -225,8 +228,29 @@ def api_key_can_administer(*, key: ApiKey, user: User) -> bool:
     return _can_manage_org(user, key.organization)
 
 
+# Keys as authenticated, per process, by the hash of the whole key. Exact: every change to
+# a key, a user, an organization or a membership bumps the epoch after it commits (signals,
+# plus api_key_retire and api_key_set_spend_cap, which write with UPDATE), so a revoked key
+# stops working at once in every process; expiry is checked on every use.
+authenticated_keys = EpochCache("api-keys", ttl_seconds=60.0)
+
+
 def api_key_authenticate(*, raw: str) -> ApiKey:
     """Return the active key whose secret is ``raw``, or raise AuthError."""
+    digest = hash_key(raw.strip())
+    epoch = authenticated_keys.epoch()
+    cached = authenticated_keys.get(digest, epoch)
+    if cached is not None:
+        if cached.is_expired:
+            raise AuthError("This API key has expired.")
+        api_key_mark_used(key=cached)
+        return copy.copy(cached)  # callers may set attributes; the cached one stays as read
+    key = _authenticate_uncached(raw, digest)
+    authenticated_keys.put(digest, epoch, key)
+    return copy.copy(key)
+
+
+def _authenticate_uncached(raw: str, digest: str) -> ApiKey:
     parts = _split(raw.strip())
     key = None
     if parts is not None:
@@ -240,7 +264,7 @@ def api_key_authenticate(*, raw: str) -> ApiKey:
             .filter(prefix=parts[0]).first()
         )
     # Constant-time comparison of the whole key's hash, never of the raw secret.
-    if key is None or not hmac.compare_digest(key.key_hash, hash_key(raw.strip())):
+    if key is None or not hmac.compare_digest(key.key_hash, digest):
         raise AuthError("Invalid API key.")
     if key.is_revoked:
         raise AuthError("This API key has been revoked.")
@@ -297,6 +321,7 @@ def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float
 def api_key_retire(*, key: ApiKey) -> None:
     """End a derived key at once (its call finished)."""
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    authenticated_keys.bump_on_commit()
 
 
 def webhook_secret(user: User) -> str:

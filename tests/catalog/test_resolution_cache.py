@@ -1,7 +1,8 @@
 """The invocation path's resolution cache never serves an answer the catalog has changed."""
 import pytest
 
-from catalog import resolution_cache, selectors, services
+from catalog import selectors, services
+from catalog.resolution_cache import resolutions
 from marketplace import services as marketplace_services
 from marketplace.errors import NotFoundError
 from tests.catalog.conftest import fake_successful_build
@@ -23,11 +24,11 @@ def test_a_new_version_is_resolved_at_once(user):
     resolved, manages = selectors.version_resolve_for_call(owner=user.username, name="cached",
                                                            spec=None, user=caller)
     assert (resolved.version.semantic_version, manages) == ("0.1.0", False)
-    epoch = resolution_cache.current_epoch()
+    epoch = resolutions.epoch()
     assert selectors.version_resolve_for_call(owner=user.username, name="cached", spec=None,
                                               user=caller)[0] is resolved  # from the cache
     _publish(algorithm, user)
-    assert resolution_cache.current_epoch() > epoch
+    assert resolutions.epoch() > epoch
     resolved, _ = selectors.version_resolve_for_call(owner=user.username, name="cached",
                                                      spec=None, user=caller)
     assert resolved.version.semantic_version == "0.2.0"

@@ -1,0 +1,63 @@
+"""Per-process caches kept exact by an epoch: cheap reads on the hot path, no stale answers.
+
+A cache holds answers computed from database rows. Every change to those rows bumps the
+cache's epoch once its transaction commits — in Redis when configured, so every process
+sees it at its next read; else in this process, the only one. An answer is used only while
+the epoch it was computed under is current, and never longer than its TTL (a backstop for a
+change made behind the services' back, e.g. by hand in the database).
+"""
+import threading
+import time
+
+from django.conf import settings
+from django.db import transaction
+
+
+class EpochCache:
+    def __init__(self, name: str, *, ttl_seconds: float, max_entries: int = 10_000):
+        self.redis_key = f"algostore:epoch:{name}"
+        self.ttl, self.max_entries = ttl_seconds, max_entries
+        self._entries: dict = {}
+        self._lock = threading.Lock()
+        self._local_epoch = 0
+
+    def epoch(self) -> int:
+        if settings.REDIS_URL:
+            from marketplace.redis_client import redis_client
+
+            return int(redis_client().get(self.redis_key) or 0)
+        return self._local_epoch
+
+    def get(self, key, epoch: int):
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != epoch or entry[1] < time.monotonic():
+            return None
+        return entry[2]
+
+    def put(self, key, epoch: int, value) -> None:
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = (epoch, time.monotonic() + self.ttl, value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def bump(self) -> None:
+        """The rows changed: forget every answer, here and in every process."""
+        with self._lock:
+            self._local_epoch += 1
+            self._entries.clear()
+        if settings.REDIS_URL:
+            from marketplace.redis_client import redis_client
+
+            redis_client().incr(self.redis_key)
+
+    def bump_on_commit(self, *args, **kwargs) -> None:
+        """Bump now, and again once the change is committed: the first stops this and every
+        process using what they hold; the second stops them using anything cached from the
+        old rows between the two. Usable as a signal receiver."""
+        self.bump()
+        if transaction.get_connection().in_atomic_block:
+            transaction.on_commit(self.bump)
