@@ -18,3 +18,10 @@ class CatalogConfig(AppConfig):
             for signal in (post_save, post_delete):
                 signal.connect(resolutions.bump_on_commit, sender=model,
                                dispatch_uid=f"resolution-cache-{signal}-{model.__name__}")
+        # The runner environment of an algorithm: its secrets.
+        from catalog.models import AlgorithmSecret
+        from catalog.services.secrets import environments
+
+        for signal in (post_save, post_delete):
+            signal.connect(environments.bump_on_commit, sender=AlgorithmSecret,
+                           dispatch_uid=f"secrets-cache-{signal}")

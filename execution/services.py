@@ -270,7 +270,9 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     locked.queue_ms, locked.finished_at = queue_ms, timezone.now()
     started = locked.created_at
     locked.total_ms = (locked.finished_at - started).total_seconds() * 1000
-    locked.save()
+    locked.save(update_fields=["status", "error_type", "error_message", "result", "stdout",
+                               "queue_ms", "cold_start_ms", "run_ms", "total_ms", "finished_at",
+                               "output_bytes"])
     billing_services.usage_finish(invocation=locked, succeeded=not error_type,
                                   platform_fault=platform_fault)
     from execution.webhooks import schedule

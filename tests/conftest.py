@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _clear_cache():
     from billing.services import usage
     from catalog.resolution_cache import resolutions
+    from catalog.services.secrets import environments
     from marketplace.services.api_keys import authenticated_keys
     from marketplace.services import api_keys
 
@@ -26,6 +27,7 @@ def _clear_cache():
     api_keys._last_marked.clear()  # per-process "recently used" marks: fresh for each test
     resolutions.clear()  # and resolutions: a flushed database reuses names
     authenticated_keys.clear()
+    environments.clear()
     usage._account_ids.clear()  # and account ids: a rolled-back SQLite test reuses ids
     yield
     cache.clear()

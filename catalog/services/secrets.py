@@ -11,6 +11,7 @@ from django.db import transaction
 
 from catalog.models import Algorithm, AlgorithmSecret
 from catalog.models.secrets import ENV_NAME
+from marketplace.epoch_cache import EpochCache
 from marketplace.errors import InputError
 from marketplace.models import User
 from marketplace.services import audit_record
@@ -52,9 +53,23 @@ def secret_set(*, algorithm: Algorithm, actor: User, short_name: str, secret_key
     return secret
 
 
+# Read on every call by the worker: remembered per process until a secret changes
+# (AlgorithmSecret's signals bump the epoch; see marketplace.epoch_cache).
+environments = EpochCache("secrets", ttl_seconds=60.0)
+
+
 def secrets_environment(*, algorithm: Algorithm) -> tuple[dict[str, str], str]:
     """The decrypted environment for the algorithm's runners, and a fingerprint that changes
     whenever a secret does (runners started with old values are then not reused)."""
+    epoch = environments.epoch()
+    cached = environments.get(algorithm.pk, epoch)
+    if cached is None:
+        cached = _secrets_environment(algorithm)
+        environments.put(algorithm.pk, epoch, cached)
+    return dict(cached[0]), cached[1]
+
+
+def _secrets_environment(algorithm: Algorithm) -> tuple[dict[str, str], str]:
     env, stamp = {}, hashlib.sha256()
     for secret in algorithm.secrets.all():
         env[secret.secret_key] = decrypt(secret.encrypted_value)
