@@ -71,14 +71,14 @@ def measure_floor(port: int, calls: int, load_calls: int) -> dict:
     return {"p50": pct(latencies, .5), "p99": pct(latencies, .99), "rps": rps}
 
 
-def measure_stack(port: int, calls: int, load_calls: int) -> dict:
+def measure_stack(port: int, calls: int, load_calls: int, web_workers: int = 6) -> dict:
     stack = Stack(port, "postgres://postgres@127.0.0.1:5432/algostore_bench")
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
                     "DROP DATABASE IF EXISTS algostore_bench"], capture_output=True)
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
                     "CREATE DATABASE algostore_bench"], capture_output=True, check=True)
     try:
-        stack.start()
+        stack.start(web_workers=web_workers)
         key = stack.manage("seed_demo").strip().splitlines()[-1]
         url = f"http://127.0.0.1:{port}/v1/algo/demo/hello/0.1.0"
         headers = {"Authorization": key, "Content-Type": "application/json"}
@@ -114,12 +114,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--load-calls", type=int, default=2000)
+    parser.add_argument("--web-workers", type=int, default=6)
     args = parser.parse_args()
     floor = measure_floor(8791, args.calls, args.load_calls)
-    stack = measure_stack(8792, args.calls, args.load_calls)
+    stack = measure_stack(8792, args.calls, args.load_calls, args.web_workers)
     print(f"bare ASGI echo (uvicorn, 1 worker):   warm p50 {floor['p50']:.2f} ms  "
           f"p99 {floor['p99']:.2f} ms  {floor['rps']:.0f} req/s at concurrency 16")
-    print(f"full stack (demo/hello, ADK, bwrap):  warm p50 {stack['p50']:.2f} ms  "
+    print(f"full stack ({args.web_workers} web workers):          warm p50 {stack['p50']:.2f} ms  "
           f"p99 {stack['p99']:.2f} ms  {stack['rps']:.0f} req/s at concurrency 16")
     print(f"overhead over the floor:              p50 {stack['p50'] - floor['p50']:.2f} ms  "
           f"p99 {stack['p99'] - floor['p99']:.2f} ms")
