@@ -37,3 +37,12 @@ def page(chromium, request):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+def log_in(page, base: str, user, password: str) -> None:
+    """Sign in through the login page and land on the dashboard."""
+    page.goto(f"{base}/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/dashboard/")

@@ -6,6 +6,7 @@ import requests
 from billing.models import CreditPurchase, LedgerTransaction
 from marketplace import services
 from marketplace.models import ApiKey
+from tests.browser.conftest import log_in
 from tests.billing.stripe_double import StripeDouble, checkout_completed, signed_event
 from tests.factories import UserFactory
 
@@ -15,14 +16,6 @@ PASSWORD = "Browser-test-pass-phrase-7"
 SECRET = "whsec_browser_test"
 
 
-def _log_in(page, base, user):
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/dashboard/")
-
-
 def test_buy_credits_up_to_the_stripe_redirect_and_get_them_once(page, live_server, settings):
     user = UserFactory(password=PASSWORD)
     base = live_server.url
@@ -30,7 +23,7 @@ def test_buy_credits_up_to_the_stripe_redirect_and_get_them_once(page, live_serv
         settings.STRIPE_SECRET_KEY = "sk_test_browser"
         settings.STRIPE_WEBHOOK_SECRET = SECRET
         settings.STRIPE_API_BASE = stripe_api.url
-        _log_in(page, base, user)
+        log_in(page, base, user, PASSWORD)
         assert page.get_by_test_id("dashboard-balance").inner_text() == "10,000"
         page.get_by_test_id("account-menu").click()
         page.get_by_role("group").get_by_role("link", name="Billing").click()
@@ -64,7 +57,7 @@ def test_cap_a_keys_monthly_spending_from_the_keys_page(page, live_server):
     raw = services.api_key_create(created_by=user, name="capped from the page").raw
     key = ApiKey.objects.get(name="capped from the page")
     base = live_server.url
-    _log_in(page, base, user)
+    log_in(page, base, user, PASSWORD)
     page.goto(f"{base}/account/keys/")
     page.get_by_test_id(f"cap-{key.prefix}").fill("12.5")
     page.get_by_test_id(f"cap-{key.prefix}").press("Enter")

@@ -5,24 +5,17 @@ import time
 import pytest
 
 from catalog.models import AlgorithmVersion
+from tests.browser.conftest import log_in
 from tests.catalog.conftest import DEMO
 from tests.factories import PASSWORD, UserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def log_in(page, base, user):
-    page.goto(f"{base}/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/dashboard/")
-
-
 def test_publish_through_the_pages_and_find_it_by_search(page, live_server, builds_run, tmp_path):
     base = live_server.url
     author = UserFactory(username="grace")
-    log_in(page, base, author)
+    log_in(page, base, author, PASSWORD)
 
     page.goto(f"{base}/publish/")
     page.fill("#id_name", "greeter")

@@ -16,12 +16,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 HEADERS = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]
 
 
-def test_the_caller_sees_running_stdout_and_the_result(probe, user, raw_key):
-    key = api_key_authenticate(raw=raw_key)
-    payload = {"content_type": "json", "data": {"action": "print", "text": "line one"}}
-    invocation = services.invocation_admit(
-        key=key, user=user, owner=user.username, name="probe", version=None, payload=payload,
-        input_bytes=10, options=services.CallOptions(stdout=True))
+def _admit(user, raw_key, payload, **options):
+    return services.invocation_admit(
+        key=api_key_authenticate(raw=raw_key), user=user, owner=user.username, name="probe",
+        version=None, payload=payload, input_bytes=10, options=services.CallOptions(**options))
+
+
+def _watch_while_it_runs(invocation, payload, raw_key, on_message=None) -> list:
+    """Connect to the call's stream, run the call, and collect every message up to the
+    result; ``on_message(message)`` (awaited) may note something as each arrives."""
 
     async def watch():
         communicator = WebsocketCommunicator(
@@ -34,10 +37,18 @@ def test_the_caller_sees_running_stdout_and_the_result(probe, user, raw_key):
             invocation_pk=invocation.pk, payload=payload))
         while messages[-1]["type"] != "result":
             messages.append(await communicator.receive_json_from(timeout=60))
+            if on_message is not None:
+                await on_message(messages[-1])
         await run
         return messages
 
-    messages = async_to_sync(watch)()
+    return async_to_sync(watch)()
+
+
+def test_the_caller_sees_running_stdout_and_the_result(probe, user, raw_key):
+    payload = {"content_type": "json", "data": {"action": "print", "text": "line one"}}
+    invocation = _admit(user, raw_key, payload, stdout=True)
+    messages = _watch_while_it_runs(invocation, payload, raw_key)
     assert messages[0] == {"type": "status", "status": "queued"}
     assert {"type": "status", "status": "running"} in messages
     assert {"type": "stdout", "line": "line one"} in messages
@@ -45,59 +56,27 @@ def test_the_caller_sees_running_stdout_and_the_result(probe, user, raw_key):
 
 
 def test_lines_arrive_while_the_call_is_still_running(probe, user, raw_key):
-    key = api_key_authenticate(raw=raw_key)
     payload = {"content_type": "json",
                "data": {"action": "print_slowly", "lines": ["first", "second"], "pause": 1.5}}
-    invocation = services.invocation_admit(
-        key=key, user=user, owner=user.username, name="probe", version=None, payload=payload,
-        input_bytes=10, options=services.CallOptions(stdout=True))
+    invocation = _admit(user, raw_key, payload, stdout=True)
     status_at = sync_to_async(lambda: Invocation.objects.get(pk=invocation.pk).status,
                               thread_sensitive=False)
+    lines = []  # (line, the call's status in the database when it arrived)
 
-    async def watch():
-        communicator = WebsocketCommunicator(
-            application, f"/ws/requests/{invocation.request_id}",
-            headers=HEADERS + [(b"authorization", raw_key.encode())])
-        assert (await communicator.connect())[0]
-        await communicator.receive_json_from(timeout=5)  # queued
-        run = asyncio.ensure_future(sync_to_async(services.invocation_run, thread_sensitive=False)(
-            invocation_pk=invocation.pk, payload=payload))
-        seen = []  # (message, the call's status in the database when it arrived)
-        while not seen or seen[-1][0]["type"] != "result":
-            message = await communicator.receive_json_from(timeout=60)
-            seen.append((message, await status_at()))
-        await run
-        return seen
+    async def note(message):
+        if message["type"] == "stdout":
+            lines.append((message["line"], await status_at()))
 
-    seen = async_to_sync(watch)()
-    lines = [(message["line"], status) for message, status in seen if message["type"] == "stdout"]
+    messages = _watch_while_it_runs(invocation, payload, raw_key, on_message=note)
     assert lines == [("first", "running"), ("second", "running")]
-    result = seen[-1][0]
-    assert result["result"] == "printed"
-    assert result["metadata"]["stdout"] == "first\nsecond\n"
+    assert messages[-1]["result"] == "printed"
+    assert messages[-1]["metadata"]["stdout"] == "first\nsecond\n"
 
 
 def test_lines_are_not_streamed_without_stdout(probe, user, raw_key):
-    key = api_key_authenticate(raw=raw_key)
     payload = {"content_type": "json", "data": {"action": "print", "text": "secret line"}}
-    invocation = services.invocation_admit(
-        key=key, user=user, owner=user.username, name="probe", version=None, payload=payload,
-        input_bytes=10, options=services.CallOptions())
-
-    async def watch():
-        communicator = WebsocketCommunicator(
-            application, f"/ws/requests/{invocation.request_id}",
-            headers=HEADERS + [(b"authorization", raw_key.encode())])
-        assert (await communicator.connect())[0]
-        messages = [await communicator.receive_json_from(timeout=5)]
-        run = asyncio.ensure_future(sync_to_async(services.invocation_run, thread_sensitive=False)(
-            invocation_pk=invocation.pk, payload=payload))
-        while messages[-1]["type"] != "result":
-            messages.append(await communicator.receive_json_from(timeout=60))
-        await run
-        return messages
-
-    messages = async_to_sync(watch)()
+    invocation = _admit(user, raw_key, payload)
+    messages = _watch_while_it_runs(invocation, payload, raw_key)
     assert [m for m in messages if m["type"] == "stdout"] == []
     assert messages[-1]["result"] == "printed"
     assert "stdout" not in messages[-1]["metadata"]
