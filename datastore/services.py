@@ -1,1 +1,278 @@
-"""datastore write operations: plain functions, called by views, tasks and other apps."""
+"""The Data API's operations: parsing ``data://`` paths, permissions, streaming files in and
+out of the ``data`` storage, collections and their ACLs."""
+import hashlib
+import io
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import storages
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+
+from datastore.models import NAME_PATTERN, Collection, DataFile
+from marketplace.errors import (ApplicationError, ConflictError, InputError, NotFoundError,
+                                PayloadTooLargeError, PermissionDeniedError)
+from marketplace.models import ApiKey, Membership, Organization, User
+from marketplace.services import audit_record
+
+ACL_FROM_STRINGS = {(): Collection.ReadAcl.PRIVATE, ("algo://.my/*",): Collection.ReadAcl.ALGORITHMS,
+                    ("user://*",): Collection.ReadAcl.PUBLIC}
+
+
+def data_storage():
+    return storages["data"]
+
+
+# --- paths --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataPath:
+    owner: str
+    collection: str | None = None
+    file: str | None = None
+
+    @property
+    def uri(self) -> str:
+        return "data://" + "/".join(p for p in (self.owner, self.collection, self.file) if p)
+
+
+def data_path_parse(raw: str, *, key: ApiKey) -> DataPath:
+    """``owner[/collection[/file]]`` (``.my`` is the key's own namespace). Anything that could
+    step outside — ``..``, ``.``, empty segments, backslashes, control characters — is refused
+    before anything is read or written."""
+    import re
+
+    text = raw.strip("/") if raw.endswith("/") else raw
+    if not text:
+        raise InputError("Name a collection: data://.my/<collection>[/<file>].")
+    if "\\" in text or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise InputError("Data paths cannot contain backslashes or control characters.")
+    parts = text.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        raise InputError("Data paths cannot contain empty, '.' or '..' segments.")
+    if len(parts) > 3:
+        raise InputError("Collections hold files, not folders: use data://owner/collection/file.")
+    for part in parts[1:]:
+        if not re.match(NAME_PATTERN, part):
+            raise InputError(f"'{part}' is not a valid name: 1 to 255 characters, letters, "
+                             "digits, spaces, '_', '-' and '.', starting with a letter or digit.")
+    owner = key.owner_name if parts[0] == ".my" else parts[0]
+    return DataPath(owner, *parts[1:])
+
+
+# --- who may do what ----------------------------------------------------------------------
+def _owner(owner: str) -> tuple[User | None, Organization | None]:
+    user = User.objects.filter(username__iexact=owner).first()
+    if user is not None:
+        return user, None
+    org = Organization.objects.filter(name__iexact=owner).first()
+    if org is not None:
+        return None, org
+    raise NotFoundError(f"No such owner: {owner}.")
+
+
+def _is_owner(key: ApiKey, *, owner_user_id: int | None, owner_org_id: int | None,
+              write: bool) -> bool:
+    """The namespace's own keys; for an organization, also its members' keys (owners and
+    admins only, to write)."""
+    if owner_user_id is not None:
+        return key.organization_id is None and key.user_id == owner_user_id
+    if key.organization_id == owner_org_id:
+        return True
+    user_id = key.user_id or key.created_by_id
+    roles = [Membership.Role.OWNER, Membership.Role.ADMIN] if write else list(Membership.Role)
+    return key.organization_id is None and Membership.objects.filter(
+        organization_id=owner_org_id, user_id=user_id, role__in=roles).exists()
+
+
+def _serving_algorithm_owner(key: ApiKey) -> str | None:
+    """For a key derived for a running call: the owner of the algorithm it serves."""
+    if key.parent_id is None or key.can_manage:
+        return None
+    from execution.selectors import algorithm_served_by_key
+
+    algorithm = algorithm_served_by_key(key=key)
+    return algorithm.owner_name if algorithm is not None else None
+
+
+def _require_scope(key: ApiKey, level: str) -> None:
+    if not key.allows_data(level):
+        raise PermissionDeniedError(
+            "This key may not " + ("read" if level == "read" else "write") + " data "
+            f"(its data access is '{key.data_access}').")
+
+
+def can_read(key: ApiKey, collection: Collection) -> bool:
+    if _is_owner(key, owner_user_id=collection.owner_user_id,
+                 owner_org_id=collection.owner_org_id, write=False):
+        return True
+    if collection.read_acl == Collection.ReadAcl.PUBLIC:
+        return True
+    if collection.read_acl == Collection.ReadAcl.ALGORITHMS:
+        served = _serving_algorithm_owner(key)
+        return served is not None and served.lower() == collection.owner_name.lower()
+    return False
+
+
+def collection_for(path: DataPath, key: ApiKey, *, write: bool) -> Collection:
+    """The collection a path names, if the key may read it (or write it); a collection the
+    key cannot read is 404, never 403: its existence is not told."""
+    _require_scope(key, "read-write" if write else "read")
+    collection = Collection.objects.filter(owner_name__iexact=path.owner,
+                                           name__iexact=path.collection).first()
+    if collection is None or not can_read(key, collection):
+        raise NotFoundError(f"No such collection: data://{path.owner}/{path.collection}.")
+    if write and not _is_owner(key, owner_user_id=collection.owner_user_id,
+                               owner_org_id=collection.owner_org_id, write=True):
+        raise PermissionDeniedError("Only the collection's owner can change it.")
+    return collection
+
+
+def _acl_from(body_acl) -> str:
+    if body_acl is None:
+        return Collection.ReadAcl.ALGORITHMS
+    if not isinstance(body_acl, dict) or not isinstance(body_acl.get("read"), list):
+        raise InputError('acl must look like {"read": []}, {"read": ["algo://.my/*"]} or '
+                         '{"read": ["user://*"]}.')
+    value = ACL_FROM_STRINGS.get(tuple(body_acl["read"]))
+    if value is None:
+        raise InputError(f"Unknown read ACL {body_acl['read']!r}: use [] (private), "
+                         '["algo://.my/*"] (my algorithms) or ["user://*"] (public).')
+    return value
+
+
+# --- collections --------------------------------------------------------------------------
+def collection_create(*, parent: DataPath, name: str, acl, key: ApiKey,
+                      actor: User) -> Collection:
+    _require_scope(key, "read-write")
+    if parent.collection is not None:
+        raise InputError("Collections hold files, not folders: create it under data://.my.")
+    path = data_path_parse(f"{parent.owner}/{name}", key=key)
+    owner_user, owner_org = _owner(path.owner)
+    if not _is_owner(key, owner_user_id=owner_user.pk if owner_user else None,
+                     owner_org_id=owner_org.pk if owner_org else None, write=True):
+        raise PermissionDeniedError(f"You cannot create collections for '{path.owner}'.")
+    read_acl = _acl_from(acl)
+    try:
+        with transaction.atomic():
+            collection = Collection.objects.create(
+                owner_user=owner_user, owner_org=owner_org,
+                owner_name=(owner_user.username if owner_user else owner_org.name),
+                name=path.collection, read_acl=read_acl)
+    except IntegrityError:
+        raise ConflictError(f"data://{path.owner}/{path.collection} already exists.") from None
+    audit_record(action="data.collection_create", actor=actor, target=collection,
+                 organization=owner_org, data={"acl": collection.acl})
+    return collection
+
+
+def collection_set_acl(*, collection: Collection, acl, actor: User) -> Collection:
+    before = collection.acl
+    collection.read_acl = _acl_from(acl)
+    collection.save(update_fields=["read_acl", "updated_at"])
+    audit_record(action="data.acl_change", actor=actor, target=collection,
+                 organization=collection.owner_org, data={"before": before, "after": collection.acl})
+    return collection
+
+
+def collection_delete(*, collection: Collection, force: bool, actor: User) -> int:
+    files = list(collection.files.values_list("storage_key", flat=True))
+    if files and not force:
+        raise ConflictError(f"{collection} is not empty ({len(files)} files): delete with "
+                            "force=true to delete them too.")
+    with transaction.atomic():
+        audit_record(action="data.collection_delete", actor=actor, target=collection,
+                     organization=collection.owner_org, data={"files": len(files)})
+        collection.delete()
+        transaction.on_commit(lambda: _delete_blobs(files))
+    return len(files)
+
+
+def _delete_blobs(keys: list[str]) -> None:
+    storage = data_storage()
+    for storage_key in keys:
+        storage.delete(storage_key)
+
+
+# --- files ----------------------------------------------------------------------------------
+class _CountingReader(io.RawIOBase):
+    """Reads a request body in chunks, hashing and counting as it goes, and stops the upload
+    the moment it passes the limit: a large file never sits whole in memory."""
+
+    def __init__(self, stream, limit: int):
+        self.stream, self.limit, self.size = stream, limit, 0
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = 1 << 20) -> bytes:
+        chunk = self.stream.read(n if n and n > 0 else 1 << 20)
+        self.size += len(chunk)
+        if self.size > self.limit:
+            raise PayloadTooLargeError(f"A file can be at most {self.limit} bytes.")
+        self.digest.update(chunk)
+        return chunk
+
+    def readinto(self, buffer) -> int:
+        chunk = self.read(len(buffer))
+        buffer[:len(chunk)] = chunk
+        return len(chunk)
+
+
+def _used_bytes(collection: Collection) -> int:
+    owner = ({"collection__owner_user_id": collection.owner_user_id} if collection.owner_user_id
+             else {"collection__owner_org_id": collection.owner_org_id})
+    return DataFile.objects.filter(**owner).aggregate(total=Sum("size"))["total"] or 0
+
+
+def file_put(*, collection: Collection, name: str, stream, length: int | None,
+             actor: User) -> DataFile:
+    """Store a file from a stream, chunk by chunk; replacing a file swaps it in only once the
+    new bytes are stored whole."""
+    limit = settings.DATA_MAX_FILE_BYTES
+    if length is not None and length > limit:
+        raise PayloadTooLargeError(f"A file can be at most {limit} bytes.")
+    room = settings.DATA_QUOTA_BYTES - _used_bytes(collection)
+    if length is not None and length > room:
+        raise QuotaExceeded(f"This would pass the storage quota of {collection.owner_name} "
+                            f"({settings.DATA_QUOTA_BYTES} bytes; {max(room, 0)} left).")
+    reader = _CountingReader(stream, min(limit, max(room, 0)))
+    storage_key = f"{collection.uuid}/{uuid.uuid4()}"
+    storage = data_storage()
+    try:
+        saved_as = storage.save(storage_key, File(reader, name=storage_key))
+    except PayloadTooLargeError:
+        storage.delete(storage_key)
+        if reader.size > limit:
+            raise
+        raise QuotaExceeded(f"This would pass the storage quota of {collection.owner_name} "
+                            f"({settings.DATA_QUOTA_BYTES} bytes).") from None
+    with transaction.atomic():
+        existing = DataFile.objects.select_for_update().filter(collection=collection,
+                                                               name=name).first()
+        old_key = existing.storage_key if existing else None
+        if existing is None:
+            data_file = DataFile.objects.create(collection=collection, name=name,
+                                                storage_key=saved_as, size=reader.size,
+                                                sha256=reader.digest.hexdigest())
+        else:
+            existing.storage_key, existing.size = saved_as, reader.size
+            existing.sha256 = reader.digest.hexdigest()
+            existing.save()
+            data_file = existing
+        if old_key:
+            transaction.on_commit(lambda: _delete_blobs([old_key]))
+    return data_file
+
+
+def file_delete(*, data_file: DataFile) -> None:
+    storage_key = data_file.storage_key
+    with transaction.atomic():
+        data_file.delete()
+        transaction.on_commit(lambda: _delete_blobs([storage_key]))
+
+
+class QuotaExceeded(ApplicationError):
+    status_code, error_type = 413, "InputError"

@@ -1,2 +1,8 @@
-"""This app's routes (its /v1/ API arrives with its issue)."""
-urlpatterns: list = []
+"""The Data API's routes."""
+from django.urls import path
+
+from datastore import apis
+
+urlpatterns = [
+    path("v1/data/<path:path>", apis.DataApi.as_view(), name="api-data"),
+]

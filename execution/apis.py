@@ -3,18 +3,12 @@ import base64
 import json
 
 from django.http import HttpResponse, JsonResponse
-from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from execution import services
 from execution.models import Invocation
-
-
-class RawBodyParser(BaseParser):
-    """Accept any media type: the body is read raw and interpreted by the service."""
-
-    media_type = "*/*"
+from marketplace.parsers import RawBodyParser
 
 
 class AlgoInvokeApi(APIView):

@@ -84,3 +84,10 @@ def recent_failures(*, limit: int = 20) -> list[Invocation]:
     """The latest failed calls, for operators."""
     return list(Invocation.objects.filter(status=Invocation.Status.FAILED)
                 .select_related("caller").order_by("-created_at")[:limit])
+
+
+def algorithm_served_by_key(*, key):
+    """The algorithm whose running call a derived key serves (None for any other key)."""
+    invocation = (Invocation.objects.filter(derived_key=key, status=Invocation.Status.RUNNING)
+                  .select_related("algorithm").first())
+    return invocation.algorithm if invocation is not None else None

@@ -292,3 +292,20 @@ STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env.str("STRIPE_WEBHOOK_SECRET", default="")
 # Where the stripe library sends API calls (tests point it at a local stand-in).
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="")
+
+# --- Data API -----------------------------------------------------------------------------
+# Hosted collections live in their own named storage entry: a folder under var/ locally, a
+# prefix of the same bucket on S3.
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["data"] = {
+        "BACKEND": _file_storage["BACKEND"],
+        "OPTIONS": {**_file_storage["OPTIONS"], "location": "data"},
+    }
+else:
+    STORAGES["data"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": env.str("DATA_ROOT", default=str(VAR_DIR / "data"))},
+    }
+DATA_MAX_FILE_BYTES = env.int("DATA_MAX_FILE_BYTES", default=5 * 1024 ** 3)
+DATA_QUOTA_BYTES = env.int("DATA_QUOTA_BYTES", default=50 * 1024 ** 3)
+DATA_LIST_PAGE_SIZE = env.int("DATA_LIST_PAGE_SIZE", default=1000)

@@ -21,6 +21,10 @@ STORAGES["sources"] = {  # noqa: F405
     "BACKEND": "django.core.files.storage.FileSystemStorage",
     "OPTIONS": {"location": str(VAR_DIR / "test" / "sources")},  # noqa: F405
 }
+STORAGES["data"] = {  # noqa: F405
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": str(VAR_DIR / "test" / "data")},  # noqa: F405
+}
 BUILD_ROOT = VAR_DIR / "test" / "builds"  # noqa: F405
 MEDIA_ROOT = VAR_DIR / "test" / "media"  # noqa: F405
 EXECUTION_RUN_DIR = VAR_DIR / "test" / "run"  # noqa: F405
