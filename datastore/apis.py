@@ -2,7 +2,9 @@
 import json
 from urllib.parse import quote
 
-from django.http import FileResponse, HttpResponse
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
+from django.http import FileResponse, HttpResponse, StreamingHttpResponse
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -19,6 +21,18 @@ def _json_body(request) -> dict:
     if not isinstance(body, dict):
         raise InputError("The body must be a JSON object.")
     return body
+
+
+CHUNK_BYTES = 1 << 20
+
+
+async def _chunks_async(handle):
+    read = sync_to_async(handle.read, thread_sensitive=False)
+    try:
+        while chunk := await read(CHUNK_BYTES):
+            yield chunk
+    finally:
+        await sync_to_async(handle.close, thread_sensitive=False)()
 
 
 class DataApi(APIView):
@@ -45,8 +59,14 @@ class DataApi(APIView):
         data_file = selectors.file_get(collection=collection, name=target.file)
         if data_file is None:
             raise NotFoundError(f"No such file: {target.uri}.")
-        response = FileResponse(services.data_storage().open(data_file.storage_key, "rb"),
-                                content_type="application/octet-stream")
+        handle = services.data_storage().open(data_file.storage_key, "rb")
+        if isinstance(request._request, ASGIRequest):
+            # Under ASGI Django would read a sync iterator whole into memory before sending
+            # it; an async one is sent chunk by chunk.
+            response = StreamingHttpResponse(_chunks_async(handle),
+                                             content_type="application/octet-stream")
+        else:
+            response = FileResponse(handle, content_type="application/octet-stream")
         response["Content-Length"] = str(data_file.size)
         response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(data_file.name)}"
         response["ETag"] = f'"{data_file.sha256}"'
