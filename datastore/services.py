@@ -75,7 +75,10 @@ def _owner(owner: str) -> tuple[User | None, Organization | None]:
 def _is_owner(key: ApiKey, *, owner_user_id: int | None, owner_org_id: int | None,
               write: bool) -> bool:
     """The namespace's own keys; for an organization, also its members' keys (owners and
-    admins only, to write)."""
+    admins only, to write). A key derived for a running algorithm is never an owner: it acts
+    for third-party code, which must not reach its caller's private data."""
+    if _derived(key)[0]:
+        return False
     if owner_user_id is not None:
         return key.organization_id is None and key.user_id == owner_user_id
     if key.organization_id == owner_org_id:
@@ -86,14 +89,18 @@ def _is_owner(key: ApiKey, *, owner_user_id: int | None, owner_org_id: int | Non
         organization_id=owner_org_id, user_id=user_id, role__in=roles).exists()
 
 
-def _serving_algorithm_owner(key: ApiKey) -> str | None:
-    """For a key derived for a running call: the owner of the algorithm it serves."""
-    if key.parent_id is None or key.can_manage:
-        return None
-    from execution.selectors import algorithm_served_by_key
+def _derived(key: ApiKey) -> tuple[bool, str | None]:
+    """Whether ``key`` was derived for a call, and the owner of the algorithm that call runs
+    (None once it stopped running). Remembered on the key object for the request."""
+    if not hasattr(key, "_data_derived"):
+        if key.parent_id is None or key.can_manage:
+            key._data_derived = (False, None)
+        else:
+            from execution.selectors import algorithm_served_by_key
 
-    algorithm = algorithm_served_by_key(key=key)
-    return algorithm.owner_name if algorithm is not None else None
+            is_derived, algorithm = algorithm_served_by_key(key=key)
+            key._data_derived = (is_derived, algorithm.owner_name if algorithm else None)
+    return key._data_derived
 
 
 def _require_scope(key: ApiKey, level: str) -> None:
@@ -109,8 +116,8 @@ def can_read(key: ApiKey, collection: Collection) -> bool:
         return True
     if collection.read_acl == Collection.ReadAcl.PUBLIC:
         return True
-    if collection.read_acl == Collection.ReadAcl.ALGORITHMS:
-        served = _serving_algorithm_owner(key)
+    if collection.read_acl == Collection.ReadAcl.ALGORITHMS:  # "algo://.my/*"
+        served = _derived(key)[1]
         return served is not None and served.lower() == collection.owner_name.lower()
     return False
 

@@ -87,7 +87,12 @@ def recent_failures(*, limit: int = 20) -> list[Invocation]:
 
 
 def algorithm_served_by_key(*, key):
-    """The algorithm whose running call a derived key serves (None for any other key)."""
-    invocation = (Invocation.objects.filter(derived_key=key, status=Invocation.Status.RUNNING)
-                  .select_related("algorithm").first())
-    return invocation.algorithm if invocation is not None else None
+    """For a key derived for a call: (True, the algorithm while that call runs, else None);
+    for any other key: (False, None)."""
+    invocation = (Invocation.objects.filter(derived_key=key).select_related("algorithm")
+                  .only("status", "algorithm", "algorithm__owner_name", "algorithm__name")
+                  .first())
+    if invocation is None:
+        return False, None
+    running = invocation.status == Invocation.Status.RUNNING
+    return True, invocation.algorithm if running else None

@@ -301,7 +301,9 @@ def api_key_mark_used(*, key: ApiKey) -> None:
 def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float) -> IssuedKey:
     """A short-lived key for an algorithm's own calls while it serves ``parent``'s call.
 
-    It may call what the parent may call, nothing else (no data, no management), belongs to
+    It may call what the parent may call and read data (only what the Data API lets a
+    running algorithm read: public collections and its owner's "my algorithms" ones, never
+    the caller's private data), nothing else (no writes, no management); it belongs to
     the same owner (so the root caller pays for the whole tree), and is retired when the
     call ends. Not audited one by one: the invocation tree records each use.
     """
@@ -313,7 +315,9 @@ def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float
     key = ApiKey.objects.create(
         name=name[:100], prefix=prefix, key_hash=hash_key(raw), last4=raw[-4:],
         user=parent.user, organization=parent.organization, created_by=parent.created_by,
-        algo_patterns=list(parent.algo_patterns), data_access=ApiKey.DataAccess.NONE,
+        algo_patterns=list(parent.algo_patterns),
+        data_access=(ApiKey.DataAccess.READ if parent.allows_data(ApiKey.DataAccess.READ)
+                     else ApiKey.DataAccess.NONE),
         can_manage=False, expires_at=expires_at, parent=parent)
     return IssuedKey(key=key, raw=raw)
 

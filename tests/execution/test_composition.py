@@ -36,10 +36,10 @@ def test_seefood_calls_a_specialist_and_records_the_tree(client, user, seefood):
     child = Invocation.objects.get(parent=root)
     assert child.algorithm_path == f"{user.username}/fruit"
     assert (child.trace_id, child.depth, child.caller) == (root.trace_id, 1, user)
-    # The derived key was retired when the call ended; it never had data or manage rights.
+    # The derived key was retired when the call ended; it could read data (as a running algorithm) and never manage.
     derived = ApiKey.objects.get(pk=root.derived_key_id)
     assert derived.revoked_at is not None and not derived.can_manage
-    assert derived.data_access == "none" and derived.parent_id == root.api_key_id
+    assert derived.data_access == "read" and derived.parent_id == root.api_key_id
 
     async_call = client.algo(f"{user.username}/seefood").set_options(
         output=__import__("Algorithmia").algorithm.OutputType.void).pipe(
