@@ -35,6 +35,21 @@ async def _chunks_async(handle):
         await sync_to_async(handle.close, thread_sensitive=False)()
 
 
+def file_response(request, data_file) -> HttpResponse:
+    """A stored file, streamed: under ASGI Django would read a sync iterator whole into
+    memory before sending it, so there an async one sends it chunk by chunk."""
+    handle = services.data_storage().open(data_file.storage_key, "rb")
+    if isinstance(request, ASGIRequest):
+        response = StreamingHttpResponse(_chunks_async(handle),
+                                         content_type="application/octet-stream")
+    else:
+        response = FileResponse(handle, content_type="application/octet-stream")
+    response["Content-Length"] = str(data_file.size)
+    response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(data_file.name)}"
+    response["ETag"] = f'"{data_file.sha256}"'
+    return response
+
+
 class DataApi(APIView):
     parser_classes = [RawBodyParser]
 
@@ -59,18 +74,7 @@ class DataApi(APIView):
         data_file = selectors.file_get(collection=collection, name=target.file)
         if data_file is None:
             raise NotFoundError(f"No such file: {target.uri}.")
-        handle = services.data_storage().open(data_file.storage_key, "rb")
-        if isinstance(request._request, ASGIRequest):
-            # Under ASGI Django would read a sync iterator whole into memory before sending
-            # it; an async one is sent chunk by chunk.
-            response = StreamingHttpResponse(_chunks_async(handle),
-                                             content_type="application/octet-stream")
-        else:
-            response = FileResponse(handle, content_type="application/octet-stream")
-        response["Content-Length"] = str(data_file.size)
-        response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(data_file.name)}"
-        response["ETag"] = f'"{data_file.sha256}"'
-        return response
+        return file_response(request._request, data_file)
 
     def head(self, request, path: str):
         try:

@@ -62,6 +62,32 @@ def data_path_parse(raw: str, *, key: ApiKey) -> DataPath:
 
 
 # --- who may do what ----------------------------------------------------------------------
+@dataclass
+class SessionPrincipal:
+    """The signed-in person on the data pages, seen as the services see a key: their own
+    namespace, full data access, never derived for a call."""
+
+    user: User
+    organization_id: None = None
+    parent_id: None = None
+    can_manage: bool = True
+    data_access: str = "read-write"
+
+    @property
+    def user_id(self) -> int:
+        return self.user.pk
+
+    @property
+    def created_by_id(self) -> int:
+        return self.user.pk
+
+    @property
+    def owner_name(self) -> str:
+        return self.user.username
+
+    def allows_data(self, level: str) -> bool:
+        return True
+
 def _owner(owner: str) -> tuple[User | None, Organization | None]:
     user = User.objects.filter(username__iexact=owner).first()
     if user is not None:
