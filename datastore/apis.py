@@ -5,10 +5,11 @@ from urllib.parse import quote
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.conf import settings
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from datastore import selectors, services
+from datastore import connectors, selectors, services
 from marketplace.errors import ApplicationError, InputError, NotFoundError
 from marketplace.parsers import RawBodyParser
 
@@ -53,11 +54,37 @@ def file_response(request, data_file) -> HttpResponse:
 class DataApi(APIView):
     parser_classes = [RawBodyParser]
 
+    def dispatch(self, request, *args, **kwargs):
+        if kwargs.get("path", "").startswith("s3:"):
+            self.s3 = True
+        return super().dispatch(request, *args, **kwargs)
+
+    s3 = False
+
+    def _s3_get(self, request, path: str):
+        s3_path = connectors.s3_path_parse(path)
+        connector = connectors.connector_for(request.auth, s3_path, write=False)
+        if not s3_path.key or s3_path.key.endswith("/") or not connectors.object_exists(
+                connector, s3_path):
+            body = connectors.listing(connector, s3_path, request.query_params.get("marker"),
+                                      settings.DATA_LIST_PAGE_SIZE)
+            if body["files"] or body["folders"] or not s3_path.key:
+                return Response(body)
+            raise NotFoundError(f"No such object: {s3_path.uri}.")
+        stream, length = connectors.object_stream(connector, s3_path)
+        response = StreamingHttpResponse(stream.iter_chunks(CHUNK_BYTES),
+                                         content_type="application/octet-stream")
+        if length is not None:
+            response["Content-Length"] = str(length)
+        return response
+
     def _path(self, request, path: str) -> services.DataPath:
         return services.data_path_parse(path, key=request.auth)
 
     # --- reads ----------------------------------------------------------------------------
     def get(self, request, path: str):
+        if self.s3:
+            return self._s3_get(request, path)
         target = self._path(request, path)
         key, marker = request.auth, request.query_params.get("marker") or None
         if target.collection is None:
@@ -78,6 +105,12 @@ class DataApi(APIView):
 
     def head(self, request, path: str):
         try:
+            if self.s3:
+                s3_path = connectors.s3_path_parse(path)
+                connector = connectors.connector_for(request.auth, s3_path, write=False)
+                if not connectors.object_exists(connector, s3_path):
+                    raise NotFoundError(f"No such object: {s3_path.uri}.")
+                return HttpResponse(status=200)
             target = self._path(request, path)
             if target.collection is None:
                 services._owner(target.owner)
@@ -98,6 +131,14 @@ class DataApi(APIView):
 
     # --- writes ---------------------------------------------------------------------------
     def put(self, request, path: str):
+        if self.s3:
+            s3_path = connectors.s3_path_parse(path)
+            if not s3_path.key or s3_path.key.endswith("/"):
+                raise InputError("PUT writes an object: s3://bucket/key.")
+            connector = connectors.connector_for(request.auth, s3_path, write=True)
+            connectors.object_put(connector, s3_path, services._CountingReader(
+                request._request, settings.DATA_MAX_FILE_BYTES))
+            return Response({"result": s3_path.uri})
         target = self._path(request, path)
         if target.file is None:
             raise InputError("PUT writes a file: data://owner/collection/file.")
@@ -131,6 +172,13 @@ class DataApi(APIView):
         return Response({"acl": collection.acl})
 
     def delete(self, request, path: str):
+        if self.s3:
+            s3_path = connectors.s3_path_parse(path)
+            connector = connectors.connector_for(request.auth, s3_path, write=True)
+            if not connectors.object_exists(connector, s3_path):
+                raise NotFoundError(f"No such object: {s3_path.uri}.")
+            connectors.object_delete(connector, s3_path)
+            return Response({"result": {"deleted": 1}})
         target = self._path(request, path)
         if target.collection is None:
             raise InputError("Name the collection or file to delete.")
@@ -145,3 +193,32 @@ class DataApi(APIView):
             raise NotFoundError(f"No such file: {target.uri}.")
         services.file_delete(data_file=data_file)
         return Response({"result": {"deleted": 1}})
+
+
+class ConnectorListApi(APIView):
+    """``GET /v1/connectors`` (yours) and ``POST /v1/connectors`` (add an S3 one)."""
+
+    def get(self, request):
+        from datastore.models import Connector
+
+        owned = Connector.objects.filter(**connectors._owner_q(request.auth))
+        return Response({"results": [connectors.connector_output(c) for c in owned]})
+
+    def post(self, request):
+        body = request.data if isinstance(request.data, dict) else {}
+        if body.get("type", "s3") != "s3":
+            raise InputError("Only s3 connectors are supported.")
+        connector = connectors.connector_create(
+            key=request.auth, actor=request.user, bucket=str(body.get("bucket", "")),
+            access_key_id=str(body.get("access_key_id", "")),
+            secret_access_key=str(body.get("secret_access_key", "")),
+            path_prefix=str(body.get("path_prefix", "")), writable=bool(body.get("writable")),
+            endpoint_url=str(body.get("endpoint_url", "")), region=str(body.get("region", "")))
+        return Response(connectors.connector_output(connector), status=201)
+
+
+class ConnectorDetailApi(APIView):
+    def delete(self, request, connector_id: str):
+        connectors.connector_delete(key=request.auth, actor=request.user,
+                                    connector_id=connector_id)
+        return Response({"deleted": 1})

@@ -74,3 +74,42 @@ class DataFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.collection}/{self.name}"
+
+
+class Connector(models.Model):
+    """An outside store reachable through the Data API as ``s3://bucket/key``, with its
+    owner's credentials, encrypted at rest, never returned and never given to algorithms."""
+
+    class Kind(models.TextChoices):
+        S3 = "s3", "Amazon S3 or compatible"
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    owner_user = models.ForeignKey(User, null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="connectors")
+    owner_org = models.ForeignKey(Organization, null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="connectors")
+    owner_name = models.CharField(max_length=40, db_index=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.S3)
+    bucket = models.CharField(max_length=63)
+    path_prefix = models.CharField(max_length=500, blank=True,
+                                   help_text="Only keys under this prefix are reachable.")
+    writable = models.BooleanField(default=False)
+    endpoint_url = models.URLField(blank=True, help_text="For S3-compatible stores.")
+    region = models.CharField(max_length=40, blank=True)
+    encrypted_access_key_id = models.BinaryField()
+    encrypted_secret_access_key = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["owner_name", "bucket"]
+        constraints = [
+            models.UniqueConstraint(Lower("owner_name"), "kind", "bucket",
+                                    name="datastore_connector_one_per_bucket"),
+            models.CheckConstraint(
+                condition=(models.Q(owner_user__isnull=False, owner_org__isnull=True)
+                           | models.Q(owner_user__isnull=True, owner_org__isnull=False)),
+                name="datastore_connector_one_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}://{self.bucket}/{self.path_prefix}"

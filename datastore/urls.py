@@ -17,4 +17,7 @@ urlpatterns = [
     # data:// alone is the caller's own namespace (what `algo ls` lists by default).
     path("v1/data/", apis.DataApi.as_view(), {"path": ".my"}, name="api-data-root"),
     path("v1/data/<path:path>", apis.DataApi.as_view(), name="api-data"),
+    path("v1/connectors", apis.ConnectorListApi.as_view(), name="api-connectors"),
+    path("v1/connectors/<str:connector_id>", apis.ConnectorDetailApi.as_view(),
+         name="api-connector"),
 ]

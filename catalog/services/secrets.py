@@ -1,16 +1,14 @@
 """Setting algorithm secrets. Values are encrypted before they reach the database and are
 never returned by any API; only the algorithm's own runners see them, as environment
 variables."""
-import base64
 import hashlib
 import re
 
-from cryptography.fernet import Fernet
-from django.conf import settings
 from django.db import transaction
 
 from catalog.models import Algorithm, AlgorithmSecret
 from catalog.models.secrets import ENV_NAME
+from marketplace.crypto import decrypt, encrypt
 from marketplace.epoch_cache import EpochCache
 from marketplace.errors import InputError
 from marketplace.models import User
@@ -19,19 +17,6 @@ from marketplace.services import audit_record
 RESERVED_ENV = {"PATH", "HOME", "LANG", "TMPDIR", "PWD", "PYTHONPATH", "PYTHONUNBUFFERED",
                 "PYTHONDONTWRITEBYTECODE", "ALGORITHMIA_API", "ALGORITHMIA_API_KEY",
                 "ALGOSTORE_API_SOCKET", "ALGOSTORE_API_PORT", "LD_PRELOAD", "LD_LIBRARY_PATH"}
-
-
-def _fernet() -> Fernet:
-    material = settings.SECRETS_ENCRYPTION_KEY or settings.SECRET_KEY
-    return Fernet(base64.urlsafe_b64encode(hashlib.sha256(material.encode()).digest()))
-
-
-def encrypt(value: str) -> bytes:
-    return _fernet().encrypt(value.encode())
-
-
-def decrypt(token: bytes) -> str:
-    return _fernet().decrypt(bytes(token)).decode()
 
 
 @transaction.atomic

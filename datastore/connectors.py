@@ -1,0 +1,179 @@
+"""``s3://bucket/key`` through the Data API: the caller's own connector for that bucket, its
+credentials decrypted only here, objects streamed through boto3."""
+import re
+from dataclasses import dataclass
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+from django.db import IntegrityError
+
+from datastore.models import Connector
+from marketplace.crypto import decrypt, encrypt
+from marketplace.errors import (ApplicationError, ConflictError, InputError, NotFoundError,
+                                PermissionDeniedError)
+from marketplace.services import audit_record
+
+BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class S3Path:
+    bucket: str
+    key: str  # "" or ending in "/" names a folder
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def s3_path_parse(raw: str) -> S3Path:
+    """``s3://bucket/key`` or ``s3:/bucket/key`` (how a proxy may fold the slashes)."""
+    rest = re.sub(r"^s3:/+", "", raw)
+    bucket, _, key = rest.partition("/")
+    if not BUCKET.match(bucket):
+        raise InputError(f"'{bucket}' is not a bucket name.")
+    if any(part in (".", "..") for part in key.split("/")) or "\\" in key or "\x00" in key:
+        raise InputError("S3 keys cannot contain '.' or '..' segments or backslashes.")
+    return S3Path(bucket, key)
+
+
+class ConnectorError(ApplicationError):
+    status_code, error_type = 502, "InternalError"
+
+
+def _owner_q(key) -> dict:
+    if key.organization_id:
+        return {"owner_org_id": key.organization_id}
+    return {"owner_user_id": key.user_id}
+
+
+def connector_for(key, path: S3Path, *, write: bool) -> Connector:
+    """The key owner's connector for the bucket; keys derived for running algorithms never
+    get one (connectors are never visible to algorithms)."""
+    from datastore.services import _derived, _require_scope
+
+    _require_scope(key, "read-write" if write else "read")
+    if _derived(key)[0]:
+        raise NotFoundError(f"No connector for {path.uri}.")
+    connector = Connector.objects.filter(kind=Connector.Kind.S3, bucket=path.bucket,
+                                         **_owner_q(key)).first()
+    if connector is None:
+        raise NotFoundError(f"No connector for {path.uri}: add one for bucket "
+                            f"'{path.bucket}' first.")
+    if not path.key.startswith(connector.path_prefix):
+        raise PermissionDeniedError(f"This connector only reaches keys under "
+                                    f"'{connector.path_prefix}'.")
+    if write and not connector.writable:
+        raise PermissionDeniedError("This connector is read-only.")
+    return connector
+
+
+def _client(connector: Connector):
+    return boto3.client(
+        "s3", endpoint_url=connector.endpoint_url or None, region_name=connector.region or None,
+        aws_access_key_id=decrypt(connector.encrypted_access_key_id),
+        aws_secret_access_key=decrypt(connector.encrypted_secret_access_key))
+
+
+def _call(action, *args, **kwargs):
+    try:
+        return action(*args, **kwargs)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchKey", "NotFound"):
+            raise NotFoundError("No such object.") from None
+        if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise PermissionDeniedError(f"The store refused: {code}.") from None
+        raise ConnectorError(f"The store answered {code or 'an error'}.") from None
+    except BotoCoreError as error:
+        raise ConnectorError(f"The store could not be reached ({type(error).__name__}).") \
+            from None
+
+
+def object_stream(connector: Connector, path: S3Path):
+    body = _call(_client(connector).get_object, Bucket=path.bucket, Key=path.key)
+    return body["Body"], body.get("ContentLength")
+
+
+def object_exists(connector: Connector, path: S3Path) -> bool:
+    try:
+        _call(_client(connector).head_object, Bucket=path.bucket, Key=path.key)
+    except NotFoundError:
+        return False
+    return True
+
+
+def object_put(connector: Connector, path: S3Path, stream) -> None:
+    _call(_client(connector).upload_fileobj, stream, path.bucket, path.key)
+
+
+def object_delete(connector: Connector, path: S3Path) -> None:
+    _call(_client(connector).delete_object, Bucket=path.bucket, Key=path.key)
+
+
+def listing(connector: Connector, path: S3Path, marker: str | None, page_size: int) -> dict:
+    prefix = path.key if not path.key or path.key.endswith("/") else path.key + "/"
+    arguments = {"Bucket": path.bucket, "Prefix": prefix, "Delimiter": "/",
+                 "MaxKeys": page_size}
+    if marker:
+        arguments["ContinuationToken"] = marker
+    page = _call(_client(connector).list_objects_v2, **arguments)
+    body = {"folders": [{"name": p["Prefix"][len(prefix):].rstrip("/")}
+                        for p in page.get("CommonPrefixes", [])],
+            "files": [{"filename": o["Key"][len(prefix):], "size": o["Size"],
+                       "last_modified": o["LastModified"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+                      for o in page.get("Contents", [])]}
+    if page.get("IsTruncated"):
+        body["marker"] = page["NextContinuationToken"]
+    return body
+
+
+def connector_create(*, key, actor, bucket: str, access_key_id: str, secret_access_key: str,
+                     path_prefix: str = "", writable: bool = False, endpoint_url: str = "",
+                     region: str = "") -> Connector:
+    from datastore.services import _derived, _require_scope
+
+    _require_scope(key, "read-write")
+    if _derived(key)[0] or not key.can_manage:
+        raise PermissionDeniedError("Adding a connector needs a key with the manage scope.")
+    if not BUCKET.match(bucket or ""):
+        raise InputError("bucket must be an S3 bucket name.")
+    if not access_key_id or not secret_access_key:
+        raise InputError("access_key_id and secret_access_key are required.")
+    if any(part in (".", "..") for part in path_prefix.split("/")) and path_prefix:
+        raise InputError("path_prefix cannot contain '.' or '..' segments.")
+    owner = ({"owner_org_id": key.organization_id, "owner_name": key.owner_name}
+             if key.organization_id else {"owner_user_id": key.user_id,
+                                          "owner_name": key.owner_name})
+    try:
+        connector = Connector.objects.create(
+            kind=Connector.Kind.S3, bucket=bucket, path_prefix=path_prefix, writable=writable,
+            endpoint_url=endpoint_url, region=region,
+            encrypted_access_key_id=encrypt(access_key_id),
+            encrypted_secret_access_key=encrypt(secret_access_key), **owner)
+    except IntegrityError:
+        raise ConflictError(f"There is already a connector for bucket '{bucket}'.") from None
+    audit_record(action="data.connector_create", actor=actor, target=connector,
+                 data={"bucket": bucket, "path_prefix": path_prefix, "writable": writable,
+                       "endpoint_url": endpoint_url})
+    return connector
+
+
+def connector_delete(*, key, actor, connector_id: str) -> None:
+    try:
+        connector = Connector.objects.filter(uuid=connector_id, **_owner_q(key)).first()
+    except Exception:  # not a UUID
+        connector = None
+    if connector is None or not key.can_manage:
+        raise NotFoundError("No such connector.")
+    audit_record(action="data.connector_delete", actor=actor, target=connector,
+                 data={"bucket": connector.bucket})
+    connector.delete()
+
+
+def connector_output(connector: Connector) -> dict:
+    """What the API shows of a connector: never its credentials."""
+    return {"id": str(connector.uuid), "type": connector.kind, "bucket": connector.bucket,
+            "path_prefix": connector.path_prefix, "writable": connector.writable,
+            "endpoint_url": connector.endpoint_url, "region": connector.region,
+            "created_at": connector.created_at.isoformat()}

@@ -1,0 +1,103 @@
+"""s3:// through the Data API, against a real S3-compatible server (moto's server mode)."""
+import socket
+
+import Algorithmia
+import boto3
+import pytest
+import requests
+from moto.server import ThreadedMotoServer
+
+from datastore.models import Connector
+from marketplace.models import AuditEvent
+from tests.factories import UserFactory
+from marketplace import services as marketplace_services
+
+pytestmark = pytest.mark.django_db(transaction=True)
+BUCKET = "algostore-test-bucket"
+SECRET = "moto-secret-key-do-not-show"
+
+
+@pytest.fixture(scope="module")
+def s3_server():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                      aws_access_key_id="moto-key", aws_secret_access_key=SECRET)
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="inbox/a.txt", Body=b"from the outside store")
+    s3.put_object(Bucket=BUCKET, Key="inbox/sub/b.txt", Body=b"deeper")
+    s3.put_object(Bucket=BUCKET, Key="elsewhere/c.txt", Body=b"out of reach")
+    yield url, s3
+    server.stop()
+
+
+def _add(live_server, raw_key, s3_url, **extra):
+    return requests.post(f"{live_server.url}/v1/connectors", headers={"Authorization": raw_key},
+                         json={"type": "s3", "bucket": BUCKET, "access_key_id": "moto-key",
+                               "secret_access_key": SECRET, "endpoint_url": s3_url,
+                               "region": "us-east-1", "path_prefix": "inbox/", **extra},
+                         timeout=30)
+
+
+def test_read_through_a_read_only_connector_with_a_path_restriction(live_server, raw_key,
+                                                                     s3_server):
+    s3_url, s3 = s3_server
+    added = _add(live_server, raw_key, s3_url)
+    assert added.status_code == 201, added.text
+    assert SECRET not in added.text and "moto-key" not in added.text
+    listed = requests.get(f"{live_server.url}/v1/connectors",
+                          headers={"Authorization": raw_key}, timeout=30)
+    assert SECRET not in listed.text and listed.json()["results"][0]["bucket"] == BUCKET
+    stored = Connector.objects.get()
+    assert SECRET.encode() not in bytes(stored.encrypted_secret_access_key)
+
+    client = Algorithmia.client(raw_key, api_address=live_server.url)
+    assert client.file(f"s3://{BUCKET}/inbox/a.txt").getString() == "from the outside store"
+    assert client.file(f"s3://{BUCKET}/inbox/a.txt").exists()
+    assert not client.file(f"s3://{BUCKET}/inbox/missing.txt").exists()
+    folder = client.dir(f"s3://{BUCKET}/inbox/")
+    assert [f.getName() for f in folder.files()] == ["a.txt"]
+    assert [d.getName() for d in folder.dirs()] == ["sub"]
+    outside = requests.get(f"{live_server.url}/v1/data/s3://{BUCKET}/elsewhere/c.txt",
+                           headers={"Authorization": raw_key}, timeout=30)
+    assert outside.status_code == 403 and "under 'inbox/'" in outside.json()["error"]["message"]
+    write = requests.put(f"{live_server.url}/v1/data/s3://{BUCKET}/inbox/new.txt",
+                         data=b"x", headers={"Authorization": raw_key}, timeout=30)
+    assert write.status_code == 403 and "read-only" in write.json()["error"]["message"]
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="inbox/new.txt")
+    assert AuditEvent.objects.filter(action="data.connector_create").count() == 1
+
+
+def test_write_and_delete_through_a_writable_connector(live_server, raw_key, s3_server):
+    s3_url, s3 = s3_server
+    _add(live_server, raw_key, s3_url, writable=True)
+    client = Algorithmia.client(raw_key, api_address=live_server.url)
+    client.file(f"s3://{BUCKET}/inbox/written.txt").put("written through algostore")
+    body = s3.get_object(Bucket=BUCKET, Key="inbox/written.txt")["Body"].read()
+    assert body == b"written through algostore"
+    client.file(f"s3://{BUCKET}/inbox/written.txt").delete()
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="inbox/written.txt")
+
+
+def test_others_and_bad_paths_reach_nothing(live_server, raw_key, s3_server):
+    s3_url, _ = s3_server
+    _add(live_server, raw_key, s3_url)
+    stranger = marketplace_services.api_key_create(created_by=UserFactory(), name="s").raw
+    response = requests.get(f"{live_server.url}/v1/data/s3://{BUCKET}/inbox/a.txt",
+                            headers={"Authorization": stranger}, timeout=30)
+    assert response.status_code == 404  # their own connectors only; this one is not theirs
+    connector_id = Connector.objects.get().uuid
+    gone = requests.delete(f"{live_server.url}/v1/connectors/{connector_id}",
+                           headers={"Authorization": stranger}, timeout=30)
+    assert gone.status_code == 404 and Connector.objects.exists()
+    sneaky = requests.get(f"{live_server.url}/v1/data/s3://{BUCKET}/inbox/../elsewhere/c.txt",
+                          headers={"Authorization": raw_key}, timeout=30)
+    assert sneaky.status_code in (400, 403)
+    deleted = requests.delete(f"{live_server.url}/v1/connectors/{connector_id}",
+                              headers={"Authorization": raw_key}, timeout=30)
+    assert deleted.status_code == 200 and not Connector.objects.exists()
+    assert AuditEvent.objects.filter(action="data.connector_delete").count() == 1
