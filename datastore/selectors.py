@@ -18,7 +18,8 @@ def _page(queryset, field: str, marker: str | None, size: int):
 def collections_listing(*, owner: str, readable, marker: str | None) -> dict:
     """An owner's collections that ``readable(collection)`` allows, as folders."""
     size = settings.DATA_LIST_PAGE_SIZE
-    queryset = Collection.objects.filter(owner_name__iexact=owner)
+    queryset = Collection.objects.filter(owner_name__iexact=owner).exclude(
+        name__startswith="~")  # algorithms' spaces are reached by .algo and .session only
     folders, next_marker = [], marker
     while True:  # skip what the caller may not see without shortening a page needlessly
         rows, next_marker = _page(queryset, "name", next_marker, size)

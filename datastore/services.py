@@ -2,6 +2,7 @@
 out of the ``data`` storage, collections and their ACLs."""
 import hashlib
 import io
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -31,17 +32,20 @@ class DataPath:
     owner: str
     collection: str | None = None
     file: str | None = None
+    space: str = ""  # for a running algorithm's spaces: how the caller named it
 
     @property
     def uri(self) -> str:
+        if self.space:
+            return f"data://{self.space}" + (f"/{self.file}" if self.file else "")
         return "data://" + "/".join(p for p in (self.owner, self.collection, self.file) if p)
 
 
 def data_path_parse(raw: str, *, key: ApiKey) -> DataPath:
-    """``owner[/collection[/file]]`` (``.my`` is the key's own namespace). Anything that could
-    step outside — ``..``, ``.``, empty segments, backslashes, control characters — is refused
-    before anything is read or written."""
-    import re
+    """``owner[/collection[/file]]`` (``.my`` is the key's own namespace; ``.algo`` and
+    ``.session`` are a running algorithm's spaces). Anything that could step outside —
+    ``..``, ``.``, empty segments, backslashes, control characters — is refused before
+    anything is read or written."""
 
     text = raw.strip("/") if raw.endswith("/") else raw
     if not text:
@@ -51,6 +55,8 @@ def data_path_parse(raw: str, *, key: ApiKey) -> DataPath:
     parts = text.split("/")
     if any(part in ("", ".", "..") for part in parts):
         raise InputError("Data paths cannot contain empty, '.' or '..' segments.")
+    if parts[0] in (".algo", ".session"):
+        return _space_path(parts, key)
     if len(parts) > 3:
         raise InputError("Collections hold files, not folders: use data://owner/collection/file.")
     for part in parts[1:]:
@@ -59,6 +65,35 @@ def data_path_parse(raw: str, *, key: ApiKey) -> DataPath:
                              "digits, spaces, '_', '-' and '.', starting with a letter or digit.")
     owner = key.owner_name if parts[0] == ".my" else parts[0]
     return DataPath(owner, *parts[1:])
+
+
+# Spaces of a running algorithm, stored as collections whose names no path can spell
+# (they start with "~"): data://.algo/temp (files expire after a day), data://.algo/perm,
+# and data://.session (shared by the whole call tree, deleted when its root call ends).
+SPACE_MARK = "~"
+TEMP_SUFFIX = "~temp"
+
+
+def _space_path(parts: list[str], key) -> DataPath:
+    from execution.selectors import invocation_served_by_key
+
+    invocation = invocation_served_by_key(key=key) if not isinstance(
+        key, SessionPrincipal) else None
+    if invocation is None:
+        raise NotFoundError("Only a running algorithm has data://.algo and data://.session.")
+    for part in parts[1:]:
+        if not re.match(NAME_PATTERN, part):
+            raise InputError(f"'{part}' is not a valid name.")
+    if parts[0] == ".algo":
+        if len(parts) < 2 or parts[1] not in ("temp", "perm") or len(parts) > 3:
+            raise InputError("Use data://.algo/temp/<file> or data://.algo/perm/<file>.")
+        algorithm = invocation.algorithm
+        return DataPath(algorithm.owner_name, f"~algo~{algorithm.uuid}~{parts[1]}",
+                        parts[2] if len(parts) > 2 else None, space=f".algo/{parts[1]}")
+    if len(parts) > 2:
+        raise InputError("Use data://.session/<file>.")
+    return DataPath(invocation.caller.username, f"~session~{invocation.trace_id.hex}",
+                    parts[1] if len(parts) > 1 else None, space=".session")
 
 
 # --- who may do what ----------------------------------------------------------------------
@@ -151,6 +186,8 @@ def can_read(key: ApiKey, collection: Collection) -> bool:
 def collection_for(path: DataPath, key: ApiKey, *, write: bool) -> Collection:
     """The collection a path names, if the key may read it (or write it); a collection the
     key cannot read is 404, never 403: its existence is not told."""
+    if path.space:  # the running algorithm's own space (data_path_parse checked the key)
+        return _space_collection(path, write=write)
     _require_scope(key, "read-write" if write else "read")
     collection = Collection.objects.filter(owner_name__iexact=path.owner,
                                            name__iexact=path.collection).first()
@@ -160,6 +197,47 @@ def collection_for(path: DataPath, key: ApiKey, *, write: bool) -> Collection:
                                owner_org_id=collection.owner_org_id, write=True):
         raise PermissionDeniedError("Only the collection's owner can change it.")
     return collection
+
+
+def _space_collection(path: DataPath, *, write: bool) -> Collection:
+    collection = Collection.objects.filter(owner_name__iexact=path.owner,
+                                           name=path.collection).first()
+    if collection is None and write:
+        owner_user, owner_org = _owner(path.owner)
+        try:
+            with transaction.atomic():
+                collection = Collection.objects.create(
+                    owner_user=owner_user, owner_org=owner_org, owner_name=path.owner,
+                    name=path.collection, read_acl=Collection.ReadAcl.PRIVATE)
+        except IntegrityError:
+            collection = Collection.objects.get(owner_name__iexact=path.owner,
+                                                name=path.collection)
+    if collection is None:
+        raise NotFoundError(f"Nothing in {path.uri} yet.")
+    return collection
+
+
+def session_delete(*, trace_id) -> int:
+    """The root call ended: its tree's data://.session goes with it."""
+    collection = Collection.objects.filter(name=f"~session~{trace_id.hex}").first()
+    if collection is None:
+        return 0
+    files = list(collection.files.values_list("storage_key", flat=True))
+    collection.delete()
+    transaction.on_commit(lambda: _delete_blobs(files))
+    return len(files)
+
+
+def temp_expire(*, older_than) -> int:
+    """Files in data://.algo/temp spaces last a day."""
+    stale = DataFile.objects.filter(collection__name__startswith="~algo~",
+                                    collection__name__endswith=TEMP_SUFFIX,
+                                    updated_at__lt=older_than)
+    keys = list(stale.values_list("storage_key", flat=True))
+    with transaction.atomic():
+        stale.delete()
+        transaction.on_commit(lambda: _delete_blobs(keys))
+    return len(keys)
 
 
 def _acl_from(body_acl) -> str:

@@ -51,8 +51,8 @@ def data_home(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Created {collection}.")
             return redirect("data-collection", collection.owner_name, collection.name)
-    collections = Collection.objects.filter(owner_name__in=namespaces).order_by(
-        "owner_name", "name")
+    collections = Collection.objects.filter(owner_name__in=namespaces).exclude(
+        name__startswith="~").order_by("owner_name", "name")
     return render(request, "datastore/home.html", {
         "collections": collections, "namespaces": namespaces, "acl_choices": ACL_CHOICES})
 

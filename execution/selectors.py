@@ -96,3 +96,11 @@ def algorithm_served_by_key(*, key):
         return False, None
     running = invocation.status == Invocation.Status.RUNNING
     return True, invocation.algorithm if running else None
+
+
+def invocation_served_by_key(*, key):
+    """The running call a derived key serves, with its algorithm and caller (else None)."""
+    if getattr(key, "parent_id", None) is None or getattr(key, "can_manage", True):
+        return None
+    return (Invocation.objects.filter(derived_key=key, status=Invocation.Status.RUNNING)
+            .select_related("algorithm", "caller").first())

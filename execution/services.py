@@ -275,6 +275,10 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
                                "output_bytes"])
     billing_services.usage_finish(invocation=locked, succeeded=not error_type,
                                   platform_fault=platform_fault)
+    if locked.parent_id is None and locked.derived_key_id is not None:
+        from datastore.services import session_delete  # the tree's data://.session
+
+        session_delete(trace_id=locked.trace_id)
     from execution.webhooks import schedule
 
     schedule(locked)

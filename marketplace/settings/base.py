@@ -137,6 +137,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_BEAT_SCHEDULE = {
     "reap-stuck-calls": {"task": "execution.reap_stuck", "schedule": 60.0},
     "settle-and-reconcile": {"task": "billing.reconcile", "schedule": 60.0},
+    "expire-algorithm-temp-data": {"task": "datastore.expire_temp", "schedule": 3600.0},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
