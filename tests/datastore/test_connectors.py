@@ -1,11 +1,8 @@
 """s3:// through the Data API, against a real S3-compatible server (moto's server mode)."""
-import socket
-
 import Algorithmia
 import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 from datastore.models import Connector
 from marketplace.models import AuditEvent
@@ -13,26 +10,7 @@ from tests.factories import UserFactory
 from marketplace import services as marketplace_services
 
 pytestmark = pytest.mark.django_db(transaction=True)
-BUCKET = "algostore-test-bucket"
-SECRET = "moto-secret-key-do-not-show"
-
-
-@pytest.fixture(scope="module")
-def s3_server():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                      aws_access_key_id="moto-key", aws_secret_access_key=SECRET)
-    s3.create_bucket(Bucket=BUCKET)
-    s3.put_object(Bucket=BUCKET, Key="inbox/a.txt", Body=b"from the outside store")
-    s3.put_object(Bucket=BUCKET, Key="inbox/sub/b.txt", Body=b"deeper")
-    s3.put_object(Bucket=BUCKET, Key="elsewhere/c.txt", Body=b"out of reach")
-    yield url, s3
-    server.stop()
+from tests.datastore.conftest import BUCKET, SECRET
 
 
 def _add(live_server, raw_key, s3_url, **extra):

@@ -174,3 +174,23 @@ def test_size_limit_and_quota_are_clear_errors(client, live_server, settings):
     assert status == 413 and "quota" in json.loads(body)["error"]["message"]
     assert list(DataFile.objects.values_list("name", flat=True)) == ["one.bin"]
     assert client.file("data://.my/big/one.bin").getBytes() == b"x" * 1000
+
+
+def test_hosted_data_on_an_s3_compatible_store(client, settings, s3_server):
+    """With S3 configured, the same calls keep the bytes in the bucket (django-storages)."""
+    from tests.datastore.conftest import BUCKET
+
+    url, s3 = s3_server
+    settings.STORAGES = {**settings.STORAGES, "data": {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {"bucket_name": BUCKET, "endpoint_url": url, "region_name": "us-east-1",
+                    "access_key": "moto-key", "secret_key": "moto-secret", "location": "data"}}}
+    client.dir("data://.my/on-s3").create()
+    payload = bytes(range(256)) * 4096  # 1 MiB
+    client.file("data://.my/on-s3/blob.bin").put(payload)
+    stored = DataFile.objects.get(name="blob.bin")
+    obj = s3.get_object(Bucket=BUCKET, Key=f"data/{stored.storage_key}")
+    assert obj["Body"].read() == payload
+    assert client.file("data://.my/on-s3/blob.bin").getBytes() == payload
+    client.file("data://.my/on-s3/blob.bin").delete()
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"data/{stored.storage_key}")
