@@ -54,7 +54,13 @@ def connector_for(key, path: S3Path, *, write: bool) -> Connector:
 
     _require_scope(key, "read-write" if write else "read")
     if _derived(key)[0]:
-        raise NotFoundError(f"No connector for {path.uri}.")
+        # A running algorithm never sees a connector; it may read, through its caller's,
+        # exactly the s3:// objects its input named, and nothing else.
+        from execution.selectors import invocation_served_by_key
+
+        invocation = invocation_served_by_key(key=key)
+        if write or invocation is None or path.uri not in invocation.options.get("s3_uris", []):
+            raise NotFoundError(f"No connector for {path.uri}.")
     connector = Connector.objects.filter(kind=Connector.Kind.S3, bucket=path.bucket,
                                          **_owner_q(key)).first()
     if connector is None:

@@ -1,7 +1,8 @@
 """Invocations: admitting a call, running it on a backend, finishing it exactly once."""
 import base64
-import logging
 import json
+import logging
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -124,9 +125,23 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
             input_content_type=payload["content_type"], input_bytes=input_bytes,
             options={"timeout": options.timeout, "stdout": options.stdout and is_manager,
                      "output": options.output, "show_trace": is_manager, "api_base": api_base,
-                     "callback": options.callback})
+                     "callback": options.callback,
+                     **({"s3_uris": uris} if (uris := _s3_uris(resolved.algorithm,
+                                                               payload)) else {})})
         billing_services.usage_reserve(invocation=invocation, key=key, parent=parent)
     return invocation
+
+
+S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/[^\s\"'\\]*")
+
+
+def _s3_uris(algorithm, payload: dict) -> list[str]:
+    """The s3:// objects a composing algorithm's input names: the only ones it may read,
+    through its caller's connector, while this call runs (capabilities by reference)."""
+    if not algorithm.pipeline_enabled or payload["content_type"] == "binary":
+        return []
+    text = payload["data"] if isinstance(payload["data"], str) else json.dumps(payload["data"])
+    return sorted(set(S3_URI.findall(text)))[:100] if "s3://" in text else []
 
 
 def invocation_call(*, key: ApiKey, user: User, owner: str, name: str, version: str | None,

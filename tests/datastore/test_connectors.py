@@ -11,6 +11,7 @@ from marketplace import services as marketplace_services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 from tests.datastore.conftest import BUCKET, SECRET
+from tests.execution.conftest import bundle_files, publish
 
 
 def _add(live_server, raw_key, s3_url, **extra):
@@ -79,3 +80,21 @@ def test_others_and_bad_paths_reach_nothing(live_server, raw_key, s3_server):
                               headers={"Authorization": raw_key}, timeout=30)
     assert deleted.status_code == 200 and not Connector.objects.exists()
     assert AuditEvent.objects.filter(action="data.connector_delete").count() == 1
+
+
+def test_an_algorithm_reads_exactly_the_s3_objects_its_input_names(live_server, raw_key, user,
+                                                                    s3_server, builds_run):
+    s3_url, _ = s3_server
+    _add(live_server, raw_key, s3_url)
+    author = UserFactory()
+    publish(author, "reader", bundle_files("reader"), pipeline_enabled=True)
+    client = Algorithmia.client(raw_key, api_address=live_server.url)
+    reader = client.algo(f"{author.username}/reader")
+    named = f"s3://{BUCKET}/inbox/a.txt"
+    assert reader.pipe({"uri": named}).result == {"text": "from the outside store"}
+    # Another object of the same bucket, not named whole in the input: out of reach.
+    built = reader.pipe({"uri": f"s3://{BUCKET}/inbox/sub/", "suffix": "b.txt"}).result
+    assert built["refused"].startswith("unable to get file")  # its existence check said no
+    # Named whole, it is readable; and a connector is never visible as such to the code.
+    assert reader.pipe({"uri": f"s3://{BUCKET}/inbox/sub/b.txt"}).result == {"text": "deeper"}
+    client.requestSession.close()
