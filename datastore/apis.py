@@ -10,7 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datastore import connectors, selectors, services
-from marketplace.errors import ApplicationError, InputError, NotFoundError
+from marketplace.errors import ApplicationError, InputError, NotFoundError, error_body
 from marketplace.parsers import RawBodyParser
 
 
@@ -36,15 +36,25 @@ async def _chunks_async(handle):
         await sync_to_async(handle.close, thread_sensitive=False)()
 
 
-def file_response(request, data_file) -> HttpResponse:
-    """A stored file, streamed: under ASGI Django would read a sync iterator whole into
+def _marker(request) -> str | None:
+    marker = request.query_params.get("marker") or None
+    if marker is not None and (len(marker) > 1024 or not marker.isprintable()):
+        raise InputError("marker must be the value a previous listing returned.")
+    return marker
+
+
+def _streaming(request, handle) -> HttpResponse:
+    """Stream a file-like object: under ASGI Django would read a sync iterator whole into
     memory before sending it, so there an async one sends it chunk by chunk."""
-    handle = services.data_storage().open(data_file.storage_key, "rb")
     if isinstance(request, ASGIRequest):
-        response = StreamingHttpResponse(_chunks_async(handle),
-                                         content_type="application/octet-stream")
-    else:
-        response = FileResponse(handle, content_type="application/octet-stream")
+        return StreamingHttpResponse(_chunks_async(handle),
+                                     content_type="application/octet-stream")
+    return FileResponse(handle, content_type="application/octet-stream")
+
+
+def file_response(request, data_file) -> HttpResponse:
+    """A stored file, streamed."""
+    response = _streaming(request, services.data_storage().open(data_file.storage_key, "rb"))
     response["Content-Length"] = str(data_file.size)
     response["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(data_file.name)}"
     response["ETag"] = f'"{data_file.sha256}"'
@@ -66,14 +76,13 @@ class DataApi(APIView):
         connector = connectors.connector_for(request.auth, s3_path, write=False)
         if not s3_path.key or s3_path.key.endswith("/") or not connectors.object_exists(
                 connector, s3_path):
-            body = connectors.listing(connector, s3_path, request.query_params.get("marker"),
+            body = connectors.listing(connector, s3_path, _marker(request),
                                       settings.DATA_LIST_PAGE_SIZE)
             if body["files"] or body["folders"] or not s3_path.key:
                 return Response(body)
             raise NotFoundError(f"No such object: {s3_path.uri}.")
         stream, length = connectors.object_stream(connector, s3_path)
-        response = StreamingHttpResponse(stream.iter_chunks(CHUNK_BYTES),
-                                         content_type="application/octet-stream")
+        response = _streaming(request._request, stream)
         if length is not None:
             response["Content-Length"] = str(length)
         return response
@@ -86,7 +95,7 @@ class DataApi(APIView):
         if self.s3:
             return self._s3_get(request, path)
         target = self._path(request, path)
-        key, marker = request.auth, request.query_params.get("marker") or None
+        key, marker = request.auth, _marker(request)
         if target.collection is None:
             services._require_scope(key, "read")
             services._owner(target.owner)
@@ -125,8 +134,10 @@ class DataApi(APIView):
                 return response
             return HttpResponse(status=200)
         except ApplicationError as error:  # HEAD has no body: the message goes in a header
-            response = HttpResponse(status=error.status_code)
-            response["X-Error-Message"] = error.message
+            response = HttpResponse(json.dumps(error_body(error.message, error.error_type)),
+                                    status=error.status_code, content_type="application/json")
+            response["X-Error-Message"] = "".join(c if c.isprintable() else " "
+                                                  for c in error.message)
             return response
 
     # --- writes ---------------------------------------------------------------------------
@@ -163,6 +174,8 @@ class DataApi(APIView):
         target = self._path(request, path)
         if target.collection is None or target.file is not None:
             raise InputError("PATCH sets a collection's ACL: data://owner/collection.")
+        if target.space:
+            raise InputError("An algorithm's data spaces are private; their ACL cannot change.")
         collection = services.collection_for(target, request.auth, write=True)
         body = _json_body(request)
         if "acl" not in body:
@@ -195,12 +208,20 @@ class DataApi(APIView):
         return Response({"result": {"deleted": 1}})
 
 
+def _boolean(body: dict, name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise InputError(f"{name} must be true or false.")
+    return value
+
+
 class ConnectorListApi(APIView):
     """``GET /v1/connectors`` (yours) and ``POST /v1/connectors`` (add an S3 one)."""
 
     def get(self, request):
         from datastore.models import Connector
 
+        connectors.require_manager(request.auth)
         owned = Connector.objects.filter(**connectors._owner_q(request.auth))
         return Response({"results": [connectors.connector_output(c) for c in owned]})
 
@@ -212,7 +233,7 @@ class ConnectorListApi(APIView):
             key=request.auth, actor=request.user, bucket=str(body.get("bucket", "")),
             access_key_id=str(body.get("access_key_id", "")),
             secret_access_key=str(body.get("secret_access_key", "")),
-            path_prefix=str(body.get("path_prefix", "")), writable=bool(body.get("writable")),
+            path_prefix=str(body.get("path_prefix", "")), writable=_boolean(body, "writable"),
             endpoint_url=str(body.get("endpoint_url", "")), region=str(body.get("region", "")))
         return Response(connectors.connector_output(connector), status=201)
 

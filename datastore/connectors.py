@@ -14,6 +14,36 @@ from marketplace.errors import (ApplicationError, ConflictError, InputError, Not
 from marketplace.services import audit_record
 
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+REGION = re.compile(r"^[a-z0-9\-]{0,30}$")
+
+
+def check_endpoint(endpoint_url: str) -> None:
+    """An S3-compatible endpoint must be http(s) on a public address: never this machine,
+    a private network, link-local (cloud metadata) or reserved space — unless its host is
+    listed in DATA_CONNECTOR_ALLOWED_HOSTS. Checked when a connector is made and again
+    before each use (a name can be pointed elsewhere later)."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    if not endpoint_url:
+        return
+    parts = urlsplit(endpoint_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username \
+            or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise InputError("endpoint_url must be http(s)://host[:port] and nothing more.")
+    if parts.hostname in settings.DATA_CONNECTOR_ALLOWED_HOSTS:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, parts.port or 443)}
+    except (socket.gaierror, UnicodeError):
+        raise InputError(f"endpoint_url's host {parts.hostname!r} does not resolve.") from None
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if not ip.is_global:
+            raise InputError("endpoint_url must be a public address, not " + address + ".")
 
 
 @dataclass(frozen=True)
@@ -31,9 +61,11 @@ def s3_path_parse(raw: str) -> S3Path:
     rest = re.sub(r"^s3:/+", "", raw)
     bucket, _, key = rest.partition("/")
     if not BUCKET.match(bucket):
-        raise InputError(f"'{bucket}' is not a bucket name.")
-    if any(part in (".", "..") for part in key.split("/")) or "\\" in key or "\x00" in key:
-        raise InputError("S3 keys cannot contain '.' or '..' segments or backslashes.")
+        raise InputError("That is not a bucket name.")
+    if any(part in (".", "..") for part in key.split("/")) or "\\" in key or any(
+            ord(c) < 32 or ord(c) == 127 for c in key):
+        raise InputError("S3 keys cannot contain '.' or '..' segments, backslashes or control "
+                         "characters.")
     return S3Path(bucket, key)
 
 
@@ -75,6 +107,11 @@ def connector_for(key, path: S3Path, *, write: bool) -> Connector:
 
 
 def _client(connector: Connector):
+    try:
+        check_endpoint(connector.endpoint_url)
+    except InputError as error:
+        raise PermissionDeniedError(f"This connector's endpoint is refused: {error.message}") \
+            from None
     return boto3.client(
         "s3", endpoint_url=connector.endpoint_url or None, region_name=connector.region or None,
         aws_access_key_id=decrypt(connector.encrypted_access_key_id),
@@ -102,6 +139,8 @@ def object_stream(connector: Connector, path: S3Path):
 
 
 def object_exists(connector: Connector, path: S3Path) -> bool:
+    if not path.key or path.key.endswith("/"):
+        return False
     try:
         _call(_client(connector).head_object, Bucket=path.bucket, Key=path.key)
     except NotFoundError:
@@ -134,20 +173,34 @@ def listing(connector: Connector, path: S3Path, marker: str | None, page_size: i
     return body
 
 
+def require_manager(key) -> None:
+    """Connectors are managed (and listed) with a manage key, never by a running algorithm."""
+    from datastore.services import _derived
+
+    if not key.can_manage or _derived(key)[0]:
+        raise PermissionDeniedError("Connectors need a key with the manage scope.")
+
+
 def connector_create(*, key, actor, bucket: str, access_key_id: str, secret_access_key: str,
                      path_prefix: str = "", writable: bool = False, endpoint_url: str = "",
                      region: str = "") -> Connector:
-    from datastore.services import _derived, _require_scope
+    from datastore.services import _require_scope
 
     _require_scope(key, "read-write")
-    if _derived(key)[0] or not key.can_manage:
-        raise PermissionDeniedError("Adding a connector needs a key with the manage scope.")
+    require_manager(key)
     if not BUCKET.match(bucket or ""):
         raise InputError("bucket must be an S3 bucket name.")
     if not access_key_id or not secret_access_key:
         raise InputError("access_key_id and secret_access_key are required.")
-    if any(part in (".", "..") for part in path_prefix.split("/")) and path_prefix:
-        raise InputError("path_prefix cannot contain '.' or '..' segments.")
+    if not REGION.match(region or ""):
+        raise InputError("region must look like us-east-1.")
+    if path_prefix and (any(part in ("", ".", "..") for part in path_prefix.rstrip("/")
+                            .split("/")) or "\\" in path_prefix or path_prefix.startswith("/")):
+        raise InputError("path_prefix must be a relative key prefix without '.', '..' or empty "
+                         "segments.")
+    if path_prefix and not path_prefix.endswith("/"):
+        path_prefix += "/"  # a prefix is a folder: "inbox" must not admit "inbox-private/"
+    check_endpoint(endpoint_url)
     owner = ({"owner_org_id": key.organization_id, "owner_name": key.owner_name}
              if key.organization_id else {"owner_user_id": key.user_id,
                                           "owner_name": key.owner_name})

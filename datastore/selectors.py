@@ -20,15 +20,17 @@ def collections_listing(*, owner: str, readable, marker: str | None) -> dict:
     size = settings.DATA_LIST_PAGE_SIZE
     queryset = Collection.objects.filter(owner_name__iexact=owner).exclude(
         name__startswith="~")  # algorithms' spaces are reached by .algo and .session only
-    folders, next_marker = [], marker
+    folders, cursor, more = [], marker, False
     while True:  # skip what the caller may not see without shortening a page needlessly
-        rows, next_marker = _page(queryset, "name", next_marker, size)
-        folders += [{"name": c.name} for c in rows if readable(c)]
-        if next_marker is None or len(folders) >= size:
+        rows, cursor = _page(queryset, "name", cursor, size)
+        folders += [c.name for c in rows if readable(c)]
+        if cursor is None or len(folders) >= size:
+            more = cursor is not None or len(folders) > size
             break
-    body = {"folders": folders[:size], "files": []}
-    if next_marker:
-        body["marker"] = next_marker
+    page = folders[:size]
+    body = {"folders": [{"name": name} for name in page], "files": []}
+    if more and page:
+        body["marker"] = page[-1]  # the next page starts after the last one shown
     return body
 
 

@@ -81,6 +81,7 @@ def _space_path(parts: list[str], key) -> DataPath:
         key, SessionPrincipal) else None
     if invocation is None:
         raise NotFoundError("Only a running algorithm has data://.algo and data://.session.")
+    _require_scope(key, "read")  # a caller whose key has no data access gives its calls none
     for part in parts[1:]:
         if not re.match(NAME_PATTERN, part):
             raise InputError(f"'{part}' is not a valid name.")
@@ -92,6 +93,10 @@ def _space_path(parts: list[str], key) -> DataPath:
                         parts[2] if len(parts) > 2 else None, space=f".algo/{parts[1]}")
     if len(parts) > 2:
         raise InputError("Use data://.session/<file>.")
+    from execution.selectors import call_is_running
+
+    if not call_is_running(request_id=invocation.trace_id):  # the tree's root has ended
+        raise NotFoundError("This call tree's data://.session has ended with its root call.")
     return DataPath(invocation.caller.username, f"~session~{invocation.trace_id.hex}",
                     parts[1] if len(parts) > 1 else None, space=".session")
 
@@ -222,28 +227,29 @@ def session_delete(*, trace_id) -> int:
     collection = Collection.objects.filter(name=f"~session~{trace_id.hex}").first()
     if collection is None:
         return 0
-    files = list(collection.files.values_list("storage_key", flat=True))
-    collection.delete()
-    transaction.on_commit(lambda: _delete_blobs(files))
+    with transaction.atomic():
+        files = _lock_files(DataFile.objects.filter(collection=collection))
+        collection.delete()
+        transaction.on_commit(lambda: _delete_blobs(list(files.values())))
     return len(files)
 
 
 def temp_expire(*, older_than) -> int:
     """Files in data://.algo/temp spaces last a day."""
-    stale = DataFile.objects.filter(collection__name__startswith="~algo~",
-                                    collection__name__endswith=TEMP_SUFFIX,
-                                    updated_at__lt=older_than)
-    keys = list(stale.values_list("storage_key", flat=True))
     with transaction.atomic():
-        stale.delete()
-        transaction.on_commit(lambda: _delete_blobs(keys))
-    return len(keys)
+        files = _lock_files(DataFile.objects.filter(
+            collection__name__startswith="~algo~", collection__name__endswith=TEMP_SUFFIX,
+            updated_at__lt=older_than))
+        DataFile.objects.filter(pk__in=list(files)).delete()
+        transaction.on_commit(lambda: _delete_blobs(list(files.values())))
+    return len(files)
 
 
 def _acl_from(body_acl) -> str:
     if body_acl is None:
         return Collection.ReadAcl.ALGORITHMS
-    if not isinstance(body_acl, dict) or not isinstance(body_acl.get("read"), list):
+    if not isinstance(body_acl, dict) or not isinstance(body_acl.get("read"), list) or not all(
+            isinstance(item, str) for item in body_acl["read"]):
         raise InputError('acl must look like {"read": []}, {"read": ["algo://.my/*"]} or '
                          '{"read": ["user://*"]}.')
     value = ACL_FROM_STRINGS.get(tuple(body_acl["read"]))
@@ -288,16 +294,22 @@ def collection_set_acl(*, collection: Collection, acl, actor: User) -> Collectio
 
 
 def collection_delete(*, collection: Collection, force: bool, actor: User) -> int:
-    files = list(collection.files.values_list("storage_key", flat=True))
-    if files and not force:
-        raise ConflictError(f"{collection} is not empty ({len(files)} files): delete with "
-                            "force=true to delete them too.")
     with transaction.atomic():
+        files = _lock_files(DataFile.objects.filter(collection=collection))
+        if files and not force:
+            raise ConflictError(f"{collection} is not empty ({len(files)} files): delete with "
+                                "force=true to delete them too.")
         audit_record(action="data.collection_delete", actor=actor, target=collection,
                      organization=collection.owner_org, data={"files": len(files)})
         collection.delete()
-        transaction.on_commit(lambda: _delete_blobs(files))
+        transaction.on_commit(lambda: _delete_blobs(list(files.values())))
     return len(files)
+
+
+def _lock_files(queryset) -> dict[int, str]:
+    """Lock the rows and read their storage keys in one step, so a blob is deleted exactly
+    when its row is (a row added or changed meanwhile waits or is left alone)."""
+    return dict(queryset.select_for_update().values_list("pk", "storage_key"))
 
 
 def _delete_blobs(keys: list[str]) -> None:
@@ -341,41 +353,72 @@ def _used_bytes(collection: Collection) -> int:
 def file_put(*, collection: Collection, name: str, stream, length: int | None,
              actor: User) -> DataFile:
     """Store a file from a stream, chunk by chunk; replacing a file swaps it in only once the
-    new bytes are stored whole."""
+    new bytes are stored whole. The owner's quota is checked before (from Content-Length),
+    while streaming, and again under a lock on the owner once the size is known, so
+    uploads in parallel cannot pass it together. Bytes that end up in no row are deleted."""
     limit = settings.DATA_MAX_FILE_BYTES
     if length is not None and length > limit:
         raise PayloadTooLargeError(f"A file can be at most {limit} bytes.")
     room = settings.DATA_QUOTA_BYTES - _used_bytes(collection)
     if length is not None and length > room:
-        raise QuotaExceeded(f"This would pass the storage quota of {collection.owner_name} "
-                            f"({settings.DATA_QUOTA_BYTES} bytes; {max(room, 0)} left).")
+        raise _over_quota(collection, room)
     reader = _CountingReader(stream, min(limit, max(room, 0)))
-    storage_key = f"{collection.uuid}/{uuid.uuid4()}"
-    storage = data_storage()
+    storage, storage_key = data_storage(), f"{collection.uuid}/{uuid.uuid4()}"
+    saved_as = None
     try:
         saved_as = storage.save(storage_key, File(reader, name=storage_key))
+        data_file, old_key = _record_file(collection, name, saved_as, reader)
     except PayloadTooLargeError:
-        storage.delete(storage_key)
+        storage.delete(saved_as or storage_key)
         if reader.size > limit:
             raise
-        raise QuotaExceeded(f"This would pass the storage quota of {collection.owner_name} "
-                            f"({settings.DATA_QUOTA_BYTES} bytes).") from None
-    with transaction.atomic():
-        existing = DataFile.objects.select_for_update().filter(collection=collection,
-                                                               name=name).first()
-        old_key = existing.storage_key if existing else None
-        if existing is None:
-            data_file = DataFile.objects.create(collection=collection, name=name,
-                                                storage_key=saved_as, size=reader.size,
-                                                sha256=reader.digest.hexdigest())
-        else:
-            existing.storage_key, existing.size = saved_as, reader.size
-            existing.sha256 = reader.digest.hexdigest()
-            existing.save()
-            data_file = existing
-        if old_key:
-            transaction.on_commit(lambda: _delete_blobs([old_key]))
+        raise _over_quota(collection, room) from None
+    except Exception:
+        storage.delete(saved_as or storage_key)
+        raise
+    if old_key:
+        transaction.on_commit(lambda: _delete_blobs([old_key]))
     return data_file
+
+
+def _record_file(collection: Collection, name: str, saved_as: str, reader) -> tuple:
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                _lock_owner(collection)
+                existing = DataFile.objects.select_for_update().filter(
+                    collection=collection, name=name).first()
+                replaced = existing.size if existing else 0
+                if _used_bytes(collection) - replaced + reader.size > settings.DATA_QUOTA_BYTES:
+                    raise PayloadTooLargeError("quota")
+                if existing is None:
+                    return DataFile.objects.create(
+                        collection=collection, name=name, storage_key=saved_as,
+                        size=reader.size, sha256=reader.digest.hexdigest()), None
+                old_key = existing.storage_key
+                existing.storage_key, existing.size = saved_as, reader.size
+                existing.sha256 = reader.digest.hexdigest()
+                existing.save()
+                return existing, old_key
+        except IntegrityError:  # the same new name, stored at the same moment: replace it
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _lock_owner(collection: Collection) -> None:
+    """Uploads of one owner take turns at this point (the quota is the owner's)."""
+    if collection.owner_user_id:
+        list(User.objects.select_for_update().filter(pk=collection.owner_user_id)
+             .values_list("pk", flat=True))
+    else:
+        list(Organization.objects.select_for_update().filter(pk=collection.owner_org_id)
+             .values_list("pk", flat=True))
+
+
+def _over_quota(collection: Collection, room: int) -> "QuotaExceeded":
+    return QuotaExceeded(f"This would pass the storage quota of {collection.owner_name} "
+                         f"({settings.DATA_QUOTA_BYTES} bytes; {max(room, 0)} left).")
 
 
 def file_delete(*, data_file: DataFile) -> None:

@@ -23,6 +23,8 @@ def _principal(request) -> services.SessionPrincipal:
 
 
 def _collection(request, owner: str, name: str, *, write: bool = False) -> Collection:
+    if name.startswith(services.SPACE_MARK):  # algorithms' spaces: not through the pages
+        raise Http404("No such collection.")
     try:
         return services.collection_for(services.DataPath(owner, name), _principal(request),
                                        write=write)

@@ -104,3 +104,9 @@ def invocation_served_by_key(*, key):
         return None
     return (Invocation.objects.filter(derived_key=key, status=Invocation.Status.RUNNING)
             .select_related("algorithm", "caller").first())
+
+
+def call_is_running(*, request_id) -> bool:
+    return Invocation.objects.filter(
+        request_id=request_id,
+        status__in=[Invocation.Status.QUEUED, Invocation.Status.RUNNING]).exists()

@@ -127,7 +127,7 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
                      "output": options.output, "show_trace": is_manager, "api_base": api_base,
                      "callback": options.callback,
                      **({"s3_uris": uris} if (uris := _s3_uris(resolved.algorithm,
-                                                               payload)) else {})})
+                                                               payload, parent)) else {})})
         billing_services.usage_reserve(invocation=invocation, key=key, parent=parent)
     return invocation
 
@@ -135,13 +135,18 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
 S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/[^\s\"'\\]*")
 
 
-def _s3_uris(algorithm, payload: dict) -> list[str]:
+def _s3_uris(algorithm, payload: dict, parent: Invocation | None) -> list[str]:
     """The s3:// objects a composing algorithm's input names: the only ones it may read,
-    through its caller's connector, while this call runs (capabilities by reference)."""
+    through its caller's connector, while this call runs (capabilities by reference). A
+    child call's input is written by its parent's code, so a child gets only what its
+    parent was given."""
     if not algorithm.pipeline_enabled or payload["content_type"] == "binary":
         return []
     text = payload["data"] if isinstance(payload["data"], str) else json.dumps(payload["data"])
-    return sorted(set(S3_URI.findall(text)))[:100] if "s3://" in text else []
+    uris = set(S3_URI.findall(text)) if "s3://" in text else set()
+    if parent is not None:
+        uris &= set(parent.options.get("s3_uris", []))
+    return sorted(uris)[:100]
 
 
 def invocation_call(*, key: ApiKey, user: User, owner: str, name: str, version: str | None,

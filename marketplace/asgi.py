@@ -13,11 +13,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from marketplace.body_limit import BodyLimit  # noqa: E402
 from marketplace.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        # Data uploads (API and pages) are cut off at the file size limit as they arrive.
+        "http": BodyLimit(django_asgi_app, prefixes=("/v1/data/", "/data/"),
+                          limit_setting="DATA_MAX_FILE_BYTES"),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -310,3 +310,6 @@ else:
 DATA_MAX_FILE_BYTES = env.int("DATA_MAX_FILE_BYTES", default=5 * 1024 ** 3)
 DATA_QUOTA_BYTES = env.int("DATA_QUOTA_BYTES", default=50 * 1024 ** 3)
 DATA_LIST_PAGE_SIZE = env.int("DATA_LIST_PAGE_SIZE", default=1000)
+# Hosts a connector's endpoint_url may name although they are not public addresses (e.g. a
+# MinIO on the private network). Empty: public addresses only.
+DATA_CONNECTOR_ALLOWED_HOSTS = env.list("DATA_CONNECTOR_ALLOWED_HOSTS", default=[])

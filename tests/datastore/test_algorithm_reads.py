@@ -46,7 +46,10 @@ def test_an_algorithm_reads_what_it_may_and_nothing_else(live_server, builds_run
                     f"data://{caller.username}/secret/s.txt",   # the caller's private data
                     "data://.my/secret/s.txt",                 # the same, by .my
                     f"data://{stranger.username}/theirs/t.txt"):  # someone else's algorithms'
-        assert "refused" in read(refused), refused
+        answer = read(refused)
+        assert answer.get("refused", "").endswith(
+            "No such collection: " + refused.rsplit("/", 1)[0].replace(
+                "data://.my/", f"data://{caller.username}/") + "."), (refused, answer)
     # With its own key the caller still reads its own data, of course.
     assert client.file("data://.my/secret/s.txt").getString() == "the caller's own"
     client.requestSession.close()

@@ -79,7 +79,7 @@ def test_files_round_trip_with_the_official_client(client, user, tmp_path):
     assert not photos.exists() and not DataFile.objects.exists()
 
 
-def test_listings_span_pages(client, settings):
+def test_listings_span_pages(client, settings, live_server):
     settings.DATA_LIST_PAGE_SIZE = 2
     folder = client.dir("data://.my/many")
     folder.create()
@@ -90,6 +90,14 @@ def test_listings_span_pages(client, settings):
         client.dir(f"data://.my/{name}").create()
     assert sorted(d.getName() for d in client.dir("data://.my").dirs()) == [
         "c1", "c2", "c3", "many"]
+    # Another user sees only what is public, across pages, nothing skipped (a page that
+    # starts with one it may not see must not lose the next page's first).
+    client.dir("data://.my/a-private").create(ReadAcl.private)
+    for name in ("a1", "b1", "b2"):
+        client.dir(f"data://.my/{name}").create(ReadAcl.public)
+    other = other_client(live_server)
+    username = Collection.objects.first().owner_name
+    assert [d.getName() for d in other.dir(f"data://{username}").dirs()] == ["a1", "b1", "b2"]
 
 
 def test_permissions_public_private_and_never_write(client, user, live_server):
@@ -194,3 +202,31 @@ def test_hosted_data_on_an_s3_compatible_store(client, settings, s3_server):
     assert client.file("data://.my/on-s3/blob.bin").getBytes() == payload
     client.file("data://.my/on-s3/blob.bin").delete()
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"data/{stored.storage_key}")
+
+
+def test_limits_hold_for_a_stream_of_unknown_length(user, settings):
+    """Without Content-Length the stream is counted as it is stored: past the size limit or
+    the quota it is refused and its bytes are deleted."""
+    import io
+
+    from datastore import services
+    from marketplace.errors import PayloadTooLargeError
+
+    key = marketplace_services.api_key_create(created_by=user, name="k").key
+    collection = services.collection_create(parent=services.DataPath(user.username),
+                                            name="stream", acl=None, key=key, actor=user)
+    settings.DATA_MAX_FILE_BYTES = 1000
+    with pytest.raises(PayloadTooLargeError, match="at most 1000 bytes"):
+        services.file_put(collection=collection, name="a", stream=io.BytesIO(b"x" * 5000),
+                          length=None, actor=user)
+    settings.DATA_QUOTA_BYTES = 1500
+    services.file_put(collection=collection, name="b", stream=io.BytesIO(b"x" * 900),
+                      length=None, actor=user)
+    with pytest.raises(services.QuotaExceeded):
+        services.file_put(collection=collection, name="c", stream=io.BytesIO(b"x" * 900),
+                          length=None, actor=user)
+    assert list(DataFile.objects.values_list("name", flat=True)) == ["b"]
+    root = services.data_storage().path(str(collection.uuid))
+    import os
+
+    assert os.listdir(root) == [os.path.basename(DataFile.objects.get().storage_key)]

@@ -4,10 +4,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from datastore.models import Collection, DataFile
+from datastore.services import data_storage
 from marketplace.models import AuditEvent
 from tests.factories import UserFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # blobs go when their rows commit
 
 
 def test_create_upload_download_acl_delete(client, user):
@@ -28,8 +29,10 @@ def test_create_upload_download_acl_delete(client, user):
     client.post(reverse("data-acl", args=[user.username, "pics"]), {"acl": "public"})
     assert Collection.objects.get(name="pics").read_acl == "public"
     assert AuditEvent.objects.filter(action="data.acl_change").count() == 1
+    stored = DataFile.objects.get().storage_key
+    assert data_storage().exists(stored)
     client.post(reverse("data-file-delete", args=[user.username, "pics", "cat.txt"]))
-    assert not DataFile.objects.exists()
+    assert not DataFile.objects.exists() and not data_storage().exists(stored)
     client.post(reverse("data-collection-delete", args=[user.username, "pics"]))
     assert not Collection.objects.exists()
 
@@ -50,3 +53,12 @@ def test_others_get_404_for_private_and_cannot_change_public(client, user):
     client.post(reverse("data-acl", args=[user.username, "shared"]), {"acl": "private"})
     assert Collection.objects.get(name="shared").read_acl == "public"
     assert list(DataFile.objects.values_list("name", flat=True)) == ["a.txt"]
+
+
+def test_algorithms_spaces_are_not_reachable_through_the_pages(client, user):
+    Collection.objects.create(owner_user=user, owner_name=user.username,
+                              name="~session~0123", read_acl="private")
+    client.force_login(user)
+    assert client.get(reverse("data-collection", args=[user.username, "~session~0123"])
+                      ).status_code == 404
+    assert "~session~" not in client.get(reverse("data")).content.decode()
