@@ -182,7 +182,8 @@ def _target(invocation: Invocation) -> RunTarget:
         memory_bytes=settings.EXECUTION_MEMORY_BYTES,
         max_processes=settings.EXECUTION_MAX_PROCESSES,
         max_output_bytes=settings.EXECUTION_RESPONSE_MAX_BYTES,
-        bridge=algorithm.pipeline_enabled)
+        bridge=algorithm.pipeline_enabled, artifact_path=build.artifact_path,
+        artifact_sha256=build.artifact_sha256)
 
 
 def invocation_run(*, invocation_pk: int, payload: dict) -> dict:

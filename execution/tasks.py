@@ -31,3 +31,15 @@ def reap_stuck() -> int:
     from execution.services import invocation_reap_stuck
 
     return invocation_reap_stuck()
+
+
+@shared_task(name="execution.scale_idle")
+def scale_idle() -> int:
+    """Kubernetes: scale versions idle past their time back to their reserved minimum."""
+    from django.conf import settings
+
+    if settings.EXECUTION_BACKEND != "kubernetes":
+        return 0  # local runners retire by themselves
+    from execution.backends.kubernetes import KubernetesBackend
+
+    return len(KubernetesBackend().scale_idle())

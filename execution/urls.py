@@ -10,4 +10,5 @@ urlpatterns = [
     path("v1/algo/<str:owner>/<str:name>/<str:version>", apis.AlgoInvokeApi.as_view(),
          name="api-invoke-version"),
     path("algorithms/<str:owner>/<str:name>/try/", views.try_call, name="algorithm-try"),
+    path("internal/artifacts/<str:sha256>", views.artifact_download, name="internal-artifact"),
 ]

@@ -2,7 +2,7 @@
 import json
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_POST
 
 from execution import services
@@ -30,3 +30,23 @@ def try_call(request: HttpRequest, owner: str, name: str) -> JsonResponse:
     except ValueError:
         return JsonResponse(error_body("Send a JSON body.", "InputError"), status=400)
     return JsonResponse({**envelope, "request_id": str(invocation.request_id)})
+
+
+def artifact_download(request: HttpRequest, sha256: str) -> HttpResponse:
+    """A build artifact for a Kubernetes runner pod's init container. The URL is signed by
+    the platform (the pod checks the bytes' SHA-256 itself)."""
+    import hmac
+
+    from django.core.files.storage import storages
+    from django.http import FileResponse, Http404
+
+    from execution.backends.kubernetes import artifact_signature
+
+    path = request.GET.get("path", "")
+    if not path.startswith("artifacts/") or ".." in path or not hmac.compare_digest(
+            artifact_signature(path), request.GET.get("sig", "")):
+        raise Http404("No such artifact.")
+    storage = storages["sources"]
+    if not storage.exists(path):
+        raise Http404("No such artifact.")
+    return FileResponse(storage.open(path, "rb"), content_type="application/gzip")

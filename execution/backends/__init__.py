@@ -10,8 +10,9 @@ def get_backend() -> Backend:
         from .local import LocalBackend
 
         return LocalBackend()
-    raise NotImplementedError(
-        f"The {settings.EXECUTION_BACKEND!r} execution backend is not available yet.")
+    from .kubernetes import KubernetesBackend
+
+    return KubernetesBackend()
 
 
 __all__ = ["Backend", "Outcome", "RunTarget", "get_backend"]

@@ -21,6 +21,9 @@ class RunTarget:
     max_processes: int = 64
     max_output_bytes: int = 15 * 1024 * 1024
     bridge: bool = False          # may reach the platform API (pipeline_enabled)
+    artifact_path: str = ""       # in the platform's storage (runner pods fetch it)
+    artifact_sha256: str = ""
+    cpu_millicores: int = 1000
 
 
 @dataclass

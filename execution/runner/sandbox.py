@@ -35,6 +35,9 @@ class SandboxSpec:
     max_file_bytes: int = 256 * 1024 * 1024
     extra_ro_binds: list[tuple[str, str]] = field(default_factory=list)
     socket_binds: list[tuple[str, str]] = field(default_factory=list)
+    # "bwrap" on an execution host; "pod" in a Kubernetes runner pod, whose security
+    # context, read-only root, NetworkPolicy and limits are the sandbox.
+    mode: str = "bwrap"
 
 
 def bwrap_path() -> str:
@@ -89,7 +92,10 @@ def command(spec: SandboxSpec) -> tuple[list[str], list[int]]:
 
     bwrap is started by the runner, which may be root (to bind what the algorithm's uid
     cannot reach, such as an interpreter under /root); the algorithm itself runs as the
-    sandbox's own unprivileged uid, where the process limit applies."""
+    sandbox's own unprivileged uid, where the process limit applies. In a pod the command
+    runs as it is (the pod is the sandbox)."""
+    if spec.mode == "pod":
+        return list(spec.command), []
     binds = _Binds()
     args = [bwrap_path(), "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--die-with-parent", "--new-session",

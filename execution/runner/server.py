@@ -56,14 +56,16 @@ def _recv_exact(conn: socket.socket, size: int) -> bytes | None:
 
 def build_process(spec: dict) -> AlgorithmProcess:
     box = sandbox.SandboxSpec(**spec["sandbox"])
-    shutil.rmtree(box.tmp_dir, ignore_errors=True)  # a fresh, empty /tmp for every runner
-    os.makedirs(box.tmp_dir)
-    os.chmod(box.tmp_dir, 0o700)
-    if os.getuid() == 0:
-        os.chown(box.tmp_dir, box.uid, box.uid)
+    if box.mode != "pod":  # a pod's /tmp is its own empty volume already
+        shutil.rmtree(box.tmp_dir, ignore_errors=True)  # a fresh, empty /tmp per runner
+        os.makedirs(box.tmp_dir)
+        os.chmod(box.tmp_dir, 0o700)
+        if os.getuid() == 0:
+            os.chown(box.tmp_dir, box.uid, box.uid)
     args, fds = sandbox.command(box)
     return AlgorithmProcess(
         args, os.path.join(box.tmp_dir, "algoout"), pass_fds=fds,
+        cwd=os.path.join(box.artifact_dir, "source") if box.mode == "pod" else None,
         env=sandbox.environment(box),
         preexec_fn=sandbox.limits_preexec(box),
         limits=Limits(max_output_bytes=spec.get("max_output_bytes", 15 * 1024 * 1024),

@@ -138,6 +138,7 @@ CELERY_BEAT_SCHEDULE = {
     "reap-stuck-calls": {"task": "execution.reap_stuck", "schedule": 60.0},
     "settle-and-reconcile": {"task": "billing.reconcile", "schedule": 60.0},
     "expire-algorithm-temp-data": {"task": "datastore.expire_temp", "schedule": 3600.0},
+    "scale-idle-runner-pods": {"task": "execution.scale_idle", "schedule": 15.0},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
@@ -313,3 +314,20 @@ DATA_LIST_PAGE_SIZE = env.int("DATA_LIST_PAGE_SIZE", default=1000)
 # Hosts a connector's endpoint_url may name although they are not public addresses (e.g. a
 # MinIO on the private network). Empty: public addresses only.
 DATA_CONNECTOR_ALLOWED_HOSTS = env.list("DATA_CONNECTOR_ALLOWED_HOSTS", default=[])
+
+# --- Kubernetes execution backend (EXECUTION_BACKEND=kubernetes) ---------------------------
+EXECUTION_K8S_NAMESPACE = env.str("EXECUTION_K8S_NAMESPACE", default="algostore-runners")
+EXECUTION_K8S_PLATFORM_NAMESPACE = env.str("EXECUTION_K8S_PLATFORM_NAMESPACE",
+                                           default="algostore")
+EXECUTION_K8S_RUNNER_IMAGES = {
+    "python3-1": env.str("EXECUTION_K8S_PYTHON_IMAGE",
+                         default="ghcr.io/algostore/runner-python:latest"),
+    "javascript": env.str("EXECUTION_K8S_NODE_IMAGE",
+                          default="ghcr.io/algostore/runner-node:latest"),
+}
+# How the workers reach a version's runner Service ({name}, {namespace}).
+EXECUTION_K8S_SERVICE_URL = env.str("EXECUTION_K8S_SERVICE_URL",
+                                    default="http://{name}.{namespace}.svc.cluster.local")
+# The Kubernetes API: in-cluster config, else KUBECONFIG; this overrides both (tests).
+EXECUTION_K8S_API_HOST = env.str("EXECUTION_K8S_API_HOST", default="")
+EXECUTION_K8S_READY_TIMEOUT = env.float("EXECUTION_K8S_READY_TIMEOUT", default=120.0)

@@ -1,0 +1,300 @@
+"""The Kubernetes execution backend: per version in use, a Deployment of runner pods (the
+runner of execution/runner serving HTTP), a Service, a NetworkPolicy and the runner's spec
+in a Secret, all through the official ``kubernetes`` client. Scaling is the same autoscaler
+as the local backend's: replicas patched up on demand (from zero: a cold start), up while
+calls queue, and back down to the reserved minimum (zero by default) after the idle time.
+"""
+import hashlib
+import hmac
+import json
+import re
+import time
+import urllib.request
+
+from django.conf import settings
+from django.core.cache import cache
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+from .base import Outcome, RunTarget
+
+RUNNER_LABEL = {"app.kubernetes.io/name": "algostore-runner"}
+POOL_LABEL = "algostore.io/pool"
+PLATFORM_WEB = {"app.kubernetes.io/name": "algostore", "app.kubernetes.io/component": "web"}
+PLATFORM_WORKER = {"app.kubernetes.io/name": "algostore",
+                   "app.kubernetes.io/component": "worker"}
+RUNNER_UID = 10001
+RUNNER_PORT = 8080
+CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                      "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+
+# The init container: fetch the build artifact from the platform and check its SHA-256
+# before unpacking it (a pod never runs bytes the platform did not build).
+FETCH_ARTIFACT = """
+import hashlib, io, os, sys, tarfile, urllib.request
+data = urllib.request.urlopen(os.environ["ARTIFACT_URL"], timeout=300).read()
+if hashlib.sha256(data).hexdigest() != os.environ["ARTIFACT_SHA256"]:
+    sys.exit("artifact checksum mismatch")
+tarfile.open(fileobj=io.BytesIO(data)).extractall("/algo", filter="data")
+"""
+
+
+def pool_name(target: RunTarget) -> str:
+    """A DNS-1123 name for the target's objects."""
+    return "algo-" + re.sub(r"[^a-z0-9-]", "-", target.pool_key.lower())[:50].strip("-")
+
+
+def artifact_signature(artifact_path: str) -> str:
+    return hmac.new(settings.SECRET_KEY.encode(), f"artifact:{artifact_path}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+def artifact_url(target: RunTarget) -> str:
+    base = settings.EXECUTION_PLATFORM_API.rstrip("/")
+    return (f"{base}/internal/artifacts/{target.artifact_sha256}"
+            f"?path={target.artifact_path}&sig={artifact_signature(target.artifact_path)}")
+
+
+def runner_spec(target: RunTarget) -> dict:
+    """What the runner in the pod reads (mounted from a Secret: it holds the algorithm's
+    secrets)."""
+    if target.language == "javascript":
+        heap_mb = max(target.memory_bytes // (1024 * 1024) - 256, 128)
+        command = ["node", f"--max-old-space-size={heap_mb}",
+                   "/opt/algostore/runtime/node/runner.js", f"src/{target.entry}.js"]
+    else:
+        command = ["/algo/venv/bin/python", f"src/{target.entry}.py"]
+    env = {"PYTHONPATH": "/opt/algostore/runtime/python", **target.env}
+    if target.bridge:
+        env.update(ALGOSTORE_API_SOCKET="/tmp/.algostore-api.sock", ALGOSTORE_API_PORT="8081",
+                   ALGORITHMIA_API="http://127.0.0.1:8081")
+    return {"idle_seconds": 10 ** 9, "reserved": True,  # pods are scaled, they never retire
+            "max_output_bytes": target.max_output_bytes,
+            "bridge_socket": "/tmp/.algostore-api.sock" if target.bridge else None,
+            "sandbox": {"artifact_dir": "/algo", "tmp_dir": "/tmp", "command": command,
+                        "uid": RUNNER_UID, "network": target.network, "env": env,
+                        "memory_bytes": target.memory_bytes,
+                        "max_processes": target.max_processes, "mode": "pod"}}
+
+
+def render(target: RunTarget) -> list[dict]:
+    """The version's objects: Secret (runner spec), Deployment, Service, NetworkPolicy."""
+    name, namespace = pool_name(target), settings.EXECUTION_K8S_NAMESPACE
+    labels = {**RUNNER_LABEL, POOL_LABEL: name}
+    metadata = {"name": name, "namespace": namespace, "labels": labels}
+    image = settings.EXECUTION_K8S_RUNNER_IMAGES[target.language]
+    memory = f"{max(target.memory_bytes // (1024 * 1024), 128)}Mi"
+    resources = {"requests": {"cpu": f"{target.cpu_millicores}m", "memory": memory},
+                 "limits": {"cpu": f"{target.cpu_millicores}m", "memory": memory}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque",
+              "stringData": {"spec.json": json.dumps(runner_spec(target))}}
+    deployment = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {**metadata, "annotations": {
+            "algostore.io/idle-seconds": str(target.idle_seconds),
+            "algostore.io/min-warm": str(target.min_warm),
+            "algostore.io/max-runners": str(target.max_runners)}},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": {POOL_LABEL: name}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID,
+                                        "runAsGroup": RUNNER_UID, "fsGroup": RUNNER_UID,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "initContainers": [{
+                        "name": "fetch-artifact", "image": image,
+                        "command": ["python3", "-c", FETCH_ARTIFACT],
+                        "env": [{"name": "ARTIFACT_URL", "value": artifact_url(target)},
+                                {"name": "ARTIFACT_SHA256", "value": target.artifact_sha256}],
+                        "securityContext": CONTAINER_SECURITY, "resources": resources,
+                        "volumeMounts": [{"name": "algo", "mountPath": "/algo"}]}],
+                    "containers": [{
+                        "name": "runner", "image": image,
+                        "command": ["python3", "-m", "execution.runner.server",
+                                    "/spec/spec.json", "--http", str(RUNNER_PORT)],
+                        "ports": [{"name": "http", "containerPort": RUNNER_PORT}],
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
+                                           "periodSeconds": 1, "failureThreshold": 1},
+                        "securityContext": CONTAINER_SECURITY, "resources": resources,
+                        "volumeMounts": [
+                            {"name": "algo", "mountPath": "/algo", "readOnly": True},
+                            {"name": "tmp", "mountPath": "/tmp"},
+                            {"name": "spec", "mountPath": "/spec", "readOnly": True}]}],
+                    "volumes": [{"name": "algo", "emptyDir": {}},
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+                                {"name": "spec", "secret": {"secretName": name}}],
+                }}}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata,
+               "spec": {"selector": {POOL_LABEL: name},
+                        "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}}
+    platform_ns = {"kubernetes.io/metadata.name": settings.EXECUTION_K8S_PLATFORM_NAMESPACE}
+    dns = {"to": [{"namespaceSelector": {},
+                   "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+           "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    platform_api = {"to": [{"namespaceSelector": {"matchLabels": platform_ns},
+                            "podSelector": {"matchLabels": PLATFORM_WEB}}],
+                    "ports": [{"port": 8000, "protocol": "TCP"}]}
+    policy = {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata,
+        "spec": {
+            "podSelector": {"matchLabels": {POOL_LABEL: name}},
+            "policyTypes": ["Ingress", "Egress"],
+            # Only the platform's workers call the runner.
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": platform_ns},
+                                   "podSelector": {"matchLabels": PLATFORM_WORKER}}],
+                         "ports": [{"port": RUNNER_PORT, "protocol": "TCP"}]}],
+            # Isolated: the platform's API (composition, data, the artifact) and DNS only.
+            "egress": [{}] if target.network else [platform_api, dns],
+        }}
+    return [secret, deployment, service, policy]
+
+
+class KubernetesBackend:
+    def __init__(self, api_client: k8s.ApiClient | None = None):
+        self.api = api_client or _api_client()
+        self.apps, self.core = k8s.AppsV1Api(self.api), k8s.CoreV1Api(self.api)
+        self.networking = k8s.NetworkingV1Api(self.api)
+        self.namespace = settings.EXECUTION_K8S_NAMESPACE
+
+    # --- objects ----------------------------------------------------------------------------
+    def ensure(self, target: RunTarget) -> str:
+        """Create the version's objects, or bring them up to date (replicas are left as
+        they are: they belong to the autoscaler)."""
+        name = pool_name(target)
+        marker = f"k8s:applied:{name}:{hashlib.sha256(json.dumps(render(target), sort_keys=True).encode()).hexdigest()[:16]}"
+        if cache.get(marker):
+            return name
+        for manifest in render(target):
+            self._apply(manifest)
+        cache.set(marker, 1, 300)
+        return name
+
+    def _apply(self, manifest: dict) -> None:
+        kind, name = manifest["kind"], manifest["metadata"]["name"]
+        create, patch = {
+            "Secret": (self.core.create_namespaced_secret, self.core.patch_namespaced_secret),
+            "Service": (self.core.create_namespaced_service,
+                        self.core.patch_namespaced_service),
+            "Deployment": (self.apps.create_namespaced_deployment,
+                           self.apps.patch_namespaced_deployment),
+            "NetworkPolicy": (self.networking.create_namespaced_network_policy,
+                              self.networking.patch_namespaced_network_policy),
+        }[kind]
+        try:
+            create(self.namespace, manifest)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            if kind == "Deployment":  # never reset the autoscaler's replicas
+                manifest = {**manifest, "spec": {k: v for k, v in manifest["spec"].items()
+                                                 if k != "replicas"}}
+            patch(name, self.namespace, manifest)
+
+    # --- scaling ----------------------------------------------------------------------------
+    def replicas(self, name: str) -> int:
+        scale = self.apps.read_namespaced_deployment_scale(name, self.namespace)
+        return scale.spec.replicas or 0
+
+    def scale(self, name: str, replicas: int) -> None:
+        self.apps.patch_namespaced_deployment_scale(name, self.namespace,
+                                                    {"spec": {"replicas": replicas}})
+
+    def ready(self, name: str) -> int:
+        status = self.apps.read_namespaced_deployment_status(name, self.namespace).status
+        return (status.ready_replicas or 0) if status else 0
+
+    def warm(self, target: RunTarget) -> None:
+        """Start a runner pod without waiting (call-graph pre-warming)."""
+        name = self.ensure(target)
+        if self.replicas(name) == 0:
+            self.scale(name, max(1, target.min_warm))
+
+    def runner_count(self, target: RunTarget) -> int:
+        try:
+            return self.ready(pool_name(target))
+        except ApiException:
+            return 0
+
+    def scale_idle(self) -> list[tuple[str, int]]:
+        """Scale versions that had no call for their idle time back to their reserved
+        minimum (zero unless the owner reserved some). Returns what it changed."""
+        changed = []
+        selector = ",".join(f"{k}={v}" for k, v in RUNNER_LABEL.items())
+        for deployment in self.apps.list_namespaced_deployment(
+                self.namespace, label_selector=selector).items:
+            name = deployment.metadata.name
+            notes = deployment.metadata.annotations or {}
+            idle = float(notes.get("algostore.io/idle-seconds", 300))
+            floor = int(notes.get("algostore.io/min-warm", 0))
+            last = cache.get(f"k8s:last-used:{name}") or 0
+            current = deployment.spec.replicas or 0
+            if current > floor and time.time() - last >= idle and not cache.get(
+                    f"k8s:inflight:{name}"):
+                self.scale(name, floor)
+                changed.append((name, floor))
+        return changed
+
+    # --- calls ------------------------------------------------------------------------------
+    def invoke(self, target: RunTarget, request: dict, timeout: float,
+               context: dict | None = None, on_stdout=None) -> Outcome:
+        started = time.monotonic()
+        name = self.ensure(target)
+        inflight_key = f"k8s:inflight:{name}"
+        cache.add(inflight_key, 0, None)
+        inflight = cache.incr(inflight_key)
+        cold_ms = 0.0
+        try:
+            current = self.replicas(name)
+            wanted = min(target.max_runners, max(inflight, target.min_warm, 1))
+            if wanted > current:  # from zero (a cold start), or up while calls queue
+                self.scale(name, wanted)
+            if self.ready(name) == 0:
+                cold_started = time.monotonic()
+                self._wait_ready(name, started + timeout)
+                cold_ms = (time.monotonic() - cold_started) * 1000
+            queue_ms = (time.monotonic() - started) * 1000 - cold_ms
+            remaining = max(started + timeout - time.monotonic(), 0.05)
+            reply = self._call(name, {"request": request, "timeout": remaining,
+                                      "context": context or {}}, remaining + 10)
+        finally:
+            cache.decr(inflight_key)
+            cache.set(f"k8s:last-used:{name}", time.time(), None)
+        return Outcome(response=reply.get("response"), error_type=reply.get("error_type"),
+                       error_message=reply.get("error_message", ""),
+                       stack_trace=reply.get("stack_trace", ""), stdout=reply.get("stdout", ""),
+                       run_ms=reply.get("duration_ms", 0.0), cold_start_ms=cold_ms,
+                       queue_ms=max(queue_ms, 0.0))
+
+    def _wait_ready(self, name: str, deadline: float) -> None:
+        deadline = min(deadline, time.monotonic() + settings.EXECUTION_K8S_READY_TIMEOUT)
+        while time.monotonic() < deadline:
+            if self.ready(name) > 0:
+                return
+            time.sleep(0.2)
+        raise TimeoutError("No runner pod became ready before the call's timeout.")
+
+    def _call(self, name: str, message: dict, timeout: float) -> dict:
+        url = settings.EXECUTION_K8S_SERVICE_URL.format(name=name, namespace=self.namespace)
+        data = json.dumps(message).encode()
+        call = urllib.request.Request(f"{url}/call", data=data, method="POST",
+                                      headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(call, timeout=timeout) as response:
+            return json.loads(response.read())
+
+
+def _api_client() -> k8s.ApiClient:
+    from kubernetes import config
+
+    if settings.EXECUTION_K8S_API_HOST:
+        configuration = k8s.Configuration()
+        configuration.host = settings.EXECUTION_K8S_API_HOST
+        return k8s.ApiClient(configuration)
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return k8s.ApiClient()

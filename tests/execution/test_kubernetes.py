@@ -1,0 +1,226 @@
+"""The Kubernetes execution backend: what it renders (validated against the Kubernetes API
+schema, offline), and what it asks of the API through the official client, against a local
+stand-in of the API server that records every request."""
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+from django.core.cache import cache
+
+from execution.backends.base import RunTarget
+from execution.backends.kubernetes import KubernetesBackend, pool_name, render
+
+K8S_VERSION = "1.30.0"
+
+
+def target(**overrides) -> RunTarget:
+    fields = dict(pool_key="abcdef0123456789abcd", artifact_dir=Path("/unused"),
+                  language="python3-1", entry="hello", idle_seconds=60, min_warm=0,
+                  max_runners=4, memory_bytes=512 * 1024 ** 2,
+                  artifact_path="artifacts/abc.tar.gz", artifact_sha256="f" * 64)
+    return RunTarget(**{**fields, **overrides})
+
+
+@pytest.mark.parametrize("network", [False, True])
+def test_rendered_objects_validate_against_the_kubernetes_schema(network):
+    for manifest in render(target(network=network)):
+        kubernetes_validate.validate(manifest, K8S_VERSION, strict=True)
+
+
+def test_runner_pods_are_locked_down():
+    secret, deployment, service, policy = render(target())
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    for container in pod["containers"] + pod["initContainers"]:
+        assert container["securityContext"] == {
+            "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+        assert container["resources"]["limits"] == {"cpu": "1000m", "memory": "512Mi"}
+    runner = pod["containers"][0]
+    assert runner["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert {"name": "algo", "mountPath": "/algo", "readOnly": True} in runner["volumeMounts"]
+    fetch = pod["initContainers"][0]
+    env = {item["name"]: item["value"] for item in fetch["env"]}
+    assert env["ARTIFACT_SHA256"] == "f" * 64 and "sig=" in env["ARTIFACT_URL"]
+    assert secret["kind"] == "Secret"  # the runner spec holds the algorithm's secrets
+    assert json.loads(secret["stringData"]["spec.json"])["sandbox"]["mode"] == "pod"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_an_isolated_algorithms_policy_denies_egress_but_the_platform_and_dns():
+    policy = render(target(network=False))[3]["spec"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    destinations = [rule["to"][0]["podSelector"]["matchLabels"] for rule in policy["egress"]]
+    assert destinations == [{"app.kubernetes.io/name": "algostore",
+                             "app.kubernetes.io/component": "web"}, {"k8s-app": "kube-dns"}]
+    assert [p["port"] for p in policy["egress"][0]["ports"]] == [8000]
+    assert {} not in policy["egress"]  # no rule that allows everything
+    full = render(target(network=True))[3]["spec"]
+    assert full["egress"] == [{}]  # full network access: egress anywhere
+
+
+class FakeKubernetes:
+    """Answers the few API calls the backend makes, keeps the objects, and records every
+    request; it also stands in for the runner Service (POST /call)."""
+
+    def __init__(self):
+        self.requests, self.objects, self.replicas = [], {}, {}
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _body(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                return json.loads(self.rfile.read(length) or b"null")
+
+            def _send(self, status, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self):  # noqa: N802
+                body = self._body()
+                fake.requests.append(("POST", self.path, body))
+                if self.path.endswith("/call"):
+                    self._send(200, {"response": {"result": "hi from the pod",
+                                                  "metadata": {"content_type": "text"}},
+                                     "error_type": None, "stdout": "", "duration_ms": 1.5})
+                    return
+                name = body["metadata"]["name"]
+                key = (self.path, name)
+                if key in fake.objects:
+                    self._send(409, {"kind": "Status", "code": 409, "reason": "AlreadyExists"})
+                    return
+                fake.objects[key] = body
+                if body["kind"] == "Deployment":
+                    fake.replicas[name] = body["spec"].get("replicas", 1)
+                self._send(201, body)
+
+            def do_PATCH(self):  # noqa: N802
+                body = self._body()
+                fake.requests.append(("PATCH", self.path, body))
+                if not self.path.endswith("/scale"):  # an object brought up to date
+                    self._send(200, body)
+                    return
+                name = self.path.split("/deployments/")[1].split("/")[0]
+                fake.replicas[name] = body["spec"]["replicas"]
+                self._send(200, {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                                 "metadata": {"name": name},
+                                 "spec": {"replicas": fake.replicas[name]}})
+
+            def do_GET(self):  # noqa: N802
+                fake.requests.append(("GET", self.path, None))
+                path = self.path.split("?")[0]
+                if path.endswith("/deployments"):
+                    items = []
+                    for (_, name), body in fake.objects.items():
+                        if body["kind"] == "Deployment":
+                            items.append({**body, "spec": {**body["spec"],
+                                                           "replicas": fake.replicas[name]}})
+                    self._send(200, {"kind": "DeploymentList", "apiVersion": "apps/v1",
+                                     "metadata": {}, "items": items})
+                    return
+                name = path.split("/deployments/")[1].split("/")[0]
+                if path.endswith("/scale"):
+                    self._send(200, {"kind": "Scale", "apiVersion": "autoscaling/v1",
+                                     "metadata": {"name": name},
+                                     "spec": {"replicas": fake.replicas[name]}})
+                else:  # /status: pods are ready as soon as they are asked for
+                    stored = next(body for (_, n), body in fake.objects.items() if n == name
+                                  and body["kind"] == "Deployment")
+                    self._send(200, {**stored,
+                                     "status": {"readyReplicas": fake.replicas[name]}})
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def scale_patches(self):
+        return [(path.rsplit("/", 2)[-2], body) for method, path, body in self.requests
+                if method == "PATCH" and path.endswith("/scale")]
+
+
+@pytest.fixture
+def fake_k8s(settings):
+    fake = FakeKubernetes()
+    settings.EXECUTION_K8S_API_HOST = fake.url
+    settings.EXECUTION_K8S_SERVICE_URL = fake.url + "/services/{namespace}/{name}"
+    settings.EXECUTION_K8S_NAMESPACE = "runners"
+    cache.clear()
+    yield fake
+    fake.server.shutdown()
+
+
+def test_scale_from_zero_call_idle_and_back_to_zero(fake_k8s):
+    backend = KubernetesBackend()
+    version = target(idle_seconds=0)
+    name = pool_name(version)
+    outcome = backend.invoke(version, {"content_type": "text", "data": "hi"}, timeout=10)
+    assert outcome.response["result"] == "hi from the pod"
+    created = [(path.rsplit("/", 1)[-1], body["kind"]) for method, path, body
+               in fake_k8s.requests if method == "POST" and not path.endswith("/call")]
+    assert created == [("secrets", "Secret"), ("deployments", "Deployment"),
+                       ("services", "Service"), ("networkpolicies", "NetworkPolicy")]
+    assert fake_k8s.scale_patches() == [(name, {"spec": {"replicas": 1}})]
+    call = [body for method, path, body in fake_k8s.requests if path.endswith("/call")][0]
+    assert call["request"] == {"content_type": "text", "data": "hi"}
+    assert all(path.startswith(("/api/v1/namespaces/runners/",
+                                "/apis/apps/v1/namespaces/runners/",
+                                "/apis/networking.k8s.io/v1/namespaces/runners/",
+                                "/services/runners/"))
+               for _, path, _ in fake_k8s.requests)
+
+    # Idle for its idle time: back to zero, through the same client.
+    assert backend.scale_idle() == [(name, 0)]
+    assert fake_k8s.scale_patches() == [(name, {"spec": {"replicas": 1}}),
+                                        (name, {"spec": {"replicas": 0}})]
+    # And up again on the next call.
+    backend.invoke(version, {"content_type": "text", "data": "again"}, timeout=10)
+    assert fake_k8s.scale_patches()[-1] == (name, {"spec": {"replicas": 1}})
+
+
+def test_reserved_runners_are_never_scaled_below_their_minimum(fake_k8s):
+    backend = KubernetesBackend()
+    version = target(idle_seconds=0, min_warm=2)
+    backend.invoke(version, {"content_type": "text", "data": "hi"}, timeout=10)
+    assert fake_k8s.scale_patches() == [(pool_name(version), {"spec": {"replicas": 2}})]
+    assert backend.scale_idle() == []  # already at its reserved minimum
+
+
+def test_objects_are_updated_not_duplicated_and_replicas_left_to_the_autoscaler(fake_k8s):
+    backend = KubernetesBackend()
+    version = target()
+    backend.ensure(version)
+    cache.clear()  # another worker process, which has not applied them yet
+    backend.ensure(version)
+    patches = [(path, body) for method, path, body in fake_k8s.requests if method == "PATCH"]
+    kinds = [body["kind"] for _, body in patches]
+    assert kinds == ["Secret", "Deployment", "Service", "NetworkPolicy"]
+    deployment_patch = patches[1][1]
+    assert "replicas" not in deployment_patch["spec"]
+
+
+@pytest.mark.skipif(not os.environ.get("KUBECONFIG"),
+                    reason="needs a cluster: set KUBECONFIG to run the live cycle")
+def test_live_cluster_publish_call_and_scale_to_zero(settings):
+    """On a real cluster (KUBECONFIG): render, apply, call from zero, then scale to zero."""
+    settings.EXECUTION_K8S_API_HOST = ""
+    backend = KubernetesBackend()
+    version = target(idle_seconds=0)
+    backend.ensure(version)
+    backend.warm(version)
+    backend._wait_ready(pool_name(version), __import__("time").monotonic() + 300)
+    assert backend.runner_count(version) >= 1
+    backend.scale_idle()
+    assert backend.replicas(pool_name(version)) == 0
