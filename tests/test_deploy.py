@@ -1,0 +1,69 @@
+"""deploy/: the platform's manifests, as `kubectl kustomize` renders them, validate against the
+Kubernetes API schema (offline), run nothing as root, and give the execution backend only
+what it needs; the images are non-root."""
+import shutil
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S_VERSION = "1.30.0"
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.fail("kubectl is needed to render deploy/kubernetes (`make test` on a machine "
+                    "like CI's has it).")
+    rendered = subprocess.run([kubectl, "kustomize", str(ROOT / "deploy" / "kubernetes")],
+                              capture_output=True, text=True, check=True).stdout
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
+def test_every_rendered_object_validates(documents):
+    kinds = sorted(doc["kind"] for doc in documents)
+    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Deployment", "Deployment", "Job",
+                     "Namespace", "Namespace", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    for doc in documents:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_every_pod_runs_locked_down(documents):
+    pods = [doc["spec"]["template"]["spec"] for doc in documents
+            if doc["kind"] in ("Deployment", "Job")]
+    assert len(pods) == 5
+    for pod in pods:
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+            assert set(container["resources"]) == {"requests", "limits"}
+
+
+def test_the_execution_backends_rights_end_in_the_runners_namespace(documents):
+    role = next(doc for doc in documents if doc["kind"] == "Role")
+    assert role["metadata"]["namespace"] == "algostore-runners"
+    granted = {(rule["apiGroups"][0], resource, verb) for rule in role["rules"]
+               for resource in rule["resources"] for verb in rule["verbs"]}
+    assert ("apps", "deployments/scale", "patch") in granted
+    assert not any(verb in ("delete", "*") for _, _, verb in granted)
+    assert not any(resource in ("pods/exec", "*") for _, resource, _ in granted)
+    binding = next(doc for doc in documents if doc["kind"] == "RoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "algostore-execution",
+                                    "namespace": "algostore"}]
+    workers = [doc for doc in documents if doc["kind"] == "Deployment"
+               and doc["spec"]["template"]["spec"].get("serviceAccountName")]
+    assert [doc["metadata"]["name"] for doc in workers] == ["algostore-worker"]
+
+
+@pytest.mark.parametrize("image", ["platform", "runner-python", "runner-node"])
+def test_images_run_as_a_non_root_user(image):
+    dockerfile = (ROOT / "deploy" / "images" / f"{image}.Dockerfile").read_text()
+    users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
+    assert users and users[-1] == "10001"
