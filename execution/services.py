@@ -5,6 +5,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -165,9 +166,11 @@ def invocation_call(*, key: ApiKey, user: User, owner: str, name: str, version: 
 
 def _target(invocation: Invocation) -> RunTarget:
     build, algorithm = invocation.build, invocation.algorithm
-    artifact_dir = ensure_artifact(content_hash=build.content_hash,
-                                   artifact_path=build.artifact_path,
-                                   artifact_sha256=build.artifact_sha256)
+    # Local runners read the unpacked artifact here; runner pods fetch it themselves.
+    artifact_dir = (ensure_artifact(content_hash=build.content_hash,
+                                    artifact_path=build.artifact_path,
+                                    artifact_sha256=build.artifact_sha256)
+                    if settings.EXECUTION_BACKEND == "local" else Path("/algo"))
     network = algorithm.network_access == algorithm.NetworkAccess.FULL
     secrets, secrets_stamp = catalog_services.secrets_environment(algorithm=algorithm)
     return RunTarget(

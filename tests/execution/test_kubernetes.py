@@ -224,3 +224,74 @@ def test_live_cluster_publish_call_and_scale_to_zero(settings):
     assert backend.runner_count(version) >= 1
     backend.scale_idle()
     assert backend.replicas(pool_name(version)) == 0
+
+
+def test_the_runner_serves_http_in_pod_mode(tmp_path):
+    """What a runner pod runs: the same runner program, over HTTP, the algorithm started as it
+    is (the pod is the sandbox). A trusted stand-in algorithm speaks the protocol."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.execution.test_runner_process import FAKE
+
+    (tmp_path / "algo" / "source").mkdir(parents=True)
+    (tmp_path / "algo" / "source" / "fake.py").write_text(FAKE)
+    (tmp_path / "tmp").mkdir()
+    spec = {"idle_seconds": 10 ** 9, "reserved": True, "max_output_bytes": 1 << 20,
+            "sandbox": {"artifact_dir": str(tmp_path / "algo"), "tmp_dir": str(tmp_path / "tmp"),
+                        "command": [sys.executable, "fake.py", str(tmp_path / "tmp" / "algoout")],
+                        "uid": 10001, "mode": "pod"}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runner = subprocess.Popen([sys.executable, "-m", "execution.runner.server",
+                               str(tmp_path / "spec.json"), "--http", str(port)],
+                              cwd=Path(__file__).resolve().parents[2])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as ok:
+                    assert ok.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and runner.poll() is None
+                time.sleep(0.1)
+        call = urllib.request.Request(
+            f"http://127.0.0.1:{port}/call", method="POST",
+            data=json.dumps({"request": {"content_type": "text", "data": "from a pod"},
+                             "timeout": 5}).encode())
+        with urllib.request.urlopen(call, timeout=10) as response:
+            reply = json.loads(response.read())
+        assert reply["response"]["result"] == "from a pod"
+        assert reply["stdout"] == "line 0\nline 1\nline 2\n"
+    finally:
+        runner.terminate()
+        runner.wait(timeout=10)
+
+
+@pytest.mark.django_db
+def test_runner_pods_fetch_artifacts_by_signed_url_only():
+    from django.core.files.base import ContentFile
+    from django.test import Client
+
+    client = Client()
+    from django.core.files.storage import storages
+
+    from execution.backends.kubernetes import artifact_signature
+
+    path = storages["sources"].save("artifacts/k8s-test.tar.gz", ContentFile(b"artifact bytes"))
+    try:
+        url = f"/internal/artifacts/{'0' * 64}?path={path}"
+        good = client.get(f"{url}&sig={artifact_signature(path)}")
+        assert good.status_code == 200 and b"".join(good.streaming_content) == b"artifact bytes"
+        assert client.get(f"{url}&sig={'0' * 64}").status_code == 404
+        other = "artifacts/../secret.txt"
+        assert client.get(f"/internal/artifacts/x?path={other}&sig={artifact_signature(other)}"
+                          ).status_code == 404
+    finally:
+        storages["sources"].delete(path)
