@@ -191,7 +191,10 @@ def _target(invocation: Invocation) -> RunTarget:
 
 def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
     """Run a call on the backend and finish it; a finished call is never run again."""
-    invocation = Invocation.objects.select_related("algorithm", "build").get(pk=invocation_pk)
+    # Not the big text columns (the build's log, the docs, a stored result): not needed here.
+    invocation = (Invocation.objects.select_related("algorithm", "build")
+                  .defer("result", "stdout", "build__logs", "algorithm__summary")
+                  .get(pk=invocation_pk))
     if invocation.status in Invocation.FINISHED:
         _hand_back(invocation, invocation.result)  # a caller may still be waiting
         return invocation.result
@@ -265,7 +268,8 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     """Close the call, bill it (or release its hold) and store its envelope, all in one
     transaction and once: a second finish changes nothing. ``platform_fault``: the call
     failed through the platform, not the algorithm (the tree under a root is refunded)."""
-    locked = Invocation.objects.select_for_update().get(pk=invocation.pk)
+    locked = Invocation.objects.select_for_update().defer("result", "stdout").get(
+        pk=invocation.pk)
     if locked.status in Invocation.FINISHED:
         return locked.result
     options = locked.options

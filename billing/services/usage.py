@@ -154,8 +154,9 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False) -
     refund = platform_fault and invocation.parent_id is None
     if refund:  # the refund moves several accounts: take their rows in id order, first
         _lock_accounts_of_trace(invocation.trace_id)
-    usage = UsageRecord.objects.filter(request_id=invocation.request_id,
-                                       status=UsageRecord.Status.HELD).first()
+    usage = (UsageRecord.objects.filter(request_id=invocation.request_id,
+                                        status=UsageRecord.Status.HELD)
+             .only("pk", "held", "royalty", "payer_id", "cap_keys", "cap_month").first())
     if usage is not None:
         now = timezone.now()
         if succeeded:
