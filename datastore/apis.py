@@ -2,9 +2,7 @@
 import json
 from urllib.parse import quote
 
-from asgiref.sync import sync_to_async
-from django.core.handlers.asgi import ASGIRequest
-from django.http import FileResponse, HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse
 from django.conf import settings
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,6 +10,7 @@ from rest_framework.views import APIView
 from datastore import connectors, selectors, services
 from marketplace.errors import ApplicationError, InputError, NotFoundError, error_body
 from marketplace.parsers import RawBodyParser
+from marketplace.streaming import streaming_response
 
 
 def _json_body(request) -> dict:
@@ -24,18 +23,6 @@ def _json_body(request) -> dict:
     return body
 
 
-CHUNK_BYTES = 1 << 20
-
-
-async def _chunks_async(handle):
-    read = sync_to_async(handle.read, thread_sensitive=False)
-    try:
-        while chunk := await read(CHUNK_BYTES):
-            yield chunk
-    finally:
-        await sync_to_async(handle.close, thread_sensitive=False)()
-
-
 def _marker(request) -> str | None:
     marker = request.query_params.get("marker") or None
     if marker is not None and (len(marker) > 1024 or not marker.isprintable()):
@@ -44,12 +31,7 @@ def _marker(request) -> str | None:
 
 
 def _streaming(request, handle) -> HttpResponse:
-    """Stream a file-like object: under ASGI Django would read a sync iterator whole into
-    memory before sending it, so there an async one sends it chunk by chunk."""
-    if isinstance(request, ASGIRequest):
-        return StreamingHttpResponse(_chunks_async(handle),
-                                     content_type="application/octet-stream")
-    return FileResponse(handle, content_type="application/octet-stream")
+    return streaming_response(request, handle, "application/octet-stream")
 
 
 def file_response(request, data_file) -> HttpResponse:

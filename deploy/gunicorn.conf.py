@@ -14,6 +14,7 @@ graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
 errorlog = "-"
-# Never log the Authorization header: the access log format has no request headers.
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# Never log the Authorization header (the format has no request headers) nor the query
+# string (signed URLs carry their signature there): method and path only.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")

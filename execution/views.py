@@ -34,19 +34,21 @@ def try_call(request: HttpRequest, owner: str, name: str) -> JsonResponse:
 
 def artifact_download(request: HttpRequest, sha256: str) -> HttpResponse:
     """A build artifact for a Kubernetes runner pod's init container. The URL is signed by
-    the platform (the pod checks the bytes' SHA-256 itself)."""
+    the platform for one artifact (its path and content hash); the pod checks the bytes'
+    SHA-256 itself. Streamed, never read whole into memory."""
     import hmac
 
     from django.core.files.storage import storages
-    from django.http import FileResponse, Http404
+    from django.http import Http404
 
     from execution.backends.kubernetes import artifact_signature
+    from marketplace.streaming import streaming_response
 
     path = request.GET.get("path", "")
     if not path.startswith("artifacts/") or ".." in path or not hmac.compare_digest(
-            artifact_signature(path), request.GET.get("sig", "")):
+            artifact_signature(path, sha256), request.GET.get("sig", "")):
         raise Http404("No such artifact.")
     storage = storages["sources"]
     if not storage.exists(path):
         raise Http404("No such artifact.")
-    return FileResponse(storage.open(path, "rb"), content_type="application/gzip")
+    return streaming_response(request, storage.open(path, "rb"), "application/gzip")

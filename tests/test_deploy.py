@@ -46,20 +46,50 @@ def test_every_pod_runs_locked_down(documents):
             assert set(container["resources"]) == {"requests", "limits"}
 
 
-def test_the_execution_backends_rights_end_in_the_runners_namespace(documents):
+def test_the_execution_backends_rights_are_exactly_what_its_code_calls(documents):
+    import re
+
     role = next(doc for doc in documents if doc["kind"] == "Role")
     assert role["metadata"]["namespace"] == "algostore-runners"
     granted = {(rule["apiGroups"][0], resource, verb) for rule in role["rules"]
                for resource in rule["resources"] for verb in rule["verbs"]}
-    assert ("apps", "deployments/scale", "patch") in granted
-    assert not any(verb in ("delete", "*") for _, _, verb in granted)
-    assert not any(resource in ("pods/exec", "*") for _, resource, _ in granted)
+    code = (ROOT / "execution" / "backends" / "kubernetes.py").read_text()
+    calls = set(re.findall(r"\.(\w+)_namespaced_(\w+?)(?:_(scale|status))?\(", code)) | set(
+        re.findall(r"self\.\w+\.(\w+)_namespaced_(\w+?)(?:_(scale|status))?[,)]", code))
+    groups = {"deployment": "apps", "service": "", "secret": "", "network_policy":
+              "networking.k8s.io"}
+    verbs = {"create": "create", "patch": "patch", "read": "get", "list": "list",
+             "delete": "delete"}
+    plural = {"deployment": "deployments", "service": "services", "secret": "secrets",
+              "network_policy": "networkpolicies"}
+    needed = {(groups[kind], plural[kind] + (f"/{sub}" if sub else ""), verbs[verb])
+              for verb, kind, sub in calls}
+    assert granted == needed
     binding = next(doc for doc in documents if doc["kind"] == "RoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "algostore-execution",
                                     "namespace": "algostore"}]
     workers = [doc for doc in documents if doc["kind"] == "Deployment"
                and doc["spec"]["template"]["spec"].get("serviceAccountName")]
     assert [doc["metadata"]["name"] for doc in workers] == ["algostore-worker"]
+
+
+def test_the_configuration_lets_pods_reach_the_platform_inside_the_cluster(documents):
+    from urllib.parse import urlsplit
+
+    config = next(doc for doc in documents if doc["kind"] == "ConfigMap")["data"]
+    internal = urlsplit(config["EXECUTION_PLATFORM_API"]).hostname
+    assert internal in config["DJANGO_ALLOWED_HOSTS"].split(",")
+    assert config["DJANGO_SECURE_SSL_REDIRECT"] == "false"  # plain http inside; TLS at ingress
+    assert config["ALGOSTORE_VAR_DIR"].startswith("/tmp/")  # writable: an emptyDir
+    web = next(doc for doc in documents if doc["metadata"]["name"] == "algostore-web"
+               and doc["kind"] == "Deployment")
+    container = web["spec"]["template"]["spec"]["containers"][0]
+    probe_host = container["readinessProbe"]["httpGet"]["httpHeaders"][0]["value"]
+    assert probe_host in config["DJANGO_ALLOWED_HOSTS"].split(",")
+    assert {"name": "WEB_CONCURRENCY", "value": "3"} in container["env"]
+    service = next(doc for doc in documents if doc["kind"] == "Service")
+    assert service["spec"]["selector"] == {"app.kubernetes.io/component": "web"}
+    assert web["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "web"
 
 
 @pytest.mark.parametrize("image", ["platform", "runner-python", "runner-node"])

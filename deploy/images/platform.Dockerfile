@@ -3,8 +3,9 @@
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     DJANGO_SETTINGS_MODULE=marketplace.settings.production
-# bubblewrap for the local backend's sandbox (unused when EXECUTION_BACKEND=kubernetes).
-RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap \
+# bubblewrap for the local backend's sandbox (unused when EXECUTION_BACKEND=kubernetes);
+# Node.js and npm for building JavaScript algorithms (the builders run this image).
+RUN apt-get update && apt-get install -y --no-install-recommends bubblewrap nodejs npm \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 10001 --create-home --shell /usr/sbin/nologin algostore
 WORKDIR /app

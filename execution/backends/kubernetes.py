@@ -9,6 +9,7 @@ import hmac
 import json
 import re
 import time
+import urllib.error
 import urllib.request
 
 from django.conf import settings
@@ -24,6 +25,8 @@ PLATFORM_WEB = {"app.kubernetes.io/name": "algostore", "app.kubernetes.io/compon
 PLATFORM_WORKER = {"app.kubernetes.io/name": "algostore",
                    "app.kubernetes.io/component": "worker"}
 RUNNER_UID = 10001
+PRIVATE_NETWORKS = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10",
+                    "169.254.0.0/16", "127.0.0.0/8"]
 RUNNER_PORT = 8080
 CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                       "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
@@ -31,11 +34,22 @@ CONTAINER_SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem
 # The init container: fetch the build artifact from the platform and check its SHA-256
 # before unpacking it (a pod never runs bytes the platform did not build).
 FETCH_ARTIFACT = """
-import hashlib, io, os, sys, tarfile, urllib.request
+import hashlib, io, os, re, sys, tarfile, urllib.request
+target = os.environ.get("ALGO_DIR", "/algo")
 data = urllib.request.urlopen(os.environ["ARTIFACT_URL"], timeout=300).read()
 if hashlib.sha256(data).hexdigest() != os.environ["ARTIFACT_SHA256"]:
     sys.exit("artifact checksum mismatch")
-tarfile.open(fileobj=io.BytesIO(data)).extractall("/algo", filter="data")
+archive = tarfile.open(fileobj=io.BytesIO(data))
+for member in archive.getmembers():
+    # A virtualenv links to its interpreter by absolute path: that link, and links inside
+    # the artifact, are all an artifact may hold; nothing else points out of the folder.
+    interpreter = re.fullmatch(r"venv/bin/python[0-9.]*", member.name)
+    if member.issym() and (member.linkname.startswith("/") and not interpreter
+                           or ".." in member.linkname.split("/")):
+        sys.exit("artifact link leaves the artifact: " + member.name)
+    if member.islnk() or member.isdev():
+        sys.exit("artifact holds a hard link or device: " + member.name)
+archive.extractall(target, filter="tar")
 """
 
 
@@ -44,24 +58,57 @@ def pool_name(target: RunTarget) -> str:
     return "algo-" + re.sub(r"[^a-z0-9-]", "-", target.pool_key.lower())[:50].strip("-")
 
 
-def artifact_signature(artifact_path: str) -> str:
-    return hmac.new(settings.SECRET_KEY.encode(), f"artifact:{artifact_path}".encode(),
+def artifact_signature(artifact_path: str, sha256: str) -> str:
+    """Binds the URL to one artifact: its path and its content hash."""
+    return hmac.new(settings.SECRET_KEY.encode(), f"artifact:{artifact_path}|{sha256}".encode(),
                     hashlib.sha256).hexdigest()
 
 
-def artifact_url(target: RunTarget) -> str:
+def platform_api() -> str:
     base = settings.EXECUTION_PLATFORM_API.rstrip("/")
-    return (f"{base}/internal/artifacts/{target.artifact_sha256}"
-            f"?path={target.artifact_path}&sig={artifact_signature(target.artifact_path)}")
+    if not base.startswith(("http://", "https://")):
+        raise RuntimeError("EXECUTION_PLATFORM_API must be the platform's internal address "
+                           "(e.g. http://algostore-web.algostore.svc.cluster.local:8000) for "
+                           "runner pods to fetch artifacts and reach the API.")
+    return base
+
+
+def _platform_host() -> tuple[str, str]:
+    """The platform API's host name and the address it resolves to here (in the cluster):
+    given to pods as a host alias, so isolated pods need no DNS."""
+    import ipaddress
+    import socket
+    from urllib.parse import urlsplit
+
+    host = urlsplit(platform_api()).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        return host, ""  # already an address
+    except ValueError:
+        pass
+    try:
+        return host, socket.gethostbyname(host)
+    except OSError:
+        return host, ""
+
+
+def artifact_url(target: RunTarget) -> str:
+    signature = artifact_signature(target.artifact_path, target.artifact_sha256)
+    return (f"{platform_api()}/internal/artifacts/{target.artifact_sha256}"
+            f"?path={target.artifact_path}&sig={signature}")
 
 
 def runner_spec(target: RunTarget) -> dict:
     """What the runner in the pod reads (mounted from a Secret: it holds the algorithm's
     secrets)."""
+    address_space = target.memory_bytes
     if target.language == "javascript":
         heap_mb = max(target.memory_bytes // (1024 * 1024) - 256, 128)
         command = ["node", f"--max-old-space-size={heap_mb}",
                    "/opt/algostore/runtime/node/runner.js", f"src/{target.entry}.js"]
+        # V8 reserves far more address space than it uses (as on the local backend); the
+        # pod's memory limit is what bounds it.
+        address_space = max(target.memory_bytes, 64 * 1024 ** 3)
     else:
         command = ["/algo/venv/bin/python", f"src/{target.entry}.py"]
     env = {"PYTHONPATH": "/opt/algostore/runtime/python", **target.env}
@@ -73,7 +120,7 @@ def runner_spec(target: RunTarget) -> dict:
             "bridge_socket": "/tmp/.algostore-api.sock" if target.bridge else None,
             "sandbox": {"artifact_dir": "/algo", "tmp_dir": "/tmp", "command": command,
                         "uid": RUNNER_UID, "network": target.network, "env": env,
-                        "memory_bytes": target.memory_bytes,
+                        "memory_bytes": address_space,
                         "max_processes": target.max_processes, "mode": "pod"}}
 
 
@@ -86,8 +133,11 @@ def render(target: RunTarget) -> list[dict]:
     memory = f"{max(target.memory_bytes // (1024 * 1024), 128)}Mi"
     resources = {"requests": {"cpu": f"{target.cpu_millicores}m", "memory": memory},
                  "limits": {"cpu": f"{target.cpu_millicores}m", "memory": memory}}
+    # The spec (with the algorithm's secrets) and the signed artifact URL: in a Secret, never
+    # in the Deployment, which more people may read.
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque",
-              "stringData": {"spec.json": json.dumps(runner_spec(target))}}
+              "stringData": {"spec.json": json.dumps(runner_spec(target)),
+                             "artifact-url": artifact_url(target)}}
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {**metadata, "annotations": {
@@ -108,7 +158,8 @@ def render(target: RunTarget) -> list[dict]:
                     "initContainers": [{
                         "name": "fetch-artifact", "image": image,
                         "command": ["python3", "-c", FETCH_ARTIFACT],
-                        "env": [{"name": "ARTIFACT_URL", "value": artifact_url(target)},
+                        "env": [{"name": "ARTIFACT_URL", "valueFrom": {"secretKeyRef": {
+                                    "name": name, "key": "artifact-url"}}},
                                 {"name": "ARTIFACT_SHA256", "value": target.artifact_sha256}],
                         "securityContext": CONTAINER_SECURITY, "resources": resources,
                         "volumeMounts": [{"name": "algo", "mountPath": "/algo"}]}],
@@ -126,7 +177,8 @@ def render(target: RunTarget) -> list[dict]:
                             {"name": "spec", "mountPath": "/spec", "readOnly": True}]}],
                     "volumes": [{"name": "algo", "emptyDir": {}},
                                 {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}},
-                                {"name": "spec", "secret": {"secretName": name}}],
+                                {"name": "spec", "secret": {"secretName": name, "items": [
+                                    {"key": "spec.json", "path": "spec.json"}]}}],
                 }}}}
     service = {"apiVersion": "v1", "kind": "Service", "metadata": metadata,
                "spec": {"selector": {POOL_LABEL: name},
@@ -138,6 +190,9 @@ def render(target: RunTarget) -> list[dict]:
     platform_api = {"to": [{"namespaceSelector": {"matchLabels": platform_ns},
                             "podSelector": {"matchLabels": PLATFORM_WEB}}],
                     "ports": [{"port": 8000, "protocol": "TCP"}]}
+    # Full network access is the internet, never the cluster's own networks (the database,
+    # the broker, the API server, node metadata).
+    internet = {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_NETWORKS}}]}
     policy = {
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": metadata,
         "spec": {
@@ -147,9 +202,14 @@ def render(target: RunTarget) -> list[dict]:
             "ingress": [{"from": [{"namespaceSelector": {"matchLabels": platform_ns},
                                    "podSelector": {"matchLabels": PLATFORM_WORKER}}],
                          "ports": [{"port": RUNNER_PORT, "protocol": "TCP"}]}],
-            # Isolated: the platform's API (composition, data, the artifact) and DNS only.
-            "egress": [{}] if target.network else [platform_api, dns],
+            # Isolated: the platform's API only (its address is given to the pod, so not
+            # even DNS is needed).
+            "egress": [platform_api, dns, internet] if target.network else [platform_api],
         }}
+    host, address = _platform_host()
+    if address:
+        deployment["spec"]["template"]["spec"]["hostAliases"] = [
+            {"ip": address, "hostnames": [host]}]
     return [secret, deployment, service, policy]
 
 
@@ -208,8 +268,10 @@ class KubernetesBackend:
         return (status.ready_replicas or 0) if status else 0
 
     def warm(self, target: RunTarget) -> None:
-        """Start a runner pod without waiting (call-graph pre-warming)."""
+        """Start a runner pod without waiting (call-graph pre-warming); it counts as used,
+        so the idle scaler leaves it for its idle time."""
         name = self.ensure(target)
+        cache.set(f"k8s:last-used:{name}", time.time(), None)
         if self.replicas(name) == 0:
             self.scale(name, max(1, target.min_warm))
 
@@ -221,7 +283,10 @@ class KubernetesBackend:
 
     def scale_idle(self) -> list[tuple[str, int]]:
         """Scale versions that had no call for their idle time back to their reserved
-        minimum (zero unless the owner reserved some). Returns what it changed."""
+        minimum (zero unless the owner reserved some), and remove the objects of versions
+        that stayed at zero for EXECUTION_K8S_GC_SECONDS (a new build, secret or setting is
+        a new pool: the old one, its spec Secret included, must not linger). Returns what it
+        changed: (name, replicas), with -1 for removed."""
         changed = []
         selector = ",".join(f"{k}={v}" for k, v in RUNNER_LABEL.items())
         for deployment in self.apps.list_namespaced_deployment(
@@ -232,36 +297,64 @@ class KubernetesBackend:
             floor = int(notes.get("algostore.io/min-warm", 0))
             last = cache.get(f"k8s:last-used:{name}") or 0
             current = deployment.spec.replicas or 0
-            if current > floor and time.time() - last >= idle and not cache.get(
-                    f"k8s:inflight:{name}"):
+            busy = self._inflight(name) > 0
+            if current > floor and time.time() - last >= idle and not busy:
                 self.scale(name, floor)
                 changed.append((name, floor))
+            elif current == 0 and not busy and time.time() - last >= max(
+                    idle, settings.EXECUTION_K8S_GC_SECONDS):
+                self.remove(name)
+                changed.append((name, -1))
         return changed
+
+    def remove(self, name: str) -> None:
+        for delete in (self.apps.delete_namespaced_deployment,
+                       self.core.delete_namespaced_service,
+                       self.networking.delete_namespaced_network_policy,
+                       self.core.delete_namespaced_secret):
+            try:
+                delete(name, self.namespace)
+            except ApiException as error:
+                if error.status != 404:
+                    raise
+        cache.delete_many([f"k8s:last-used:{name}"])
+
+    # --- in-flight calls: one key per call, each expiring at the call's deadline, so a
+    # worker that died mid-call cannot keep a version scaled up forever.
+    def _enter(self, name: str, timeout: float) -> str:
+        token = f"k8s:inflight:{name}:{time.time_ns()}"
+        cache.set(token, 1, int(timeout) + 30)
+        calls = cache.get(f"k8s:inflight:{name}") or []
+        calls = [t for t in calls if cache.get(t)] + [token]
+        cache.set(f"k8s:inflight:{name}", calls, int(timeout) + 30)
+        return token
+
+    def _leave(self, name: str, token: str) -> None:
+        cache.delete(token)
+
+    def _inflight(self, name: str) -> int:
+        return sum(1 for token in cache.get(f"k8s:inflight:{name}") or [] if cache.get(token))
 
     # --- calls ------------------------------------------------------------------------------
     def invoke(self, target: RunTarget, request: dict, timeout: float,
                context: dict | None = None, on_stdout=None) -> Outcome:
         started = time.monotonic()
         name = self.ensure(target)
-        inflight_key = f"k8s:inflight:{name}"
-        cache.add(inflight_key, 0, None)
-        inflight = cache.incr(inflight_key)
+        token = self._enter(name, timeout)
         cold_ms = 0.0
         try:
             current = self.replicas(name)
-            wanted = min(target.max_runners, max(inflight, target.min_warm, 1))
-            if wanted > current:  # from zero (a cold start), or up while calls queue
+            wanted = min(target.max_runners, max(self._inflight(name), target.min_warm, 1))
+            if wanted > current:  # from zero (a cold start), or up while calls queue; never down
                 self.scale(name, wanted)
             if self.ready(name) == 0:
                 cold_started = time.monotonic()
                 self._wait_ready(name, started + timeout)
                 cold_ms = (time.monotonic() - cold_started) * 1000
             queue_ms = (time.monotonic() - started) * 1000 - cold_ms
-            remaining = max(started + timeout - time.monotonic(), 0.05)
-            reply = self._call(name, {"request": request, "timeout": remaining,
-                                      "context": context or {}}, remaining + 10)
+            reply = self._call(name, request, context or {}, started + timeout)
         finally:
-            cache.decr(inflight_key)
+            self._leave(name, token)
             cache.set(f"k8s:last-used:{name}", time.time(), None)
         return Outcome(response=reply.get("response"), error_type=reply.get("error_type"),
                        error_message=reply.get("error_message", ""),
@@ -277,13 +370,24 @@ class KubernetesBackend:
             time.sleep(0.2)
         raise TimeoutError("No runner pod became ready before the call's timeout.")
 
-    def _call(self, name: str, message: dict, timeout: float) -> dict:
+    def _call(self, name: str, request: dict, context: dict, deadline: float) -> dict:
+        """POST the call to the version's Service; a pod that is ready but not yet (or no
+        longer) behind the Service refuses the connection: try again until the deadline."""
         url = settings.EXECUTION_K8S_SERVICE_URL.format(name=name, namespace=self.namespace)
-        data = json.dumps(message).encode()
-        call = urllib.request.Request(f"{url}/call", data=data, method="POST",
-                                      headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(call, timeout=timeout) as response:
-            return json.loads(response.read())
+        while True:
+            remaining = max(deadline - time.monotonic(), 0.05)
+            data = json.dumps({"request": request, "timeout": remaining,
+                               "context": context}).encode()
+            call = urllib.request.Request(f"{url}/call", data=data, method="POST",
+                                          headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(call, timeout=remaining + 10) as response:
+                    return json.loads(response.read())
+            except urllib.error.URLError as error:
+                refused = isinstance(getattr(error, "reason", None), ConnectionRefusedError)
+                if not refused or time.monotonic() + 0.2 >= deadline:
+                    raise
+                time.sleep(0.2)
 
 
 def _api_client() -> k8s.ApiClient:

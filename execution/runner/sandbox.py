@@ -143,8 +143,12 @@ def limits_preexec(spec: SandboxSpec):
 
     def apply() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (spec.memory_bytes, spec.memory_bytes))
-        resource.setrlimit(resource.RLIMIT_NPROC, (spec.max_processes, spec.max_processes))
-        resource.setrlimit(resource.RLIMIT_CPU, (spec.cpu_seconds, spec.cpu_seconds))
+        if spec.mode != "pod":
+            # Per-uid and per-process-lifetime limits fit a sandbox uid of its own; in a pod
+            # (one shared uid across the node, long-lived processes) the pod's PID and CPU
+            # limits do this instead.
+            resource.setrlimit(resource.RLIMIT_NPROC, (spec.max_processes, spec.max_processes))
+            resource.setrlimit(resource.RLIMIT_CPU, (spec.cpu_seconds, spec.cpu_seconds))
         resource.setrlimit(resource.RLIMIT_FSIZE, (spec.max_file_bytes, spec.max_file_bytes))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 

@@ -242,6 +242,34 @@ def serve_http(spec: dict, process: AlgorithmProcess, port: int) -> None:
     server.serve_forever()
 
 
+def serve_http_failed(port: int, error: str) -> None:
+    """A runner pod whose algorithm failed to load: ready (so calls reach it), and every call
+    answered with the load error, rather than a pod that never becomes ready."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _json(self, status: int, payload: dict) -> None:
+            body = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self):  # noqa: N802
+            self._json(200, {"state": "failed"})
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self._json(200, {"response": None, "error_type": "LoadingError",
+                             "error_message": f"The algorithm failed to load: {error}",
+                             "stack_trace": error, "stdout": "", "duration_ms": 0.0})
+
+        def log_message(self, *args):
+            pass
+
+    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+
+
 def main(argv: list[str]) -> int:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     with open(argv[1]) as handle_:
@@ -252,6 +280,9 @@ def main(argv: list[str]) -> int:
     try:
         process.start()
     except LoadFailed as error:
+        if "--http" in argv:  # a pod: keep answering, so calls get the author's load error
+            serve_http_failed(int(argv[argv.index("--http") + 1]), str(error)[-8000:])
+            return 1
         _write_status(spec, {"state": "failed", "error": str(error)[-8000:], "at": time.time()})
         return 1
     if "--http" in argv:

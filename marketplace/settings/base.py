@@ -331,3 +331,5 @@ EXECUTION_K8S_SERVICE_URL = env.str("EXECUTION_K8S_SERVICE_URL",
 # The Kubernetes API: in-cluster config, else KUBECONFIG; this overrides both (tests).
 EXECUTION_K8S_API_HOST = env.str("EXECUTION_K8S_API_HOST", default="")
 EXECUTION_K8S_READY_TIMEOUT = env.float("EXECUTION_K8S_READY_TIMEOUT", default=120.0)
+# A version's runner objects are removed after this long at zero replicas without calls.
+EXECUTION_K8S_GC_SECONDS = env.int("EXECUTION_K8S_GC_SECONDS", default=24 * 3600)

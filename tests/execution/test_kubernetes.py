@@ -17,6 +17,11 @@ from execution.backends.kubernetes import KubernetesBackend, pool_name, render
 K8S_VERSION = "1.30.0"
 
 
+@pytest.fixture(autouse=True)
+def _platform_address(settings):
+    settings.EXECUTION_PLATFORM_API = "http://10.96.0.10:8000"  # the web Service's address
+
+
 def target(**overrides) -> RunTarget:
     fields = dict(pool_key="abcdef0123456789abcd", artifact_dir=Path("/unused"),
                   language="python3-1", entry="hello", idle_seconds=60, min_warm=0,
@@ -46,23 +51,65 @@ def test_runner_pods_are_locked_down():
     assert runner["readinessProbe"]["httpGet"]["path"] == "/healthz"
     assert {"name": "algo", "mountPath": "/algo", "readOnly": True} in runner["volumeMounts"]
     fetch = pod["initContainers"][0]
-    env = {item["name"]: item["value"] for item in fetch["env"]}
-    assert env["ARTIFACT_SHA256"] == "f" * 64 and "sig=" in env["ARTIFACT_URL"]
-    assert secret["kind"] == "Secret"  # the runner spec holds the algorithm's secrets
+    env = {item["name"]: item for item in fetch["env"]}
+    assert env["ARTIFACT_SHA256"]["value"] == "f" * 64
+    # The signed URL (and the spec, with the algorithm's secrets) only in the Secret.
+    assert env["ARTIFACT_URL"]["valueFrom"]["secretKeyRef"] == {"name": secret["metadata"][
+        "name"], "key": "artifact-url"}
+    assert "sig=" in secret["stringData"]["artifact-url"]
+    assert "sig=" not in json.dumps(deployment)
     assert json.loads(secret["stringData"]["spec.json"])["sandbox"]["mode"] == "pod"
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
-def test_an_isolated_algorithms_policy_denies_egress_but_the_platform_and_dns():
+def test_an_isolated_algorithms_policy_denies_all_egress_but_the_platform_api():
     policy = render(target(network=False))[3]["spec"]
     assert policy["policyTypes"] == ["Ingress", "Egress"]
-    destinations = [rule["to"][0]["podSelector"]["matchLabels"] for rule in policy["egress"]]
-    assert destinations == [{"app.kubernetes.io/name": "algostore",
-                             "app.kubernetes.io/component": "web"}, {"k8s-app": "kube-dns"}]
-    assert [p["port"] for p in policy["egress"][0]["ports"]] == [8000]
-    assert {} not in policy["egress"]  # no rule that allows everything
-    full = render(target(network=True))[3]["spec"]
-    assert full["egress"] == [{}]  # full network access: egress anywhere
+    assert len(policy["egress"]) == 1  # not even DNS: the platform's address is given
+    rule = policy["egress"][0]
+    assert rule["to"][0]["podSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": "algostore", "app.kubernetes.io/component": "web"}
+    assert rule["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    full = render(target(network=True))[3]["spec"]["egress"]
+    internet = full[-1]["to"][0]["ipBlock"]
+    assert internet["cidr"] == "0.0.0.0/0"  # the internet, but never the cluster's networks
+    assert {"10.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12"} <= set(internet["except"])
+
+
+def test_pods_get_the_platforms_address_as_a_host_alias(settings):
+    settings.EXECUTION_PLATFORM_API = "http://localhost:8000"
+    pod = render(target())[1]["spec"]["template"]["spec"]
+    assert pod["hostAliases"] == [{"ip": "127.0.0.1", "hostnames": ["localhost"]}]
+    settings.EXECUTION_PLATFORM_API = ""
+    with pytest.raises(RuntimeError, match="EXECUTION_PLATFORM_API"):
+        render(target())
+
+
+def test_the_artifact_fetch_unpacks_a_real_build_and_refuses_a_tampered_one(tmp_path, probe):
+    """FETCH_ARTIFACT, as the init container runs it, on the artifact the builder made."""
+    import hashlib
+    import subprocess
+    import sys
+
+    from django.core.files.storage import storages
+
+    from execution.backends.kubernetes import FETCH_ARTIFACT
+
+    build = probe.builds.get(status="succeeded")
+    data = storages["sources"].open(build.artifact_path, "rb").read()
+    (tmp_path / "a.tar.gz").write_bytes(data)
+    env = {**os.environ, "ARTIFACT_URL": (tmp_path / "a.tar.gz").as_uri(),
+           "ARTIFACT_SHA256": hashlib.sha256(data).hexdigest(), "ALGO_DIR": str(tmp_path / "algo")}
+    done = subprocess.run([sys.executable, "-c", FETCH_ARTIFACT], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "algo" / "source" / "src" / "probe.py").exists()
+    assert os.path.islink(tmp_path / "algo" / "venv" / "bin" / "python")
+    bad = subprocess.run([sys.executable, "-c", FETCH_ARTIFACT], capture_output=True, text=True,
+                         env={**env, "ARTIFACT_SHA256": "0" * 64,
+                              "ALGO_DIR": str(tmp_path / "other")}, timeout=120)
+    assert bad.returncode != 0 and "checksum mismatch" in bad.stderr
+    assert not (tmp_path / "other").exists()
 
 
 class FakeKubernetes:
@@ -214,7 +261,8 @@ def test_objects_are_updated_not_duplicated_and_replicas_left_to_the_autoscaler(
 @pytest.mark.skipif(not os.environ.get("KUBECONFIG"),
                     reason="needs a cluster: set KUBECONFIG to run the live cycle")
 def test_live_cluster_publish_call_and_scale_to_zero(settings):
-    """On a real cluster (KUBECONFIG): render, apply, call from zero, then scale to zero."""
+    """On a real cluster (KUBECONFIG): render, apply, start from zero, then scale to zero.
+    (It needs EXECUTION_PLATFORM_API reachable from the cluster's pods to fetch artifacts.)"""
     settings.EXECUTION_K8S_API_HOST = ""
     backend = KubernetesBackend()
     version = target(idle_seconds=0)
@@ -286,12 +334,18 @@ def test_runner_pods_fetch_artifacts_by_signed_url_only():
 
     path = storages["sources"].save("artifacts/k8s-test.tar.gz", ContentFile(b"artifact bytes"))
     try:
-        url = f"/internal/artifacts/{'0' * 64}?path={path}"
-        good = client.get(f"{url}&sig={artifact_signature(path)}")
+        sha = "0" * 64
+        url = f"/internal/artifacts/{sha}?path={path}"
+        good = client.get(f"{url}&sig={artifact_signature(path, sha)}")
         assert good.status_code == 200 and b"".join(good.streaming_content) == b"artifact bytes"
         assert client.get(f"{url}&sig={'0' * 64}").status_code == 404
+        # A signature is for one artifact: not another path, not another hash.
+        signed = artifact_signature("artifacts/another.tar.gz", sha)
+        assert client.get(f"{url}&sig={signed}").status_code == 404
+        assert client.get(f"/internal/artifacts/{'1' * 64}?path={path}"
+                          f"&sig={artifact_signature(path, sha)}").status_code == 404
         other = "artifacts/../secret.txt"
-        assert client.get(f"/internal/artifacts/x?path={other}&sig={artifact_signature(other)}"
-                          ).status_code == 404
+        assert client.get(f"/internal/artifacts/{sha}?path={other}"
+                          f"&sig={artifact_signature(other, sha)}").status_code == 404
     finally:
         storages["sources"].delete(path)
