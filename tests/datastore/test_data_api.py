@@ -36,9 +36,12 @@ def raw_request(live_server, method: str, path: str, key: str, body: bytes = b""
     """Send a path exactly as written (HTTP libraries would tidy its '..' away)."""
     url = urlparse(live_server.url)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
-    conn.request(method, path, body=body, headers={"Authorization": key})
-    response = conn.getresponse()
-    return response.status, response.read()
+    try:
+        conn.request(method, path, body=body, headers={"Authorization": key})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
 
 
 def test_files_round_trip_with_the_official_client(client, user, tmp_path):
