@@ -11,6 +11,7 @@ from django.db import models
 from django.db.models.functions import Lower
 
 from marketplace.models import Organization, User
+from marketplace.models.accounts import exactly_one_owner
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\- ]{0,254}$"
 validate_data_name = RegexValidator(
@@ -44,10 +45,7 @@ class Collection(models.Model):
         constraints = [
             models.UniqueConstraint(Lower("owner_name"), Lower("name"),
                                     name="datastore_collection_unique_path"),
-            models.CheckConstraint(
-                condition=(models.Q(owner_user__isnull=False, owner_org__isnull=True)
-                           | models.Q(owner_user__isnull=True, owner_org__isnull=False)),
-                name="datastore_collection_one_owner"),
+            exactly_one_owner("datastore_collection_one_owner"),
         ]
 
     def __str__(self) -> str:
@@ -105,10 +103,7 @@ class Connector(models.Model):
         constraints = [
             models.UniqueConstraint(Lower("owner_name"), "kind", "bucket",
                                     name="datastore_connector_one_per_bucket"),
-            models.CheckConstraint(
-                condition=(models.Q(owner_user__isnull=False, owner_org__isnull=True)
-                           | models.Q(owner_user__isnull=True, owner_org__isnull=False)),
-                name="datastore_connector_one_owner"),
+            exactly_one_owner("datastore_connector_one_owner"),
         ]
 
     def __str__(self) -> str:

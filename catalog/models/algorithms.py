@@ -7,6 +7,7 @@ from django.db import models
 from django.db.models.functions import Lower
 
 from marketplace.models import Organization, User
+from marketplace.models.accounts import exactly_one_owner
 
 ALGORITHM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 
@@ -105,10 +106,7 @@ class Algorithm(models.Model):
         constraints = [
             models.UniqueConstraint(Lower("owner_name"), Lower("name"),
                                     name="algorithm_unique_path"),
-            models.CheckConstraint(
-                condition=(models.Q(owner_user__isnull=False, owner_org__isnull=True)
-                           | models.Q(owner_user__isnull=True, owner_org__isnull=False)),
-                name="algorithm_exactly_one_owner"),
+            exactly_one_owner("algorithm_exactly_one_owner"),
         ]
 
     def __str__(self) -> str:

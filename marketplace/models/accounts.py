@@ -95,3 +95,12 @@ class Membership(models.Model):
     @property
     def can_manage(self) -> bool:
         return self.role in (self.Role.OWNER, self.Role.ADMIN)
+
+
+def exactly_one_owner(name: str) -> models.CheckConstraint:
+    """For models owned by a user or an organization (``owner_user`` / ``owner_org``):
+    exactly one of the two is set."""
+    return models.CheckConstraint(
+        condition=(models.Q(owner_user__isnull=False, owner_org__isnull=True)
+                   | models.Q(owner_user__isnull=True, owner_org__isnull=False)),
+        name=name)
