@@ -150,6 +150,9 @@ def render(target: RunTarget) -> list[dict]:
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
+                    # A scale-down lets the call in flight finish (the runner drains on
+                    # SIGTERM); calls last at most the default timeout plus margin.
+                    "terminationGracePeriodSeconds": settings.EXECUTION_DEFAULT_TIMEOUT + 30,
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": RUNNER_UID,

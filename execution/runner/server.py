@@ -238,8 +238,17 @@ def serve_http(spec: dict, process: AlgorithmProcess, port: int) -> None:
             pass
 
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
-    server.daemon_threads = True
+    # On SIGTERM (a scale-down) stop taking calls, let the one in flight finish, then exit:
+    # the pod's grace period covers the longest call.
+    server.daemon_threads, server.block_on_close = False, True
+
+    def drain(signum, frame):
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, drain)
     server.serve_forever()
+    server.server_close()  # joins the handler threads: calls in flight are answered
+    process.stop()
 
 
 def serve_http_failed(port: int, error: str) -> None:

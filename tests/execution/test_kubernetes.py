@@ -274,19 +274,29 @@ def test_live_cluster_publish_call_and_scale_to_zero(settings):
     assert backend.replicas(pool_name(version)) == 0
 
 
-def test_the_runner_serves_http_in_pod_mode(tmp_path):
-    """What a runner pod runs: the same runner program, over HTTP, the algorithm started as it
-    is (the pod is the sandbox). A trusted stand-in algorithm speaks the protocol."""
+SLOW_FAKE = """
+import json, sys, time
+print("PIPE_INIT_COMPLETE", flush=True)
+for line in sys.stdin:
+    data = json.loads(line)["data"]
+    if data == "slow":
+        time.sleep(1.5)
+    print("line 0", flush=True)
+    with open(sys.argv[1], "w") as fifo:
+        fifo.write(json.dumps({"result": data, "metadata": {"content_type": "text"}}) + "\\n")
+"""
+
+
+def _pod_runner(tmp_path, script: str):
+    """Start the runner as a pod runs it (HTTP, pod mode) hosting a trusted stand-in."""
     import socket
     import subprocess
     import sys
     import time
     import urllib.request
 
-    from tests.execution.test_runner_process import FAKE
-
     (tmp_path / "algo" / "source").mkdir(parents=True)
-    (tmp_path / "algo" / "source" / "fake.py").write_text(FAKE)
+    (tmp_path / "algo" / "source" / "fake.py").write_text(script)
     (tmp_path / "tmp").mkdir()
     spec = {"idle_seconds": 10 ** 9, "reserved": True, "max_output_bytes": 1 << 20,
             "sandbox": {"artifact_dir": str(tmp_path / "algo"), "tmp_dir": str(tmp_path / "tmp"),
@@ -299,27 +309,55 @@ def test_the_runner_serves_http_in_pod_mode(tmp_path):
     runner = subprocess.Popen([sys.executable, "-m", "execution.runner.server",
                                str(tmp_path / "spec.json"), "--http", str(port)],
                               cwd=Path(__file__).resolve().parents[2])
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as ok:
+                assert ok.status == 200
+                return runner, port
+        except OSError:
+            assert time.monotonic() < deadline and runner.poll() is None
+            time.sleep(0.1)
+
+
+def _pod_call(port: int, data: str) -> dict:
+    import urllib.request
+
+    call = urllib.request.Request(
+        f"http://127.0.0.1:{port}/call", method="POST",
+        data=json.dumps({"request": {"content_type": "text", "data": data},
+                         "timeout": 10}).encode())
+    with urllib.request.urlopen(call, timeout=20) as response:
+        return json.loads(response.read())
+
+
+def test_the_runner_serves_http_in_pod_mode(tmp_path):
+    """What a runner pod runs: the same runner program, over HTTP, the algorithm started as it
+    is (the pod is the sandbox). A trusted stand-in algorithm speaks the protocol."""
+    from tests.execution.test_runner_process import FAKE
+
+    runner, port = _pod_runner(tmp_path, FAKE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as ok:
-                    assert ok.status == 200
-                    break
-            except OSError:
-                assert time.monotonic() < deadline and runner.poll() is None
-                time.sleep(0.1)
-        call = urllib.request.Request(
-            f"http://127.0.0.1:{port}/call", method="POST",
-            data=json.dumps({"request": {"content_type": "text", "data": "from a pod"},
-                             "timeout": 5}).encode())
-        with urllib.request.urlopen(call, timeout=10) as response:
-            reply = json.loads(response.read())
+        reply = _pod_call(port, "from a pod")
         assert reply["response"]["result"] == "from a pod"
         assert reply["stdout"] == "line 0\nline 1\nline 2\n"
     finally:
         runner.terminate()
         runner.wait(timeout=10)
+
+
+def test_a_scaled_down_pod_finishes_its_call_before_it_exits(tmp_path):
+    import signal
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    runner, port = _pod_runner(tmp_path, SLOW_FAKE)
+    with ThreadPoolExecutor(1) as pool:
+        call = pool.submit(_pod_call, port, "slow")
+        time.sleep(0.5)  # the call is in flight
+        runner.send_signal(signal.SIGTERM)  # what Kubernetes does on a scale-down
+        assert call.result(timeout=20)["response"]["result"] == "slow"
+    assert runner.wait(timeout=10) == 0
 
 
 @pytest.mark.django_db
