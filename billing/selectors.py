@@ -8,7 +8,13 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
-from billing.services.usage import compute_cost, max_cost
+from billing.services.usage import author_account_id, compute_cost, max_cost, royalty_due
+
+
+def account_by_holder(*, name: str) -> Account | None:
+    """The account of the user or organization named ``name`` (case-insensitive)."""
+    return (Account.objects.filter(user__username__iexact=name).first()
+            or Account.objects.filter(organization__name__iexact=name).first())
 
 
 def account_balance(account: Account) -> dict:
@@ -23,12 +29,9 @@ def price_quote(*, version, payer: Account | None = None) -> dict:
     from its measured run times, and the most one call can cost at the default timeout."""
     from execution.selectors import version_latency
 
-    royalty = version.royalty_microcredits
-    author_pays_no_royalty = payer is not None and (
-        (payer.user_id and payer.user_id == version.algorithm.owner_user_id)
-        or (payer.organization_id and payer.organization_id == version.algorithm.owner_org_id))
-    if author_pays_no_royalty:
-        royalty = 0
+    author_id = author_account_id(version.algorithm)
+    royalty = royalty_due(version=version, author_id=author_id,
+                          payer_id=payer.pk if payer else None)
     latency = version_latency(version_ids=[version.pk])[version.pk]
     run_p50, run_p95 = latency["run_p50"], latency["run_p95"]
     timeout = settings.EXECUTION_DEFAULT_TIMEOUT
@@ -46,7 +49,7 @@ def price_quote(*, version, payer: Account | None = None) -> dict:
                                   if run_p95 is not None else None),
         "max_cost_microcredits": max_cost(royalty=royalty, timeout=timeout),
         "max_cost_timeout_seconds": timeout,
-        "royalty_waived": bool(author_pays_no_royalty),
+        "royalty_waived": payer is not None and author_id == payer.pk,
     }
 
 

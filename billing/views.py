@@ -129,8 +129,7 @@ def operations_page(request: HttpRequest) -> HttpResponse:
 @require_POST
 def adjust(request: HttpRequest) -> HttpResponse:
     name = request.POST.get("account", "").strip()
-    account = (Account.objects.filter(user__username__iexact=name).first()
-               or Account.objects.filter(organization__name__iexact=name).first())
+    account = selectors.account_by_holder(name=name)
     try:
         if account is None:
             raise ApplicationError(f"No user or organization named {name!r}.")

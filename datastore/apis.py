@@ -79,8 +79,8 @@ class DataApi(APIView):
         target = self._path(request, path)
         key, marker = request.auth, _marker(request)
         if target.collection is None:
-            services._require_scope(key, "read")
-            services._owner(target.owner)
+            services.require_scope(key, "read")
+            services.owner_of(target.owner)
             return Response(selectors.collections_listing(
                 owner=target.owner, marker=marker,
                 readable=lambda c: services.can_read(key, c)))
@@ -104,7 +104,7 @@ class DataApi(APIView):
                 return HttpResponse(status=200)
             target = self._path(request, path)
             if target.collection is None:
-                services._owner(target.owner)
+                services.owner_of(target.owner)
                 return HttpResponse(status=200)
             collection = services.collection_for(target, request.auth, write=False)
             if target.file is not None:
@@ -129,7 +129,7 @@ class DataApi(APIView):
             if not s3_path.key or s3_path.key.endswith("/"):
                 raise InputError("PUT writes an object: s3://bucket/key.")
             connector = connectors.connector_for(request.auth, s3_path, write=True)
-            connectors.object_put(connector, s3_path, services._CountingReader(
+            connectors.object_put(connector, s3_path, services.CountingReader(
                 request._request, settings.DATA_MAX_FILE_BYTES))
             return Response({"result": s3_path.uri})
         target = self._path(request, path)

@@ -82,15 +82,13 @@ def _owner_q(key) -> dict:
 def connector_for(key, path: S3Path, *, write: bool) -> Connector:
     """The key owner's connector for the bucket; keys derived for running algorithms never
     get one (connectors are never visible to algorithms)."""
-    from datastore.services import _derived, _require_scope
+    from datastore.services import require_scope, served_call
 
-    _require_scope(key, "read-write" if write else "read")
-    if _derived(key)[0]:
+    require_scope(key, "read-write" if write else "read")
+    is_derived, invocation = served_call(key)
+    if is_derived:
         # A running algorithm never sees a connector; it may read, through its caller's,
         # exactly the s3:// objects its input named, and nothing else.
-        from execution.selectors import invocation_served_by_key
-
-        invocation = invocation_served_by_key(key=key)
         if write or invocation is None or path.uri not in invocation.options.get("s3_uris", []):
             raise NotFoundError(f"No connector for {path.uri}.")
     connector = Connector.objects.filter(kind=Connector.Kind.S3, bucket=path.bucket,
@@ -175,18 +173,18 @@ def listing(connector: Connector, path: S3Path, marker: str | None, page_size: i
 
 def require_manager(key) -> None:
     """Connectors are managed (and listed) with a manage key, never by a running algorithm."""
-    from datastore.services import _derived
+    from datastore.services import served_call
 
-    if not key.can_manage or _derived(key)[0]:
+    if not key.can_manage or served_call(key)[0]:
         raise PermissionDeniedError("Connectors need a key with the manage scope.")
 
 
 def connector_create(*, key, actor, bucket: str, access_key_id: str, secret_access_key: str,
                      path_prefix: str = "", writable: bool = False, endpoint_url: str = "",
                      region: str = "") -> Connector:
-    from datastore.services import _require_scope
+    from datastore.services import require_scope
 
-    _require_scope(key, "read-write")
+    require_scope(key, "read-write")
     require_manager(key)
     if not BUCKET.match(bucket or ""):
         raise InputError("bucket must be an S3 bucket name.")

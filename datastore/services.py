@@ -75,13 +75,10 @@ TEMP_SUFFIX = "~temp"
 
 
 def _space_path(parts: list[str], key) -> DataPath:
-    from execution.selectors import invocation_served_by_key
-
-    invocation = invocation_served_by_key(key=key) if not isinstance(
-        key, SessionPrincipal) else None
+    invocation = served_call(key)[1]
     if invocation is None:
         raise NotFoundError("Only a running algorithm has data://.algo and data://.session.")
-    _require_scope(key, "read")  # a caller whose key has no data access gives its calls none
+    require_scope(key, "read")  # a caller whose key has no data access gives its calls none
     for part in parts[1:]:
         if not re.match(NAME_PATTERN, part):
             raise InputError(f"'{part}' is not a valid name.")
@@ -128,7 +125,7 @@ class SessionPrincipal:
     def allows_data(self, level: str) -> bool:
         return True
 
-def _owner(owner: str) -> tuple[User | None, Organization | None]:
+def owner_of(owner: str) -> tuple[User | None, Organization | None]:
     user = User.objects.filter(username__iexact=owner).first()
     if user is not None:
         return user, None
@@ -138,12 +135,12 @@ def _owner(owner: str) -> tuple[User | None, Organization | None]:
     raise NotFoundError(f"No such owner: {owner}.")
 
 
-def _is_owner(key: ApiKey, *, owner_user_id: int | None, owner_org_id: int | None,
+def is_owner(key: ApiKey, *, owner_user_id: int | None, owner_org_id: int | None,
               write: bool) -> bool:
     """The namespace's own keys; for an organization, also its members' keys (owners and
     admins only, to write). A key derived for a running algorithm is never an owner: it acts
     for third-party code, which must not reach its caller's private data."""
-    if _derived(key)[0]:
+    if served_call(key)[0]:
         return False
     if owner_user_id is not None:
         return key.organization_id is None and key.user_id == owner_user_id
@@ -155,21 +152,21 @@ def _is_owner(key: ApiKey, *, owner_user_id: int | None, owner_org_id: int | Non
         organization_id=owner_org_id, user_id=user_id, role__in=roles).exists()
 
 
-def _derived(key: ApiKey) -> tuple[bool, str | None]:
-    """Whether ``key`` was derived for a call, and the owner of the algorithm that call runs
-    (None once it stopped running). Remembered on the key object for the request."""
-    if not hasattr(key, "_data_derived"):
-        if key.parent_id is None or key.can_manage:
-            key._data_derived = (False, None)
-        else:
-            from execution.selectors import algorithm_served_by_key
+def served_call(key) -> tuple[bool, object | None]:
+    """Whether ``key`` was derived for a call, and that call while it runs (else None).
+    Remembered on the key object for the request (one query)."""
+    if not hasattr(key, "_served_call"):
+        invocation = None
+        if not isinstance(key, SessionPrincipal):
+            from execution.selectors import invocation_for_derived_key
 
-            is_derived, algorithm = algorithm_served_by_key(key=key)
-            key._data_derived = (is_derived, algorithm.owner_name if algorithm else None)
-    return key._data_derived
+            invocation = invocation_for_derived_key(key=key)
+        running = invocation is not None and invocation.status == "running"
+        key._served_call = (invocation is not None, invocation if running else None)
+    return key._served_call
 
 
-def _require_scope(key: ApiKey, level: str) -> None:
+def require_scope(key: ApiKey, level: str) -> None:
     if not key.allows_data(level):
         raise PermissionDeniedError(
             "This key may not " + ("read" if level == "read" else "write") + " data "
@@ -177,14 +174,15 @@ def _require_scope(key: ApiKey, level: str) -> None:
 
 
 def can_read(key: ApiKey, collection: Collection) -> bool:
-    if _is_owner(key, owner_user_id=collection.owner_user_id,
+    if is_owner(key, owner_user_id=collection.owner_user_id,
                  owner_org_id=collection.owner_org_id, write=False):
         return True
     if collection.read_acl == Collection.ReadAcl.PUBLIC:
         return True
     if collection.read_acl == Collection.ReadAcl.ALGORITHMS:  # "algo://.my/*"
-        served = _derived(key)[1]
-        return served is not None and served.lower() == collection.owner_name.lower()
+        call = served_call(key)[1]
+        return call is not None and call.algorithm.owner_name.lower() == \
+            collection.owner_name.lower()
     return False
 
 
@@ -193,12 +191,12 @@ def collection_for(path: DataPath, key: ApiKey, *, write: bool) -> Collection:
     key cannot read is 404, never 403: its existence is not told."""
     if path.space:  # the running algorithm's own space (data_path_parse checked the key)
         return _space_collection(path, write=write)
-    _require_scope(key, "read-write" if write else "read")
+    require_scope(key, "read-write" if write else "read")
     collection = Collection.objects.filter(owner_name__iexact=path.owner,
                                            name__iexact=path.collection).first()
     if collection is None or not can_read(key, collection):
         raise NotFoundError(f"No such collection: data://{path.owner}/{path.collection}.")
-    if write and not _is_owner(key, owner_user_id=collection.owner_user_id,
+    if write and not is_owner(key, owner_user_id=collection.owner_user_id,
                                owner_org_id=collection.owner_org_id, write=True):
         raise PermissionDeniedError("Only the collection's owner can change it.")
     return collection
@@ -208,7 +206,7 @@ def _space_collection(path: DataPath, *, write: bool) -> Collection:
     collection = Collection.objects.filter(owner_name__iexact=path.owner,
                                            name=path.collection).first()
     if collection is None and write:
-        owner_user, owner_org = _owner(path.owner)
+        owner_user, owner_org = owner_of(path.owner)
         try:
             with transaction.atomic():
                 collection = Collection.objects.create(
@@ -262,12 +260,12 @@ def _acl_from(body_acl) -> str:
 # --- collections --------------------------------------------------------------------------
 def collection_create(*, parent: DataPath, name: str, acl, key: ApiKey,
                       actor: User) -> Collection:
-    _require_scope(key, "read-write")
+    require_scope(key, "read-write")
     if parent.collection is not None:
         raise InputError("Collections hold files, not folders: create it under data://.my.")
     path = data_path_parse(f"{parent.owner}/{name}", key=key)
-    owner_user, owner_org = _owner(path.owner)
-    if not _is_owner(key, owner_user_id=owner_user.pk if owner_user else None,
+    owner_user, owner_org = owner_of(path.owner)
+    if not is_owner(key, owner_user_id=owner_user.pk if owner_user else None,
                      owner_org_id=owner_org.pk if owner_org else None, write=True):
         raise PermissionDeniedError(f"You cannot create collections for '{path.owner}'.")
     read_acl = _acl_from(acl)
@@ -319,7 +317,7 @@ def _delete_blobs(keys: list[str]) -> None:
 
 
 # --- files ----------------------------------------------------------------------------------
-class _CountingReader(io.RawIOBase):
+class CountingReader(io.RawIOBase):
     """Reads a request body in chunks, hashing and counting as it goes, and stops the upload
     the moment it passes the limit: a large file never sits whole in memory."""
 
@@ -362,7 +360,7 @@ def file_put(*, collection: Collection, name: str, stream, length: int | None,
     room = settings.DATA_QUOTA_BYTES - _used_bytes(collection)
     if length is not None and length > room:
         raise _over_quota(collection, room)
-    reader = _CountingReader(stream, min(limit, max(room, 0)))
+    reader = CountingReader(stream, min(limit, max(room, 0)))
     storage, storage_key = data_storage(), f"{collection.uuid}/{uuid.uuid4()}"
     saved_as = None
     try:
@@ -385,7 +383,7 @@ def _record_file(collection: Collection, name: str, saved_as: str, reader) -> tu
     for attempt in range(2):
         try:
             with transaction.atomic():
-                _lock_owner(collection)
+                _lockowner_of(collection)
                 existing = DataFile.objects.select_for_update().filter(
                     collection=collection, name=name).first()
                 replaced = existing.size if existing else 0
@@ -406,7 +404,7 @@ def _record_file(collection: Collection, name: str, saved_as: str, reader) -> tu
     raise AssertionError("unreachable")
 
 
-def _lock_owner(collection: Collection) -> None:
+def _lockowner_of(collection: Collection) -> None:
     """Uploads of one owner take turns at this point (the quota is the owner's)."""
     if collection.owner_user_id:
         list(User.objects.select_for_update().filter(pk=collection.owner_user_id)

@@ -65,7 +65,7 @@ def collection_page(request: HttpRequest, owner: str, name: str) -> HttpResponse
     principal = _principal(request)
     return render(request, "datastore/collection.html", {
         "collection": collection, "files": collection.files.order_by("name")[:1000],
-        "can_write": services._is_owner(principal, owner_user_id=collection.owner_user_id,
+        "can_write": services.is_owner(principal, owner_user_id=collection.owner_user_id,
                                         owner_org_id=collection.owner_org_id, write=True),
         "acl_choices": ACL_CHOICES})
 

@@ -86,24 +86,13 @@ def recent_failures(*, limit: int = 20) -> list[Invocation]:
                 .select_related("caller").order_by("-created_at")[:limit])
 
 
-def algorithm_served_by_key(*, key):
-    """For a key derived for a call: (True, the algorithm while that call runs, else None);
-    for any other key: (False, None)."""
-    invocation = (Invocation.objects.filter(derived_key=key).select_related("algorithm")
-                  .only("status", "algorithm", "algorithm__owner_name", "algorithm__name")
-                  .first())
-    if invocation is None:
-        return False, None
-    running = invocation.status == Invocation.Status.RUNNING
-    return True, invocation.algorithm if running else None
-
-
-def invocation_served_by_key(*, key):
-    """The running call a derived key serves, with its algorithm and caller (else None)."""
+def invocation_for_derived_key(*, key):
+    """The call a derived key was made for (any status), with its algorithm and caller;
+    None for every other key."""
     if getattr(key, "parent_id", None) is None or getattr(key, "can_manage", True):
         return None
-    return (Invocation.objects.filter(derived_key=key, status=Invocation.Status.RUNNING)
-            .select_related("algorithm", "caller").first())
+    return (Invocation.objects.filter(derived_key=key).select_related("algorithm", "caller")
+            .first())
 
 
 def call_is_running(*, request_id) -> bool:

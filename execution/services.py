@@ -129,7 +129,7 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
                      "callback": options.callback,
                      **({"s3_uris": uris} if (uris := _s3_uris(resolved.algorithm,
                                                                payload, parent)) else {})})
-        billing_services.usage_reserve(invocation=invocation, key=key, parent=parent)
+        billing_services.usage_reserve(invocation=invocation, key=key)
     return invocation
 
 

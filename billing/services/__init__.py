@@ -9,7 +9,6 @@ from .ledger import (
 )
 from .payments import checkout_create, stripe_event_handle
 from .usage import (
-    PRICE_FAULTS,
     max_cost,
     usage_refund_tree,
     usage_reconcile,
@@ -19,7 +18,7 @@ from .usage import (
 )
 
 __all__ = [
-    "PRICE_FAULTS", "account_for_key", "account_for_organization", "account_for_user",
+    "account_for_key", "account_for_organization", "account_for_user",
     "adjustment_create", "checkout_create", "ledger_post", "max_cost", "platform_account",
     "stripe_event_handle", "usage_finish", "usage_refund_tree", "usage_reconcile",
     "usage_reserve", "usage_settle_pending",

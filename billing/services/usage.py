@@ -19,13 +19,10 @@ from marketplace.models import ApiKey
 from .ledger import (account_for_organization, account_for_user, ledger_post, move_balances,
                      platform_account)
 
-# Error types that are the platform's fault: the call costs nothing, and the tree under a
-# root that failed this way is refunded.
-PRICE_FAULTS = {"InternalError"}
-
-
 def credits(microcredits: int) -> str:
-    return f"{microcredits / 1_000_000:,.6f}".rstrip("0").rstrip(".")
+    """Microcredits as credits for people: 12345678 -> "12.345678", 10**10 -> "10,000"."""
+    text = f"{int(microcredits) / 1_000_000:,.6f}".rstrip("0").rstrip(".")
+    return text if text not in ("-0", "") else "0"
 
 
 def compute_cost(run_ms: float) -> int:
@@ -65,25 +62,34 @@ def _account_id(*, user_id: int | None, organization_id: int | None) -> int | No
     return account_id
 
 
+def author_account_id(algorithm) -> int:
+    return _account_id(user_id=algorithm.owner_user_id, organization_id=algorithm.owner_org_id)
+
+
+def royalty_due(*, version, author_id: int | None, payer_id: int | None) -> int:
+    """The royalty a call owes: the version's, except to its own author, who runs their
+    algorithms for the compute alone (and a build-hash call, which has no version)."""
+    if version is None or (author_id is not None and author_id == payer_id):
+        return 0
+    return version.royalty_microcredits
+
+
 def _month() -> str:
     return timezone.now().strftime("%Y-%m")
 
 
-def usage_reserve(*, invocation, key: ApiKey, parent=None) -> UsageRecord:
+def usage_reserve(*, invocation, key: ApiKey) -> UsageRecord:
     """Hold the most ``invocation`` can cost, or raise PaymentRequired (402) before any work.
 
     Runs inside the transaction that records the call. A child call in a composition is paid
     by the same account as its root (its derived key has the same owner) and, through the
     derived key's parents, counts against the caps of the root's key and its ancestors.
-    (``parent``, the calling invocation, is accepted for the record; the key chain decides.)
     """
     payer_id = _account_id(user_id=key.user_id, organization_id=key.organization_id)
     algorithm = invocation.algorithm
-    author_id = _account_id(user_id=algorithm.owner_user_id,
-                            organization_id=algorithm.owner_org_id) if algorithm else None
-    royalty = invocation.version.royalty_microcredits if invocation.version_id else 0
-    if author_id == payer_id:
-        royalty = 0  # authors run their own algorithms for the compute alone
+    author_id = author_account_id(algorithm) if algorithm else None
+    royalty = royalty_due(version=invocation.version if invocation.version_id else None,
+                          author_id=author_id, payer_id=payer_id)
     held = max_cost(royalty=royalty, timeout=float(invocation.options.get("timeout", 300)))
     capped = _capped_chain(key)
     month = _month() if capped else ""

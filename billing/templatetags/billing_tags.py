@@ -2,6 +2,8 @@
 from django import template
 from django.utils.html import format_html, format_html_join
 
+from billing.services.usage import credits as format_credits
+
 register = template.Library()
 
 
@@ -12,8 +14,7 @@ def credits(microcredits) -> str:
         return "—"
     if microcredits == "":  # a figure the template looked up and did not find: none yet
         microcredits = 0
-    text = f"{int(microcredits) / 1_000_000:,.6f}".rstrip("0").rstrip(".")
-    return text if text not in ("-0", "") else "0"
+    return format_credits(microcredits)
 
 
 @register.filter
