@@ -17,6 +17,7 @@ import aiohttp
 import requests
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
+from _cpu import per_call_ms, snapshot  # noqa: E402
 from _stack import BIN, ROOT, Stack, wait_until_up  # noqa: E402
 
 
@@ -97,7 +98,9 @@ def measure_stack(port: int, calls: int, load_calls: int, web_workers: int = 6) 
             "print(s.median([i.cold_start_ms for i in I.objects.exclude(cold_start_ms=0)]))"))
         sequential(url, headers, b'"world"', 50)
         latencies = sequential(url, headers, b'"world"', calls)
+        before = snapshot()
         rps = throughput(url, headers, b'"world"', load_calls, 16)
+        cpu = per_call_ms(before, snapshot(), load_calls)
         # One composition hop: SeeFood calling demo/fruit, against demo/fruit called directly.
         base = f"http://127.0.0.1:{port}/v1/algo/demo"
         sequential(f"{base}/seefood", headers, b'"banana"', 20)
@@ -107,7 +110,7 @@ def measure_stack(port: int, calls: int, load_calls: int, web_workers: int = 6) 
         stack.stop()
     return {"p50": pct(latencies, .5), "p99": pct(latencies, .99), "rps": rps,
             "cold_call_ms": statistics.median(colds), "cold_runner_ms": cold_runner_ms,
-            "hop_ms": pct(composed, .5) - pct(direct, .5)}
+            "hop_ms": pct(composed, .5) - pct(direct, .5), "cpu": cpu}
 
 
 def main() -> None:
@@ -128,6 +131,9 @@ def main() -> None:
           f"5); whole first call {stack['cold_call_ms']:.0f} ms")
     print(f"one composition hop (seefood -> fruit, p50 minus fruit alone): "
           f"{stack['hop_ms']:.2f} ms")
+    print("CPU per call under load, by process group: " + ", ".join(
+        f"{group} {ms:.2f} ms" for group, ms in stack["cpu"].items()) +
+        f" (total {sum(stack['cpu'].values()):.2f} ms on {__import__('os').cpu_count()} cores)")
 
 
 if __name__ == "__main__":

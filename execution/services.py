@@ -189,21 +189,35 @@ def _target(invocation: Invocation) -> RunTarget:
         artifact_sha256=build.artifact_sha256)
 
 
-def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
-    """Run a call on the backend and finish it; a finished call is never run again."""
-    # Not the big text columns (the build's log, the docs, a stored result): not needed here.
-    invocation = (Invocation.objects.select_related("algorithm", "build")
-                  .defer("result", "stdout", "build__logs", "algorithm__summary")
-                  .get(pk=invocation_pk))
-    if invocation.status in Invocation.FINISHED:
-        _hand_back(invocation, invocation.result)  # a caller may still be waiting
-        return invocation.result
+def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None) -> dict:
+    """Run a call on the backend and finish it; a finished call is never run again.
+
+    ``row``: the call's row as the web tier just wrote it (``invocation_row``), sent with a
+    sync call on its first delivery, so the worker neither reads it back nor marks it
+    running: a sync call's caller is waiting on the answer, not polling its status. Async
+    calls, and any message delivered again, read the row and skip a finished call.
+    """
+    if row is not None:
+        invocation = _invocation_from_row(invocation_pk, row)
+    else:
+        # Not the big text columns (the build's log, the docs, a stored result).
+        invocation = (Invocation.objects.select_related("algorithm", "build")
+                      .defer("result", "stdout", "build__logs", "algorithm__summary")
+                      .get(pk=invocation_pk))
+        if invocation.status in Invocation.FINISHED:
+            _hand_back(invocation, invocation.result)  # a caller may still be waiting
+            return invocation.result
     now = timezone.now()
     queued_ms = (now - invocation.created_at).total_seconds() * 1000
-    Invocation.objects.filter(pk=invocation.pk).update(status=Invocation.Status.RUNNING,
-                                                       started_at=now)
-    _announce(invocation, {"type": "request.status", "status": Invocation.Status.RUNNING})
     timeout = float(invocation.options.get("timeout", 300))
+    if queued_ms > timeout * 1000:  # its caller has been answered with a TimeoutError
+        return invocation_finish(invocation=invocation, error_type="TimeoutError",
+                                 error_message="The call waited in the queue past its timeout.",
+                                 queue_ms=queued_ms, platform_fault=True)
+    if row is None:
+        Invocation.objects.filter(pk=invocation.pk).update(status=Invocation.Status.RUNNING,
+                                                           started_at=now)
+    _announce(invocation, {"type": "request.status", "status": Invocation.Status.RUNNING})
     context, derived = _call_context(invocation, timeout)
     try:
         backend, target = get_backend(), _target(invocation)
@@ -229,6 +243,49 @@ def invocation_run(*, invocation_pk: int, payload: dict) -> dict:
     return invocation_finish(invocation=invocation, outcome=outcome, queue_ms=queued_ms)
 
 
+_ROW_FIELDS = ("request_id", "trace_id", "parent_id", "depth", "algorithm_id", "algorithm_path",
+               "version_id", "version_text", "build_id", "caller_id", "api_key_id", "options",
+               "input_content_type", "input_bytes")
+
+
+def invocation_row(invocation: Invocation) -> dict:
+    """The fields of a just-admitted call that running it needs, as a task argument."""
+    row = {name: getattr(invocation, name) for name in _ROW_FIELDS}
+    row["request_id"], row["trace_id"] = str(row["request_id"]), str(row["trace_id"])
+    row["created_at"] = invocation.created_at.isoformat()
+    return row
+
+
+def _invocation_from_row(pk: int, row: dict) -> Invocation:
+    """The call as ``invocation_row`` described it, its algorithm and build from the
+    per-process catalog cache: no query."""
+    from datetime import datetime
+
+    fields = {name: row[name] for name in _ROW_FIELDS}
+    fields["request_id"], fields["trace_id"] = (uuid.UUID(row["request_id"]),
+                                                uuid.UUID(row["trace_id"]))
+    invocation = Invocation(pk=pk, status=Invocation.Status.QUEUED,
+                            created_at=datetime.fromisoformat(row["created_at"]), **fields)
+    invocation._state.adding, invocation._state.db = False, "default"
+    invocation.algorithm, invocation.build = _run_objects(row["algorithm_id"], row["build_id"])
+    return invocation
+
+
+def _run_objects(algorithm_id: int, build_id: int):
+    """An algorithm and build as the worker needs them, remembered while the catalog has not
+    changed (the resolution cache's epoch; a build's artifact never changes once built)."""
+    from catalog.models import Algorithm, Build
+    from catalog.resolution_cache import resolutions
+
+    key, epoch = ("run", algorithm_id, build_id), resolutions.epoch()
+    cached = resolutions.get(key, epoch)
+    if cached is None:
+        cached = (Algorithm.objects.defer("summary").get(pk=algorithm_id),
+                  Build.objects.defer("logs").get(pk=build_id))
+        resolutions.put(key, epoch, cached)
+    return cached
+
+
 def _stdout_streamer(invocation: Invocation):
     """For a call whose stdout its caller may see: pass printed lines to its watchers live."""
     if not invocation.options.get("stdout"):
@@ -252,12 +309,13 @@ def _prewarm_successors(backend, invocation: Invocation) -> None:
 
 def _call_context(invocation: Invocation, timeout: float):
     """For a pipeline-enabled algorithm: a key derived from this call, for its own calls."""
-    if not invocation.algorithm.pipeline_enabled or invocation.api_key is None:
+    if not invocation.algorithm.pipeline_enabled or invocation.api_key_id is None:
         return {}, None
     issued = api_key_create_derived(parent=invocation.api_key,
                                     name=f"call {invocation.request_id}",
                                     lifetime_seconds=timeout + 60)
     Invocation.objects.filter(pk=invocation.pk).update(derived_key=issued.key)
+    invocation.derived_key_id = issued.key.pk
     return {"api_key": issued.raw, "api_base": invocation.options.get("api_base", "")}, issued.key
 
 
@@ -266,24 +324,23 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
                       error_message: str = "", queue_ms: float = 0.0,
                       platform_fault: bool = False) -> dict:
     """Close the call, bill it (or release its hold) and store its envelope, all in one
-    transaction and once: a second finish changes nothing. ``platform_fault``: the call
-    failed through the platform, not the algorithm (the tree under a root is refunded)."""
-    locked = Invocation.objects.select_for_update().defer("result", "stdout").get(
-        pk=invocation.pk)
-    if locked.status in Invocation.FINISHED:
-        return locked.result
-    options = locked.options
+    transaction and once: the row is closed by one conditional UPDATE, so of two finishers
+    (a worker and a caller giving up on it) the second changes nothing and gets the stored
+    envelope. ``platform_fault``: the call failed through the platform, not the algorithm
+    (the tree under a root is refunded)."""
+    options = invocation.options
+    fields = {"cold_start_ms": invocation.cold_start_ms, "run_ms": invocation.run_ms}
     stdout, stack = "", ""
     if outcome is not None:
         error_type, error_message = outcome.error_type or "", outcome.error_message
         stdout, stack = outcome.stdout, outcome.stack_trace
-        locked.cold_start_ms, locked.run_ms = outcome.cold_start_ms, outcome.run_ms
+        fields["cold_start_ms"], fields["run_ms"] = outcome.cold_start_ms, outcome.run_ms
         queue_ms += outcome.queue_ms
     if error_type:
         envelope = {"error": {"message": error_message, "error_type": error_type}}
         if stack and options.get("show_trace"):
             envelope["error"]["stack_trace"] = stack
-        locked.status = Invocation.Status.FAILED
+        fields["status"], fields["output_bytes"] = Invocation.Status.FAILED, 0
     else:
         response = outcome.response
         metadata = {"content_type": response.get("metadata", {}).get("content_type", "json"),
@@ -291,30 +348,41 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
         if options.get("stdout"):
             metadata["stdout"] = stdout
         envelope = {"result": response.get("result"), "metadata": metadata}
-        locked.status = Invocation.Status.SUCCEEDED
-        locked.output_bytes = len(json.dumps(response.get("result")))
-    locked.error_type, locked.error_message = error_type, error_message[:1000]
-    locked.result, locked.stdout = envelope, stdout[-100_000:]
-    locked.queue_ms, locked.finished_at = queue_ms, timezone.now()
-    started = locked.created_at
-    locked.total_ms = (locked.finished_at - started).total_seconds() * 1000
-    locked.save(update_fields=["status", "error_type", "error_message", "result", "stdout",
-                               "queue_ms", "cold_start_ms", "run_ms", "total_ms", "finished_at",
-                               "output_bytes"])
-    billing_services.usage_finish(invocation=locked, succeeded=not error_type,
+        fields["status"] = Invocation.Status.SUCCEEDED
+        fields["output_bytes"] = len(json.dumps(response.get("result")))
+    finished_at = timezone.now()
+    fields.update(error_type=error_type, error_message=error_message[:1000], result=envelope,
+                  stdout=stdout[-100_000:], queue_ms=queue_ms, finished_at=finished_at,
+                  total_ms=(finished_at - invocation.created_at).total_seconds() * 1000)
+    if not Invocation.objects.filter(
+            pk=invocation.pk, status__in=[Invocation.Status.QUEUED, Invocation.Status.RUNNING]
+    ).update(**fields):  # finished already
+        return Invocation.objects.values_list("result", flat=True).get(pk=invocation.pk)
+    for name, value in fields.items():
+        setattr(invocation, name, value)
+    billing_services.usage_finish(invocation=invocation, succeeded=not error_type,
                                   platform_fault=platform_fault)
-    if locked.parent_id is None and locked.derived_key_id is not None:
+    if invocation.parent_id is None and _has_session(invocation):
         from datastore.services import session_delete  # the tree's data://.session
 
-        session_delete(trace_id=locked.trace_id)
+        session_delete(trace_id=invocation.trace_id)
     from execution.webhooks import schedule
 
-    schedule(locked)
-    _hand_back(locked, envelope)
+    schedule(invocation)
+    _hand_back(invocation, envelope)
     # Watchers already saw the printed lines as they came (_stdout_streamer).
-    transaction.on_commit(lambda: _announce(locked, {"type": "request.finished",
-                                                     "envelope": envelope}))
+    transaction.on_commit(lambda: _announce(invocation, {"type": "request.finished",
+                                                         "envelope": envelope}))
     return envelope
+
+
+def _has_session(invocation: Invocation) -> bool:
+    """Whether the call's tree may have a data://.session: only composing algorithms (those
+    given a derived key) reach one."""
+    if invocation.derived_key_id is not None:
+        return True
+    algorithm = invocation.algorithm if invocation.algorithm_id else None
+    return bool(algorithm and algorithm.pipeline_enabled)
 
 
 def _hand_back(invocation: Invocation, envelope: dict) -> None:
@@ -365,7 +433,7 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
     """
     from marketplace.celery import app
 
-    args = [invocation.pk, payload]
+    args = [invocation.pk, payload] + ([invocation_row(invocation)] if wait else [])
     if settings.CELERY_TASK_ALWAYS_EAGER:
         envelope = run_eagerly("execution.invoke", args)
         return envelope if wait else None

@@ -2,13 +2,16 @@
 from celery import shared_task
 
 
-@shared_task(name="execution.invoke", acks_late=True, reject_on_worker_lost=True)
-def invoke(invocation_pk: int, payload: dict) -> dict:
+@shared_task(name="execution.invoke", bind=True, acks_late=True, reject_on_worker_lost=True)
+def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None) -> dict:
     """Run one call. Redelivered after a worker died mid-call, it runs the call again unless
-    it already finished, in which case the stored result is returned."""
+    it already finished, in which case the stored result is returned (a redelivered message
+    never trusts the row it carries: the call is read back)."""
     from execution.services import invocation_run
 
-    return invocation_run(invocation_pk=invocation_pk, payload=payload)
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    return invocation_run(invocation_pk=invocation_pk, payload=payload,
+                          row=None if redelivered else row)
 
 
 @shared_task(name="execution.deliver_webhook", bind=True, max_retries=None)
