@@ -129,7 +129,8 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
                      "callback": options.callback,
                      **({"s3_uris": uris} if (uris := _s3_uris(resolved.algorithm,
                                                                payload, parent)) else {})})
-        billing_services.usage_reserve(invocation=invocation, key=key)
+        usage = billing_services.usage_reserve(invocation=invocation, key=key)
+    invocation.usage_hold = billing_services.usage_hold_of(usage)
     return invocation
 
 
@@ -253,6 +254,7 @@ def invocation_row(invocation: Invocation) -> dict:
     row = {name: getattr(invocation, name) for name in _ROW_FIELDS}
     row["request_id"], row["trace_id"] = str(row["request_id"]), str(row["trace_id"])
     row["created_at"] = invocation.created_at.isoformat()
+    row["usage_hold"] = getattr(invocation, "usage_hold", None)
     return row
 
 
@@ -268,6 +270,7 @@ def _invocation_from_row(pk: int, row: dict) -> Invocation:
                             created_at=datetime.fromisoformat(row["created_at"]), **fields)
     invocation._state.adding, invocation._state.db = False, "default"
     invocation.algorithm, invocation.build = _run_objects(row["algorithm_id"], row["build_id"])
+    invocation.usage_hold = row.get("usage_hold")
     return invocation
 
 

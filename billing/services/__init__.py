@@ -13,6 +13,7 @@ from .usage import (
     usage_refund_tree,
     usage_reconcile,
     usage_finish,
+    usage_hold_of,
     usage_reserve,
     usage_settle_pending,
 )
@@ -20,6 +21,6 @@ from .usage import (
 __all__ = [
     "account_for_key", "account_for_organization", "account_for_user",
     "adjustment_create", "checkout_create", "ledger_post", "max_cost", "platform_account",
-    "stripe_event_handle", "usage_finish", "usage_refund_tree", "usage_reconcile",
+    "stripe_event_handle", "usage_finish", "usage_hold_of", "usage_refund_tree", "usage_reconcile",
     "usage_reserve", "usage_settle_pending",
 ]

@@ -6,10 +6,11 @@ word. Settlement happens in the same database transaction that closes the Invoca
 finished call is billed exactly once or not at all, and a retried task finds it settled.
 """
 import math
+import time
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
 from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
@@ -160,33 +161,51 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False) -
     refund = platform_fault and invocation.parent_id is None
     if refund:  # the refund moves several accounts: take their rows in id order, first
         _lock_accounts_of_trace(invocation.trace_id)
-    usage = (UsageRecord.objects.filter(request_id=invocation.request_id,
-                                        status=UsageRecord.Status.HELD)
-             .only("pk", "held", "royalty", "payer_id", "cap_keys", "cap_month").first())
+    usage = _held_usage(invocation)
     if usage is not None:
         now = timezone.now()
         if succeeded:
             run_ms = invocation.run_ms or 0.0
-            usage.compute = min(compute_cost(run_ms), usage.held - usage.royalty)
-            usage.run_ms, price = math.ceil(run_ms), usage.royalty + usage.compute
-            excess, usage.held = usage.held - price, price
-            usage.status, usage.billable = UsageRecord.Status.PENDING, True
-            usage.finished_at = now
+            compute = min(compute_cost(run_ms), usage.held - usage.royalty)
+            price = usage.royalty + compute
+            excess = usage.held - price
+            changes = {"compute": compute, "run_ms": math.ceil(run_ms), "held": price,
+                       "status": UsageRecord.Status.PENDING, "billable": True,
+                       "finished_at": now}
         else:
-            excess, usage.held, usage.royalty = usage.held, 0, 0
-            usage.status, usage.billable = UsageRecord.Status.RELEASED, False
-            usage.finished_at = usage.settled_at = now
-        _cap_spend(usage, reserved=-excess)
-        if excess:
-            Account.objects.filter(pk=usage.payer_id).update(reserved=F("reserved") - excess)
-        usage.save(update_fields=["compute", "run_ms", "held", "royalty", "status", "billable",
-                                  "finished_at", "settled_at"])
-        if succeeded:
-            transaction.on_commit(schedule_settlement)
+            excess = usage.held
+            changes = {"held": 0, "royalty": 0, "status": UsageRecord.Status.RELEASED,
+                       "billable": False, "finished_at": now, "settled_at": now}
+        # Closed once: a late duplicate (or a hold already closed) changes nothing.
+        if UsageRecord.objects.filter(pk=usage.pk, status=UsageRecord.Status.HELD).update(
+                **changes):
+            _cap_spend(usage, reserved=-excess)
+            if excess:
+                Account.objects.filter(pk=usage.payer_id).update(
+                    reserved=F("reserved") - excess)
+            if succeeded:
+                transaction.on_commit(schedule_settlement)
     if refund:
         usage_refund_tree(trace_id=invocation.trace_id,
                           reason=f"{invocation.algorithm_path} failed through the platform's "
                                  f"fault ({invocation.error_type or 'InternalError'})")
+
+
+def usage_hold_of(usage: UsageRecord) -> dict:
+    """What closing a call needs of its hold, carried with the call to its worker."""
+    return {"pk": usage.pk, "held": usage.held, "royalty": usage.royalty,
+            "payer_id": usage.payer_id, "cap_keys": usage.cap_keys, "cap_month": usage.cap_month}
+
+
+def _held_usage(invocation) -> UsageRecord | None:
+    """The call's hold: as the worker was told it (``usage_hold``, set when the call was
+    admitted), or read back."""
+    hold = getattr(invocation, "usage_hold", None)
+    if hold is not None:
+        return UsageRecord(**hold, status=UsageRecord.Status.HELD)
+    return (UsageRecord.objects.filter(request_id=invocation.request_id,
+                                       status=UsageRecord.Status.HELD)
+            .only("pk", "held", "royalty", "payer_id", "cap_keys", "cap_month").first())
 
 
 def _lock_accounts_of_trace(trace_id) -> None:
@@ -206,15 +225,26 @@ def schedule_settlement() -> None:
         return
     from django.core.cache import cache
 
+    if time.monotonic() < _scheduled_here_until:
+        return  # this process scheduled a run that has not started: the call joins it
     if cache.add(SETTLE_SCHEDULED, 1, timeout=5):
         from marketplace.celery import app
 
+        _remember_scheduled()
         # A short wait gathers the calls finishing meanwhile into the same batch.
         app.send_task("billing.settle", queue="billing",
                       countdown=settings.BILLING_SETTLE_DELAY_SECONDS)
 
 
 SETTLE_SCHEDULED = "billing:settle-scheduled"
+_scheduled_here_until = 0.0
+
+
+def _remember_scheduled() -> None:
+    """A run scheduled now starts no sooner than its countdown: until (most of) that has
+    passed, calls finishing in this process need not ask Redis again."""
+    global _scheduled_here_until
+    _scheduled_here_until = time.monotonic() + settings.BILLING_SETTLE_DELAY_SECONDS * 0.8
 
 
 def usage_settle_pending(*, limit: int = 2000, trace_id=None, wait: bool = False) -> int:
@@ -286,7 +316,18 @@ def _settle_batch(batch: list[UsageRecord]) -> None:
     for (key_id, month), (held, spent) in sorted(spend.items(), key=lambda item: item[0]):
         KeySpend.objects.filter(key_id=key_id, month=month).update(
             reserved=F("reserved") - held, spent=F("spent") + spent)
-    UsageRecord.objects.bulk_update(batch, ["status", "settled_at", "transaction", "billable"])
+    # Two UPDATEs for the batch (bulk_update's per-row CASE was a tenth of the worker's time).
+    billed_ids = [usage.pk for usage in billed]
+    if billed_ids:
+        UsageRecord.objects.filter(pk__in=billed_ids).update(
+            status=UsageRecord.Status.SETTLED, settled_at=now, billable=True,
+            transaction_id=Subquery(LedgerTransaction.objects.filter(
+                kind=LedgerTransaction.Kind.USAGE, request_id=OuterRef("request_id"))
+                .values("pk")[:1]))
+    released_ids = [usage.pk for usage in batch if not usage.billable]
+    if released_ids:
+        UsageRecord.objects.filter(pk__in=released_ids).update(
+            status=UsageRecord.Status.RELEASED, settled_at=now, billable=False)
     move_balances(moves, release)  # last: the account rows stay locked only until the commit
 
 
