@@ -28,16 +28,23 @@ class AlgoInvokeApi(APIView):
 
 
 def raw_response(envelope: dict) -> HttpResponse:
-    """``output=raw``: the bare result; an algorithm's error as 400 text (what the client reads)."""
+    status, content_type, body = raw_parts(envelope)
+    response = HttpResponse(body, status=status, content_type=content_type)
+    response.bare_error = status >= 400  # the algorithm's own words, not an envelope
+    return response
+
+
+def raw_parts(envelope: dict) -> tuple[int, str, bytes]:
+    """``output=raw``: the bare result; an algorithm's error as 400 text (what the client
+    reads). Status, Content-Type and body."""
     if "error" in envelope:
-        return HttpResponse(envelope["error"]["message"], status=400,
-                            content_type="text/plain; charset=utf-8")
+        return 400, "text/plain; charset=utf-8", envelope["error"]["message"].encode()
     kind, result = envelope["metadata"]["content_type"], envelope["result"]
     if kind == "binary":
-        return HttpResponse(base64.b64decode(result), content_type="application/octet-stream")
+        return 200, "application/octet-stream", base64.b64decode(result)
     if kind == "text":
-        return HttpResponse(result, content_type="text/plain; charset=utf-8")
-    return HttpResponse(json.dumps(result), content_type="application/json")
+        return 200, "text/plain; charset=utf-8", result.encode()
+    return 200, "application/json", json.dumps(result).encode()
 
 
 class RequestResultApi(APIView):

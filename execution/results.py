@@ -19,6 +19,11 @@ def available() -> bool:
     return bool(settings.REDIS_URL) and not settings.CELERY_TASK_ALWAYS_EAGER
 
 
+def direct() -> bool:
+    """Whether sync calls get their results over this channel (else Celery's backend)."""
+    return available() and settings.EXECUTION_RESULT_CHANNEL == "redis-list"
+
+
 def _key(invocation_pk: int) -> str:
     return f"algostore:result:{invocation_pk}"
 
@@ -32,4 +37,22 @@ def publish(invocation_pk: int, envelope: dict) -> None:
 
 def wait(invocation_pk: int, timeout: float) -> dict | None:
     item = redis_client().blpop([_key(invocation_pk)], timeout=max(timeout, 1))
+    return json.loads(item[1]) if item else None
+
+
+_async_clients: dict = {}
+
+
+async def wait_async(invocation_pk: int, timeout: float) -> dict | None:
+    """``wait`` for an event loop: the request holds no thread while its call runs."""
+    import asyncio
+
+    import redis.asyncio
+
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(id(loop))
+    if client is None:
+        client = _async_clients[id(loop)] = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL, max_connections=1000)
+    item = await client.blpop([_key(invocation_pk)], timeout=max(timeout, 1))
     return json.loads(item[1]) if item else None

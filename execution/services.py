@@ -156,13 +156,23 @@ def invocation_call(*, key: ApiKey, user: User, owner: str, name: str, version: 
                     api_base: str) -> tuple[Invocation, dict | None]:
     """One call from start to answer: parse the body, admit, dispatch; the envelope, or None
     for ``output=void`` (the caller fetches it later by request id)."""
+    invocation, payload = invocation_start(
+        key=key, user=user, owner=owner, name=name, version=version, body=body,
+        content_type=content_type, options=options, api_base=api_base)
+    envelope = invocation_dispatch(invocation=invocation, payload=payload,
+                                   wait=options.output != "void")
+    return invocation, envelope
+
+
+def invocation_start(*, key: ApiKey, user: User, owner: str, name: str, version: str | None,
+                     body: bytes, content_type: str, options: CallOptions,
+                     api_base: str) -> tuple[Invocation, dict]:
+    """Parse the body and admit the call: the recorded call and its runtime request."""
     payload = parse_input(body, content_type)
     invocation = invocation_admit(key=key, user=user, owner=owner, name=name, version=version,
                                   payload=payload, input_bytes=len(body), options=options,
                                   api_base=api_base)
-    envelope = invocation_dispatch(invocation=invocation, payload=payload,
-                                   wait=options.output != "void")
-    return invocation, envelope
+    return invocation, payload
 
 
 def _target(invocation: Invocation) -> RunTarget:
@@ -392,8 +402,7 @@ def _hand_back(invocation: Invocation, envelope: dict) -> None:
     """Give a sync call's result to the web request waiting for it, once it is committed."""
     from execution import results
 
-    if (invocation.options.get("output") != "void" and results.available()
-            and settings.EXECUTION_RESULT_CHANNEL == "redis-list"):
+    if invocation.options.get("output") != "void" and results.direct():
         transaction.on_commit(lambda: results.publish(invocation.pk, envelope))
 
 
@@ -431,40 +440,65 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
     """Hand the call to the execution queue by name; with ``wait``, return its envelope.
 
     Embedded (no broker): the task runs here, eagerly. With a broker, a worker runs it and
-    the result comes back through the result backend; a caller whose worker never answers
+    the result comes back through the result channel; a caller whose worker never answers
     gets a TimeoutError at the call's deadline, never an endless wait.
     """
-    from marketplace.celery import app
-
-    args = [invocation.pk, payload] + ([invocation_row(invocation)] if wait else [])
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        envelope = run_eagerly("execution.invoke", args)
+        envelope = run_eagerly("execution.invoke", _task_args(invocation, payload, wait))
         return envelope if wait else None
     from execution import results
 
-    timeout = float(invocation.options.get("timeout", 300)) + 15
-    if results.available() and settings.EXECUTION_RESULT_CHANNEL == "redis-list":
-        app.send_task("execution.invoke", args=args, queue=settings.EXECUTION_QUEUE,
-                      ignore_result=True, result_cls=_SentTask)
+    if results.direct():
+        invocation_send(invocation=invocation, payload=payload, wait=wait)
         if not wait:
             return None
-        envelope = results.wait(invocation.pk, timeout)
-        if envelope is not None:
-            return envelope
-        return invocation_finish(
-            invocation=invocation, error_type="TimeoutError", platform_fault=True,
-            error_message="The call did not finish: its worker stopped or never answered.")
-    async_result = app.send_task("execution.invoke", args=args, queue=settings.EXECUTION_QUEUE)
+        envelope = results.wait(invocation.pk, invocation_wait_seconds(invocation))
+        return envelope if envelope is not None else invocation_lost(invocation=invocation)
+    from marketplace.celery import app
+
+    async_result = app.send_task("execution.invoke", args=_task_args(invocation, payload, wait),
+                                 queue=settings.EXECUTION_QUEUE)
     if not wait:
         return None
     try:
-        return async_result.get(timeout=timeout, interval=0.005, propagate=True)
+        return async_result.get(timeout=invocation_wait_seconds(invocation), interval=0.005,
+                                propagate=True)
     except Exception as error:  # the worker died, or never answered
         return invocation_finish(
             invocation=invocation, error_type="TimeoutError" if "Timeout" in type(error).__name__
             else "InternalError",
             error_message="The call did not finish: its worker stopped or never answered.",
             platform_fault=True)
+
+
+def _task_args(invocation: Invocation, payload: dict, wait: bool) -> list:
+    return [invocation.pk, payload] + ([invocation_row(invocation)] if wait else [])
+
+
+def invocation_send(*, invocation: Invocation, payload: dict, wait: bool) -> None:
+    """Queue the call by name, its result to come back over the direct result channel
+    (``execution.results``): nothing is kept for a result backend."""
+    from marketplace.celery import app
+
+    # argsrepr: the call's id, not a repr of its input (Celery's saferepr of the payload
+    # was a twentieth of the web tier's time, and an input is not for the worker's logs).
+    app.send_task("execution.invoke", args=_task_args(invocation, payload, wait),
+                  queue=settings.EXECUTION_QUEUE, ignore_result=True, result_cls=_SentTask,
+                  argsrepr=f"({invocation.pk}, <input>)", kwargsrepr="{}")
+
+
+def invocation_wait_seconds(invocation: Invocation) -> float:
+    """How long a caller waits for a call's result: its timeout, and a margin for the
+    queue and the worker's own writes."""
+    return float(invocation.options.get("timeout", 300)) + 15
+
+
+def invocation_lost(*, invocation: Invocation) -> dict:
+    """The caller's wait ended with no result: the call fails (unless it just finished, in
+    which case that is its answer), and is not billed."""
+    return invocation_finish(
+        invocation=invocation, error_type="TimeoutError", platform_fault=True,
+        error_message="The call did not finish: its worker stopped or never answered.")
 
 
 def invocation_reap_stuck() -> int:

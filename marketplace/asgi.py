@@ -1,4 +1,5 @@
-"""ASGI entry point: HTTP through Django, WebSockets through Channels' router.
+"""ASGI entry point: HTTP through Django (sync algorithm calls through the invocation
+fast path first), WebSockets through Channels' router.
 
 Apps add their WebSocket routes to ``marketplace.routing.websocket_urlpatterns``.
 """
@@ -13,14 +14,16 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from execution.asgi import InvokeFastPath  # noqa: E402
 from marketplace.body_limit import BodyLimit  # noqa: E402
 from marketplace.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # Data uploads (API and pages) are cut off at the file size limit as they arrive.
-        "http": BodyLimit(django_asgi_app, prefixes=("/v1/data/", "/data/"),
-                          limit_setting="DATA_MAX_FILE_BYTES"),
+        # Sync algorithm calls take the invocation fast path (execution.asgi); data uploads
+        # (API and pages) are cut off at the file size limit as they arrive.
+        "http": InvokeFastPath(BodyLimit(django_asgi_app, prefixes=("/v1/data/", "/data/"),
+                                         limit_setting="DATA_MAX_FILE_BYTES")),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -24,7 +24,8 @@ class V1ErrorEnvelopeMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if not _is_api(request) or response.status_code < 400 or _is_json(response):
+        if (not _is_api(request) or response.status_code < 400 or _is_json(response)
+                or getattr(response, "bare_error", False)):  # output=raw: an algorithm's error
             return response
         status = response.status_code
         error_type = _ERROR_TYPES.get(status, "InternalError" if status >= 500 else "InputError")

@@ -271,6 +271,8 @@ SECRETS_ENCRYPTION_KEY = env.str("SECRETS_ENCRYPTION_KEY", default="")
 # (the Celery result backend, whose per-thread clients reconnect on every request).
 EXECUTION_RESULT_CHANNEL = env.str("EXECUTION_RESULT_CHANNEL",
                                    default="redis-list" if REDIS_URL else "celery")
+# Under ASGI, sync calls with an API key skip Django's request cycle (execution.asgi).
+EXECUTION_FAST_PATH = env.bool("EXECUTION_FAST_PATH", default=True)
 # The platform API as runners should reach it for composition (e.g. an internal service
 # address); empty: the address each call came in on.
 EXECUTION_PLATFORM_API = env.str("EXECUTION_PLATFORM_API", default="")

@@ -1,0 +1,206 @@
+"""The invocation fast path (execution.asgi) answers exactly as the Django view does.
+
+Each request goes twice: to the ASGI application under uvicorn (where sync calls with a key
+take the fast path) and to the WSGI live server (Django's view). Status, envelope and the
+rows written must match; the fast path must actually have served the calls it may serve.
+Needs the direct result channel: Redis and a real Celery worker (pass 2).
+"""
+import base64
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+import Algorithmia
+import pytest
+import requests
+from Algorithmia.algorithm import OutputType
+from Algorithmia.errors import AlgorithmException
+
+from billing.models import Account, UsageRecord
+from execution import asgi as fast_path
+from execution.models import Invocation
+from tests.conftest import wait_for
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def asgi(transactional_db, builds_run, monkeypatch):
+    """``marketplace.asgi:application`` under uvicorn, in this process (so its calls can be
+    counted), on a free port of 127.0.0.1."""
+    import uvicorn
+
+    from marketplace.asgi import application
+
+    served = []
+    original = fast_path._start
+    monkeypatch.setattr(fast_path, "_start", lambda **kwargs: served.append(1) or original(
+        **kwargs))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(application, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, timeout=20)
+    yield SimpleNamespace(url=f"http://127.0.0.1:{sock.getsockname()[1]}", served=served)
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
+
+
+def both(asgi, live_server, method_path: str, **kwargs):
+    """The same request to both servers: (fast path's response, Django's response)."""
+    method, path = method_path.split(" ", 1)
+    return (requests.request(method, asgi.url + path, timeout=30, **kwargs),
+            requests.request(method, live_server.url + path, timeout=30, **kwargs))
+
+
+def same_envelope(fast, slow) -> dict:
+    assert fast.status_code == slow.status_code, (fast.text, slow.text)
+    assert fast.headers["Content-Type"] == slow.headers["Content-Type"]
+    one, other = fast.json(), slow.json()
+    for body in (one, other):
+        body.get("metadata", {}).pop("duration", None)
+    assert one == other
+    return one
+
+
+def test_calls_answer_as_the_view_does(asgi, live_server, probe, user, raw_key):
+    base, auth = f"/v1/algo/{user.username}/probe", {"Authorization": raw_key}
+    cases = [
+        ("json", {"json": {"a": [1, 2]}}, {"result": {"a": [1, 2]},
+                                           "metadata": {"content_type": "json"}}),
+        ("text", {"data": "hé".encode(), "headers": {"Content-Type": "text/plain"}},
+         {"result": "echo: hé", "metadata": {"content_type": "text"}}),
+        ("binary", {"data": b"\x00\x01\xff", "headers": {
+            "Content-Type": "application/octet-stream"}},
+         {"result": base64.b64encode(b"\xff\x01\x00").decode(),
+          "metadata": {"content_type": "binary"}}),
+    ]
+    for label, kwargs, expected in cases:
+        headers = {**auth, **kwargs.pop("headers", {})}
+        fast, slow = both(asgi, live_server, f"POST {base}", headers=headers, **kwargs)
+        assert same_envelope(fast, slow) == expected, label
+    # Bearer and Simple schemes, a version, output=raw (bytes and an algorithm's error).
+    version = Invocation.objects.filter(algorithm=probe).first().version_text
+    for scheme in ("Simple ", "Bearer "):
+        fast, slow = both(asgi, live_server, f"POST {base}/{version}?output=raw",
+                          data=b"\x01\x02", headers={"Authorization": scheme + raw_key,
+                                                     "Content-Type":
+                                                     "application/octet-stream"})
+        assert fast.status_code == slow.status_code == 200
+        assert fast.content == slow.content == b"\x02\x01"
+        assert fast.headers["Content-Type"] == "application/octet-stream"
+    fast, slow = both(asgi, live_server, f"POST {base}?output=raw",
+                      json={"action": "read", "path": "/nonexistent"}, headers=auth)
+    assert fast.status_code == slow.status_code == 400
+    assert fast.text == slow.text and "nonexistent" in fast.text
+    assert len(asgi.served) == 6
+    rows = Invocation.objects.filter(algorithm=probe)
+    assert rows.count() == 12 and not rows.exclude(status__in=Invocation.FINISHED).exists()
+    assert {row.caller_id for row in rows} == {user.pk}
+    wait_for(lambda: not UsageRecord.objects.filter(status="pending").exists(), timeout=30)
+    assert UsageRecord.objects.filter(request_id__in=rows.values("request_id")).count() == 12
+
+
+def test_errors_answer_as_the_view_does(asgi, live_server, probe, user, raw_key, settings):
+    base, auth = f"/v1/algo/{user.username}/probe", {"Authorization": raw_key}
+    json_auth = {**auth, "Content-Type": "application/json"}
+    cases = [
+        ("bad json", f"POST {base}", {"data": b"{nope", "headers": json_auth}, 400),
+        ("xml", f"POST {base}", {"data": b"<x/>", "headers": {
+            **auth, "Content-Type": "application/xml"}}, 415),
+        ("timeout 0", f"POST {base}?timeout=0", {"json": "x", "headers": auth}, 400),
+        ("timeout text", f"POST {base}?timeout=soon", {"json": "x", "headers": auth}, 400),
+        ("output", f"POST {base}?output=loud", {"json": "x", "headers": auth}, 400),
+        ("too big", f"POST {base}", {"data": b"x" * (settings.EXECUTION_REQUEST_MAX_BYTES + 1),
+                                     "headers": {**auth,
+                                                 "Content-Type": "application/octet-stream"}},
+         413),
+        ("missing", f"POST /v1/algo/{user.username}/nothing", {"json": "x", "headers": auth},
+         404),
+        ("bad version", f"POST {base}/9.9.9", {"json": "x", "headers": auth}, 404),
+        ("bad key", f"POST {base}", {"json": "x", "headers": {"Authorization": "nope"}}, 401),
+        ("no key", f"POST {base}", {"json": "x"}, 401),
+    ]
+    for label, request, kwargs, status in cases:
+        fast, slow = both(asgi, live_server, request, **kwargs)
+        assert fast.status_code == status, (label, fast.text)
+        envelope = same_envelope(fast, slow)
+        assert set(envelope) == {"error"} and envelope["error"]["message"], label
+    fast, slow = both(asgi, live_server, f"POST {base}", json="x",
+                      headers={"Authorization": "nope"})
+    assert fast.headers["WWW-Authenticate"] == slow.headers["WWW-Authenticate"]
+    assert not Invocation.objects.exists()  # no refused call left a row behind
+    assert not UsageRecord.objects.exists()
+
+
+def test_private_algorithms_and_credits(asgi, live_server, probe, user, raw_key, make_key):
+    from tests.execution.conftest import bundle_files, publish
+
+    publish(user, "hidden", bundle_files("probe", rename="hidden"), callability="private")
+    outsider = {"Authorization": make_key(UserFactory())}
+    fast, slow = both(asgi, live_server, f"POST /v1/algo/{user.username}/hidden",
+                      json="x", headers=outsider)
+    assert fast.status_code == 404 and same_envelope(fast, slow)["error"]["error_type"] == \
+        "NotFound"
+    # A caller who cannot afford the hold gets 402 before any work, with nothing recorded.
+    Account.objects.filter(user=user).update(balance=0)
+    fast, slow = both(asgi, live_server, f"POST /v1/algo/{user.username}/hidden",
+                      json="x", headers={"Authorization": raw_key})
+    assert fast.status_code == 402
+    assert same_envelope(fast, slow)["error"]["error_type"] == "PaymentRequired"
+    assert not Invocation.objects.exists() and not UsageRecord.objects.exists()
+
+
+def test_the_official_client_through_the_fast_path(asgi, probe, user, raw_key, make_key):
+    client = Algorithmia.client(raw_key, api_address=asgi.url)
+    algo = client.algo(f"{user.username}/probe")
+    assert algo.pipe("world").result == "echo: world"
+    assert algo.pipe({"k": 1}).result == {"k": 1}
+    assert algo.pipe(bytearray(b"ab")).result == b"ba"
+    mine = client.algo(f"{user.username}/probe").set_options(stdout=True)
+    assert mine.pipe({"action": "print", "text": "look"}).metadata.stdout == "look\n"
+    other = Algorithmia.client(make_key(UserFactory()), api_address=asgi.url)
+    theirs = other.algo(f"{user.username}/probe").set_options(stdout=True)
+    assert theirs.pipe({"action": "print", "text": "secret"}).metadata.stdout is None
+    started = time.monotonic()
+    with pytest.raises(AlgorithmException) as raised:
+        algo.set_options(timeout=1).pipe({"action": "sleep", "seconds": 30})
+    assert time.monotonic() - started < 2
+    assert raised.value.error_type == "TimeoutError"
+    assert client.algo(f"{user.username}/probe").pipe("again").result == "echo: again"
+    # Async calls go through the view: a request id now, the result later.
+    void = client.algo(f"{user.username}/probe").set_options(output=OutputType.void).pipe(
+        "later")
+    wait_for(lambda: Invocation.objects.get(request_id=void.request_id).status == "succeeded")
+    assert len(asgi.served) == 7  # every call but the async one
+    client.requestSession.close()
+    other.requestSession.close()
+
+
+def test_a_call_no_worker_answers_fails_and_is_not_billed(asgi, probe, user, raw_key, settings,
+                                                          monkeypatch):
+    """The wait ends with no result (here: the call was queued where no worker listens):
+    the caller gets a TimeoutError envelope, the row is failed and the hold released."""
+    import redis
+
+    settings.EXECUTION_QUEUE = f"nowhere-{time.time_ns()}"
+    monkeypatch.setattr(fast_path.services, "invocation_wait_seconds", lambda invocation: 1)
+    try:
+        response = requests.post(f"{asgi.url}/v1/algo/{user.username}/probe", json="x",
+                                 headers={"Authorization": raw_key}, timeout=30)
+    finally:
+        redis.Redis.from_url(settings.CELERY_BROKER_URL).delete(settings.EXECUTION_QUEUE)
+    assert response.status_code == 200
+    assert response.json()["error"] == {
+        "message": "The call did not finish: its worker stopped or never answered.",
+        "error_type": "TimeoutError"}
+    row = Invocation.objects.get(algorithm=probe)
+    assert row.status == "failed" and row.error_type == "TimeoutError"
+    usage = UsageRecord.objects.get(request_id=row.request_id)
+    assert usage.status == "released" and usage.held == 0
+    assert Account.objects.get(user=user).reserved == 0
+    assert len(asgi.served) == 1
