@@ -221,9 +221,10 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
     now = timezone.now()
     queued_ms = (now - invocation.created_at).total_seconds() * 1000
     timeout = float(invocation.options.get("timeout", 300))
-    if queued_ms > timeout * 1000:  # its caller has been answered with a TimeoutError
+    if row is not None and queued_ms > invocation_wait_seconds(invocation) * 1000:
+        # Its caller stopped waiting and was answered: the call is over (invocation_lost).
         return invocation_finish(invocation=invocation, error_type="TimeoutError",
-                                 error_message="The call waited in the queue past its timeout.",
+                                 error_message="The call waited in the queue until its caller stopped waiting.",
                                  queue_ms=queued_ms, platform_fault=True)
     if row is None:
         Invocation.objects.filter(pk=invocation.pk).update(status=Invocation.Status.RUNNING,
@@ -327,7 +328,11 @@ def _call_context(invocation: Invocation, timeout: float):
     issued = api_key_create_derived(parent=invocation.api_key,
                                     name=f"call {invocation.request_id}",
                                     lifetime_seconds=timeout + 60)
-    Invocation.objects.filter(pk=invocation.pk).update(derived_key=issued.key)
+    # Running, whichever way it was dispatched: a derived key reads data only while its
+    # call runs (datastore.services.served_call).
+    Invocation.objects.filter(pk=invocation.pk).update(
+        derived_key=issued.key, status=Invocation.Status.RUNNING,
+        started_at=invocation.started_at or timezone.now())
     invocation.derived_key_id = issued.key.pk
     return {"api_key": issued.raw, "api_base": invocation.options.get("api_base", "")}, issued.key
 
