@@ -18,18 +18,24 @@ class UsageRecord(models.Model):
 
     request_id = models.UUIDField(unique=True)
     trace_id = models.UUIDField(db_index=True)
+    # No database-level foreign keys on the call path's rows (see execution.Invocation);
+    # Django enforces PROTECT and SET_NULL itself. Payer and author lookups use the
+    # (payer|author, settled_at) indexes below.
     invocation = models.OneToOneField("execution.Invocation", null=True, blank=True,
-                                      on_delete=models.SET_NULL, related_name="usage")
-    payer = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="usage")
+                                      on_delete=models.SET_NULL, related_name="usage",
+                                      db_constraint=False)
+    payer = models.ForeignKey(Account, on_delete=models.PROTECT, related_name="usage",
+                              db_constraint=False, db_index=False)
     author = models.ForeignKey(Account, null=True, blank=True, on_delete=models.PROTECT,
-                               related_name="earnings")
+                               related_name="earnings", db_constraint=False, db_index=False)
     cap_keys = models.JSONField(default=list, blank=True,
                                 help_text="Ids of the capped keys this call counts against: the "
                                           "calling key and every capped key it descends from.")
     cap_month = models.CharField(max_length=7, blank=True, help_text="YYYY-MM")
     algorithm_path = models.CharField(max_length=120)
     version = models.ForeignKey("catalog.AlgorithmVersion", null=True, blank=True,
-                                on_delete=models.SET_NULL, related_name="+")
+                                on_delete=models.SET_NULL, related_name="+",
+                                db_constraint=False)
     version_text = models.CharField(max_length=80)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.HELD,
                               db_index=True)
