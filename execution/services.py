@@ -21,6 +21,7 @@ from execution.models import Invocation
 from marketplace.dispatch import run_eagerly
 from marketplace.errors import ApplicationError, InputError, NotFoundError, PermissionDeniedError
 from marketplace.models import ApiKey, User
+from marketplace.row_update import row_update
 from marketplace.services import api_key_create_derived, api_key_retire
 
 ALGORITHM_ERRORS = {"AlgorithmError", "LoadingError", "TimeoutError", "OutOfMemoryError"}
@@ -372,9 +373,8 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     fields.update(error_type=error_type, error_message=error_message[:1000], result=envelope,
                   stdout=stdout[-100_000:], queue_ms=queue_ms, finished_at=finished_at,
                   total_ms=(finished_at - invocation.created_at).total_seconds() * 1000)
-    if not Invocation.objects.filter(
-            pk=invocation.pk, status__in=[Invocation.Status.QUEUED, Invocation.Status.RUNNING]
-    ).update(**fields):  # finished already
+    if not row_update(Invocation, invocation.pk, set=fields, where={
+            "status": (Invocation.Status.QUEUED, Invocation.Status.RUNNING)}):  # finished
         return Invocation.objects.values_list("result", flat=True).get(pk=invocation.pk)
     for name, value in fields.items():
         setattr(invocation, name, value)

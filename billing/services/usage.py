@@ -16,6 +16,7 @@ from django.utils import timezone
 from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
 from marketplace.errors import PaymentRequiredError
 from marketplace.models import ApiKey
+from marketplace.row_update import row_update
 
 from .ledger import (account_for_organization, account_for_user, ledger_post, move_balances,
                      platform_account)
@@ -177,12 +178,11 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False) -
             changes = {"held": 0, "royalty": 0, "status": UsageRecord.Status.RELEASED,
                        "billable": False, "finished_at": now, "settled_at": now}
         # Closed once: a late duplicate (or a hold already closed) changes nothing.
-        if UsageRecord.objects.filter(pk=usage.pk, status=UsageRecord.Status.HELD).update(
-                **changes):
+        if row_update(UsageRecord, usage.pk, set=changes,
+                      where={"status": UsageRecord.Status.HELD}):
             _cap_spend(usage, reserved=-excess)
             if excess:
-                Account.objects.filter(pk=usage.payer_id).update(
-                    reserved=F("reserved") - excess)
+                row_update(Account, usage.payer_id, add={"reserved": -excess})
             if succeeded:
                 transaction.on_commit(schedule_settlement)
     if refund:
