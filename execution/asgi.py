@@ -8,9 +8,11 @@ over the direct result channel. A profile of the full stack under load had Djang
 middleware, DRF's dispatch and a thread blocked per waiting request at most of the web
 tier's CPU per call.
 
-Everything else goes to Django unchanged, the body replayed: no key (401 there), async
-calls (``output=void``, callbacks), a host Django would refuse, an HTTPS redirect, the
-embedded mode (no broker: the call runs in-process), and every other path.
+Everything else goes to Django untouched, decided from the headers before any of the body
+is read: no key (401 there), async calls (``output=void``, callbacks), a host Django would
+refuse, a repeated Host or Authorization header, an HTTPS redirect, an ``Accept`` or
+``format`` that DRF negotiates, the embedded mode (no broker: the call runs in-process),
+and every other path.
 """
 import json
 import logging
@@ -36,45 +38,49 @@ class InvokeFastPath:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        match = _eligible(scope)
-        if match is None:
+        call = _eligible(scope)
+        if call is None:  # decided from the headers alone: the body is Django's to read
             return await self.app(scope, receive, send)
-        body, too_large = await _read_body(receive, settings.EXECUTION_REQUEST_MAX_BYTES)
-        if too_large:
+        (owner, name, version), headers, query, raw_key, api_base = call
+        body, outcome = await _read_body(receive, settings.EXECUTION_REQUEST_MAX_BYTES)
+        if outcome == "disconnected":
+            return None  # the client left mid-body: nothing is admitted (as in Django)
+        if outcome == "too large":
             error = services.TooLarge(
                 f"The input is larger than {settings.EXECUTION_REQUEST_MAX_BYTES} bytes.")
-            return await _send_error(send, error)
-        headers = _headers(scope)
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
-                               keep_blank_values=True))
-        api_base = _api_base(scope, headers)
-        raw_key = key_from_header(headers.get("authorization", ""))
-        if (not raw_key or api_base is None or query.get("output") == "void"
-                or query.get("callback")):
-            return await self.app(scope, _replay(body, receive), send)
-        owner, name, version = match.groups()
+            return await _send_error(send, error, scope, headers)
         try:
             invocation = await sync_to_async(_start, thread_sensitive=False)(
                 raw_key=raw_key, owner=owner, name=name, version=version, query=query,
                 body=body, content_type=headers.get("content-type", ""), api_base=api_base)
         except ApplicationError as error:
-            return await _send_error(send, error)
+            return await _send_error(send, error, scope, headers)
         except Exception:
             logger.exception("Unhandled error admitting a call to %s/%s", owner, name)
             return await _send_json(send, 500, error_body("Internal server error.",
-                                                          "InternalError"))
-        envelope = await results.wait_async(invocation.pk,
-                                            services.invocation_wait_seconds(invocation))
-        if envelope is None:
-            envelope = await sync_to_async(_lost, thread_sensitive=False)(invocation)
-        if invocation.options.get("output") == "raw":
-            status, content_type, payload = raw_parts(envelope)
-            return await _send(send, status, content_type, payload)
-        return await _send_json(send, 200, envelope)
+                                                          "InternalError"), scope, headers)
+        try:
+            envelope = await results.wait_async(invocation.pk,
+                                                services.invocation_wait_seconds(invocation))
+        except Exception:  # the result channel failed: the call ends here, unbilled
+            logger.exception("Lost the result channel of %s", invocation.request_id)
+            envelope = None
+        try:
+            if envelope is None:
+                envelope = await sync_to_async(_lost, thread_sensitive=False)(invocation)
+            if invocation.options.get("output") == "raw":
+                status, content_type, payload = raw_parts(envelope)
+                return await _send(send, status, content_type, payload, scope, headers)
+            return await _send_json(send, 200, envelope, scope, headers)
+        except Exception:
+            logger.exception("Could not answer the call %s", invocation.request_id)
+            return await _send_json(send, 500, error_body("Internal server error.",
+                                                          "InternalError"), scope, headers)
 
 
 def _eligible(scope):
-    """The path's groups when this request is a call the fast path may serve, else None."""
+    """For a call the fast path may serve: its path's groups, headers, query, key and API
+    base, all read from what arrived before the body; else None (Django serves it)."""
     if (scope["type"] != "http" or scope["method"] != "POST"
             or settings.CELERY_TASK_ALWAYS_EAGER or not results.direct()
             or not settings.EXECUTION_FAST_PATH):
@@ -82,9 +88,29 @@ def _eligible(scope):
     match = INVOKE_PATH.match(scope["path"])
     if match is None or (match.group(1) == "requests" and match.group(3) is None):
         return None  # /v1/algo/requests/{id} is the results API
-    if settings.SECURE_SSL_REDIRECT and _scheme(scope, _headers(scope)) != "https":
+    headers = _headers(scope)
+    if headers is None:
+        return None  # a repeated Host or Authorization: Django decides
+    if settings.SECURE_SSL_REDIRECT and _scheme(scope, headers) != "https":
         return None  # Django redirects it
-    return match
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"),
+                           keep_blank_values=True))
+    if query.get("output") == "void" or query.get("callback") or "format" in query:
+        return None  # async calls, and DRF's format override
+    if not _accepts_json(headers.get("accept", "")):
+        return None  # DRF's content negotiation answers it (406)
+    raw_key = key_from_header(headers.get("authorization", ""))
+    api_base = _api_base(scope, headers)
+    if not raw_key or api_base is None:
+        return None  # no key (401), or a host Django refuses (400)
+    return match.groups(), headers, query, raw_key, api_base
+
+
+def _accepts_json(accept: str) -> bool:
+    if not accept.strip():
+        return True
+    types = {part.split(";")[0].strip().lower() for part in accept.split(",")}
+    return bool(types & {"application/json", "application/*", "*/*"})
 
 
 def _start(*, raw_key: str, owner: str, name: str, version: str | None, query: dict,
@@ -112,18 +138,26 @@ def _lost(invocation):
         close_old_connections()
 
 
-def _headers(scope) -> dict[str, str]:
-    return {name.decode("latin-1").lower(): value.decode("latin-1")
-            for name, value in scope.get("headers", [])}
+def _headers(scope) -> dict[str, str] | None:
+    """The request's headers by lower-case name; None if Host or Authorization repeats."""
+    headers = {}
+    for raw_name, raw_value in scope.get("headers", []):
+        name = raw_name.decode("latin-1").lower()
+        if name in headers and name in ("host", "authorization"):
+            return None
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
 
 
 def _scheme(scope, headers: dict) -> str:
+    """``HttpRequest.scheme``: the proxy's header when configured and present."""
     proxy = settings.SECURE_PROXY_SSL_HEADER
     if proxy:
         header, secure_value = proxy
-        name = header.removeprefix("HTTP_").replace("_", "-").lower()
-        if headers.get(name, "").split(",")[0].strip() == secure_value:
-            return "https"
+        value = headers.get(header.removeprefix("HTTP_").replace("_", "-").lower())
+        if value is not None:
+            return "https" if value.split(",", 1)[0].strip() == secure_value else "http"
     return scope.get("scheme", "http")
 
 
@@ -131,8 +165,8 @@ def _api_base(scope, headers: dict) -> str | None:
     """Where a composing algorithm's calls go (``services.platform_api_base``), or None if
     Django would refuse the request's host."""
     host = headers.get("host", "")
-    if settings.USE_X_FORWARDED_HOST and headers.get("x-forwarded-host"):
-        host = headers["x-forwarded-host"].split(",")[-1].strip()
+    if settings.USE_X_FORWARDED_HOST and "x-forwarded-host" in headers:
+        host = headers["x-forwarded-host"]  # as Django reads it: a list is refused
     if not host and scope.get("server"):
         host = "%s:%s" % tuple(scope["server"])
     domain, _port = split_domain_port(host)
@@ -143,54 +177,61 @@ def _api_base(scope, headers: dict) -> str | None:
     return settings.EXECUTION_PLATFORM_API or f"{_scheme(scope, headers)}://{host}"
 
 
-async def _read_body(receive, limit: int) -> tuple[bytes, bool]:
+async def _read_body(receive, limit: int) -> tuple[bytes, str]:
+    """The whole body, and "complete", "too large" or "disconnected"."""
     chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            return b"".join(chunks), False
+            return b"", "disconnected"
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return b"", True
+            return b"", "too large"
         chunks.append(chunk)
         if not message.get("more_body", False):
-            return b"".join(chunks), False
+            return b"".join(chunks), "complete"
 
 
-def _replay(body: bytes, receive):
-    sent = False
-
-    async def replayed():
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed
-
-
-async def _send_error(send, error: ApplicationError):
+async def _send_error(send, error: ApplicationError, scope, headers):
     body = error_body(error.message, error.error_type, error.stack_trace, **error.extra)
     extra = ([(b"www-authenticate", b'Simple realm="algostore"')]
              if isinstance(error, AuthError) else [])
     return await _send(send, error.status_code, "application/json",
-                       json.dumps(body).encode(), extra)
+                       json.dumps(body).encode(), scope, headers, extra)
 
 
-async def _send_json(send, status: int, body: dict):
-    return await _send(send, status, "application/json", json.dumps(body).encode())
+async def _send_json(send, status: int, body: dict, scope, headers):
+    return await _send(send, status, "application/json", json.dumps(body).encode(), scope,
+                       headers)
 
 
-# What Django's security and clickjacking middleware add to an API response.
-_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
-                     (b"referrer-policy", b"same-origin"),
-                     (b"cross-origin-opener-policy", b"same-origin")]
+def _security_headers(scope, headers: dict) -> list[tuple[bytes, bytes]]:
+    """What Django's security and clickjacking middleware add to an API response."""
+    found = []
+    if settings.SECURE_HSTS_SECONDS and _scheme(scope, headers) == "https":
+        value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+            value += "; includeSubDomains"
+        if settings.SECURE_HSTS_PRELOAD:
+            value += "; preload"
+        found.append((b"strict-transport-security", value.encode()))
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        found.append((b"x-content-type-options", b"nosniff"))
+    if settings.SECURE_REFERRER_POLICY:
+        policy = settings.SECURE_REFERRER_POLICY
+        policy = policy if isinstance(policy, str) else ",".join(policy)
+        found.append((b"referrer-policy", policy.encode()))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        found.append((b"cross-origin-opener-policy",
+                      settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode()))
+    found.append((b"x-frame-options", getattr(settings, "X_FRAME_OPTIONS", "DENY").encode()))
+    return found
 
 
-async def _send(send, status: int, content_type: str, body: bytes, extra=()):
-    headers = [(b"content-type", content_type.encode()),
-               (b"content-length", str(len(body)).encode()), *_SECURITY_HEADERS, *extra]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+async def _send(send, status: int, content_type: str, body: bytes, scope, headers, extra=()):
+    response_headers = [(b"content-type", content_type.encode()),
+                        (b"content-length", str(len(body)).encode()),
+                        *_security_headers(scope, headers), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": response_headers})
     await send({"type": "http.response.body", "body": body})

@@ -7,6 +7,7 @@ per thread, and opens new connections for each request under ASGI). Without Redi
 Celery result backend is used.
 """
 import json
+import weakref
 
 from django.conf import settings
 
@@ -40,7 +41,7 @@ def wait(invocation_pk: int, timeout: float) -> dict | None:
     return json.loads(item[1]) if item else None
 
 
-_async_clients: dict = {}
+_async_clients: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # one per loop
 
 
 async def wait_async(invocation_pk: int, timeout: float) -> dict | None:
@@ -50,9 +51,9 @@ async def wait_async(invocation_pk: int, timeout: float) -> dict | None:
     import redis.asyncio
 
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(id(loop))
+    client = _async_clients.get(loop)
     if client is None:
-        client = _async_clients[id(loop)] = redis.asyncio.Redis.from_url(
-            settings.REDIS_URL, max_connections=1000)
+        # No cap on the pool: each waiting call holds one connection while its call runs.
+        client = _async_clients[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL)
     item = await client.blpop([_key(invocation_pk)], timeout=max(timeout, 1))
     return json.loads(item[1]) if item else None

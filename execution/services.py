@@ -37,6 +37,10 @@ class TooLarge(ApplicationError):
     status_code, error_type = 413, "InputError"
 
 
+class CallClosed(Exception):
+    """The call was closed before it could start (its caller stopped waiting)."""
+
+
 @dataclass(frozen=True)
 class CallOptions:
     timeout: float = 300.0
@@ -224,14 +228,21 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
     timeout = float(invocation.options.get("timeout", 300))
     if row is not None and queued_ms > invocation_wait_seconds(invocation) * 1000:
         # Its caller stopped waiting and was answered: the call is over (invocation_lost).
-        return invocation_finish(invocation=invocation, error_type="TimeoutError",
-                                 error_message="The call waited in the queue until its caller stopped waiting.",
-                                 queue_ms=queued_ms, platform_fault=True)
+        return invocation_finish(
+            invocation=invocation, error_type="TimeoutError", queue_ms=queued_ms,
+            error_message="The call waited in the queue until its caller stopped waiting.",
+            platform_fault=True)
     if row is None:
         Invocation.objects.filter(pk=invocation.pk).update(status=Invocation.Status.RUNNING,
                                                            started_at=now)
     _announce(invocation, {"type": "request.status", "status": Invocation.Status.RUNNING})
-    context, derived = _call_context(invocation, timeout)
+    if row is not None:  # never past the moment its caller stops waiting
+        left = invocation_wait_seconds(invocation) - queued_ms / 1000
+        timeout = max(min(timeout, left), 0.05)
+    try:
+        context, derived = _call_context(invocation, timeout)
+    except CallClosed:
+        return Invocation.objects.values_list("result", flat=True).get(pk=invocation.pk)
     try:
         backend, target = get_backend(), _target(invocation)
         if backend.runner_count(target) == 0:
@@ -330,10 +341,14 @@ def _call_context(invocation: Invocation, timeout: float):
                                     name=f"call {invocation.request_id}",
                                     lifetime_seconds=timeout + 60)
     # Running, whichever way it was dispatched: a derived key reads data only while its
-    # call runs (datastore.services.served_call).
-    Invocation.objects.filter(pk=invocation.pk).update(
-        derived_key=issued.key, status=Invocation.Status.RUNNING,
-        started_at=invocation.started_at or timezone.now())
+    # call runs (datastore.services.served_call). Never a call already closed (by a caller
+    # that stopped waiting, or the reaper): that one is not run.
+    if not Invocation.objects.filter(
+            pk=invocation.pk, status__in=[Invocation.Status.QUEUED, Invocation.Status.RUNNING]
+    ).update(derived_key=issued.key, status=Invocation.Status.RUNNING,
+             started_at=invocation.started_at or timezone.now()):
+        api_key_retire(key=issued.key)
+        raise CallClosed()
     invocation.derived_key_id = issued.key.pk
     return {"api_key": issued.raw, "api_base": invocation.options.get("api_base", "")}, issued.key
 

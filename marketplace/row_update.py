@@ -18,6 +18,10 @@ def row_update(model, pk, *, set: dict | None = None, add: dict | None = None,
     ``where`` values that are tuples or lists mean ``IN``. Returns the rows changed (0 or 1).
     """
     set, add, where = set or {}, add or {}, where or {}
+    if not set and not add:
+        raise ValueError("row_update needs something to set or add.")
+    if any(isinstance(value, (list, tuple)) and not value for value in where.values()):
+        return 0  # IN () matches nothing (and is not SQL everywhere)
     shape = (model, tuple(set), tuple(add),
              tuple((name, len(value) if isinstance(value, (list, tuple)) else None)
                    for name, value in where.items()))

@@ -6,6 +6,7 @@ rows written must match; the fast path must actually have served the calls it ma
 Needs the direct result channel: Redis and a real Celery worker (pass 2).
 """
 import base64
+import json
 import socket
 import threading
 import time
@@ -123,6 +124,8 @@ def test_errors_answer_as_the_view_does(asgi, live_server, probe, user, raw_key,
          404),
         ("bad version", f"POST {base}/9.9.9", {"json": "x", "headers": auth}, 404),
         ("bad key", f"POST {base}", {"json": "x", "headers": {"Authorization": "nope"}}, 401),
+        ("accept", f"POST {base}", {"json": "x", "headers": {**auth, "Accept": "text/html"}},
+         406),
         ("no key", f"POST {base}", {"json": "x"}, 401),
     ]
     for label, request, kwargs, status in cases:
@@ -204,3 +207,39 @@ def test_a_call_no_worker_answers_fails_and_is_not_billed(asgi, probe, user, raw
     assert usage.status == "released" and usage.held == 0
     assert Account.objects.get(user=user).reserved == 0
     assert len(asgi.served) == 1
+
+
+def test_a_client_that_leaves_mid_body_gets_nothing_admitted(asgi, probe, user, raw_key):
+    """As under Django: a body cut off by a disconnect is not a call. The same request
+    with its whole body is served by the fast path and answered."""
+    import asyncio
+
+    from marketplace.asgi import application
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": f"/v1/algo/{user.username}/probe",
+             "raw_path": b"", "root_path": "", "query_string": b"",
+             "headers": [(b"host", b"127.0.0.1"), (b"authorization", raw_key.encode()),
+                         (b"content-type", b"text/plain")],
+             "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 80)}
+
+    def exchange(*messages):
+        incoming, sent = list(messages), []
+
+        async def receive():
+            return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        asyncio.run(application(scope, receive, send))
+        return sent
+
+    cut = exchange({"type": "http.request", "body": b"half", "more_body": True},
+                   {"type": "http.disconnect"})
+    assert cut == [] and not Invocation.objects.exists() and asgi.served == []
+    whole = exchange({"type": "http.request", "body": b"half", "more_body": True},
+                     {"type": "http.request", "body": b" and half", "more_body": False})
+    assert whole[0]["status"] == 200
+    assert json.loads(whole[1]["body"])["result"] == "echo: half and half"
+    assert len(asgi.served) == 1 and Invocation.objects.get().status == "succeeded"

@@ -40,3 +40,12 @@ def test_json_datetimes_and_floats_are_stored_as_the_orm_stores_them():
     call.refresh_from_db()
     assert (call.status, call.result, call.finished_at, call.run_ms) == (
         "succeeded", envelope, finished, 1.5)
+
+
+def test_an_empty_in_matches_nothing_and_an_empty_update_is_refused():
+    account = Account.objects.get(user=UserFactory())
+    assert row_update(Account, account.pk, add={"reserved": 1}, where={"kind": ()}) == 0
+    with pytest.raises(ValueError):
+        row_update(Account, account.pk, where={"kind": "user"})
+    account.refresh_from_db()
+    assert account.reserved == 0

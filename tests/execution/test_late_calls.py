@@ -1,0 +1,51 @@
+"""A worker never runs a sync call its caller has stopped waiting for, nor reopens a call
+that was closed before it started (both passes: the worker's code, called directly)."""
+import datetime
+
+import pytest
+
+from billing.models import Account, UsageRecord
+from execution import services
+from execution.models import Invocation
+from marketplace.services import api_key_authenticate
+from tests.execution.conftest import bundle_files, publish
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def admit(user, raw_key, name: str):
+    key = api_key_authenticate(raw=raw_key)
+    payload = {"content_type": "text", "data": "late"}
+    invocation = services.invocation_admit(
+        key=key, user=user, owner=user.username, name=name, version=None, payload=payload,
+        input_bytes=4, options=services.CallOptions(timeout=5))
+    return invocation, payload
+
+
+def test_a_call_whose_caller_stopped_waiting_is_not_run(probe, user, raw_key, builds_run):
+    invocation, payload = admit(user, raw_key, "probe")
+    row = services.invocation_row(invocation)
+    late = invocation.created_at - datetime.timedelta(
+        seconds=services.invocation_wait_seconds(invocation) + 1)
+    row["created_at"] = late.isoformat()
+    envelope = services.invocation_run(invocation_pk=invocation.pk, payload=payload, row=row)
+    assert envelope == {"error": {
+        "message": "The call waited in the queue until its caller stopped waiting.",
+        "error_type": "TimeoutError"}}
+    stored = Invocation.objects.get(pk=invocation.pk)
+    assert (stored.status, stored.run_ms) == ("failed", None)  # never reached a runner
+    usage = UsageRecord.objects.get(request_id=invocation.request_id)
+    assert (usage.status, usage.held) == ("released", 0)
+    assert Account.objects.get(user=user).reserved == 0
+
+
+def test_a_composing_call_closed_before_it_starts_is_not_reopened(user, raw_key, builds_run):
+    publish(user, "spaces", bundle_files("spaces"), pipeline_enabled=True)
+    invocation, payload = admit(user, raw_key, "spaces")
+    lost = services.invocation_lost(invocation=invocation)  # its caller gave up first
+    again = services.invocation_run(invocation_pk=invocation.pk, payload=payload,
+                                    row=services.invocation_row(invocation))
+    assert again == lost and lost["error"]["error_type"] == "TimeoutError"
+    stored = Invocation.objects.get(pk=invocation.pk)
+    assert (stored.status, stored.derived_key_id) == ("failed", None)
+    assert UsageRecord.objects.get(request_id=invocation.request_id).status == "released"
