@@ -235,7 +235,8 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
     if row is None:
         Invocation.objects.filter(pk=invocation.pk).update(status=Invocation.Status.RUNNING,
                                                            started_at=now)
-    _announce(invocation, {"type": "request.status", "status": Invocation.Status.RUNNING})
+    if row is None:
+        _announce(invocation, {"type": "request.status", "status": Invocation.Status.RUNNING})
     if row is not None:  # never past the moment its caller stops waiting
         left = invocation_wait_seconds(invocation) - queued_ms / 1000
         timeout = max(min(timeout, left), 0.05)
@@ -294,6 +295,9 @@ def _invocation_from_row(pk: int, row: dict) -> Invocation:
     invocation._state.adding, invocation._state.db = False, "default"
     invocation.algorithm, invocation.build = _run_objects(row["algorithm_id"], row["build_id"])
     invocation.usage_hold = row.get("usage_hold")
+    # A sync call's request id reaches its caller with its answer, so nobody can be
+    # watching it run: no WebSocket announcements (each asks Redis whether anyone listens).
+    invocation.unwatched = True
     return invocation
 
 
@@ -314,7 +318,7 @@ def _run_objects(algorithm_id: int, build_id: int):
 
 def _stdout_streamer(invocation: Invocation):
     """For a call whose stdout its caller may see: pass printed lines to its watchers live."""
-    if not invocation.options.get("stdout"):
+    if not invocation.options.get("stdout") or getattr(invocation, "unwatched", False):
         return None
     return lambda lines: _announce(invocation, {"type": "request.stdout", "lines": lines})
 
@@ -404,8 +408,9 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     schedule(invocation)
     _hand_back(invocation, envelope)
     # Watchers already saw the printed lines as they came (_stdout_streamer).
-    transaction.on_commit(lambda: _announce(invocation, {"type": "request.finished",
-                                                         "envelope": envelope}))
+    if not getattr(invocation, "unwatched", False):
+        transaction.on_commit(lambda: _announce(invocation, {"type": "request.finished",
+                                                             "envelope": envelope}))
     return envelope
 
 
