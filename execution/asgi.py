@@ -31,6 +31,7 @@ from marketplace.errors import ApplicationError, AuthError, error_body
 
 logger = logging.getLogger(__name__)
 INVOKE_PATH = re.compile(r"^/v1/algo/([^/]+)/([^/]+)(?:/([^/]+))?$")
+_INTERNAL_ERROR = error_body("Internal server error.", "InternalError")
 
 
 class InvokeFastPath:
@@ -46,9 +47,7 @@ class InvokeFastPath:
         if outcome == "disconnected":
             return None  # the client left mid-body: nothing is admitted (as in Django)
         if outcome == "too large":
-            error = services.TooLarge(
-                f"The input is larger than {settings.EXECUTION_REQUEST_MAX_BYTES} bytes.")
-            return await _send_error(send, error, scope, headers)
+            return await _send_error(send, services.TooLarge.input(), scope, headers)
         try:
             invocation = await sync_to_async(_start, thread_sensitive=False)(
                 raw_key=raw_key, owner=owner, name=name, version=version, query=query,
@@ -57,8 +56,7 @@ class InvokeFastPath:
             return await _send_error(send, error, scope, headers)
         except Exception:
             logger.exception("Unhandled error admitting a call to %s/%s", owner, name)
-            return await _send_json(send, 500, error_body("Internal server error.",
-                                                          "InternalError"), scope, headers)
+            return await _send_json(send, 500, _INTERNAL_ERROR, scope, headers)
         try:
             envelope = await results.wait_async(invocation.pk,
                                                 services.invocation_wait_seconds(invocation))
@@ -74,8 +72,7 @@ class InvokeFastPath:
             return await _send_json(send, 200, envelope, scope, headers)
         except Exception:
             logger.exception("Could not answer the call %s", invocation.request_id)
-            return await _send_json(send, 500, error_body("Internal server error.",
-                                                          "InternalError"), scope, headers)
+            return await _send_json(send, 500, _INTERNAL_ERROR, scope, headers)
 
 
 def _eligible(scope):
@@ -194,11 +191,10 @@ async def _read_body(receive, limit: int) -> tuple[bytes, str]:
 
 
 async def _send_error(send, error: ApplicationError, scope, headers):
-    body = error_body(error.message, error.error_type, error.stack_trace, **error.extra)
     extra = ([(b"www-authenticate", b'Simple realm="algostore"')]
              if isinstance(error, AuthError) else [])
     return await _send(send, error.status_code, "application/json",
-                       json.dumps(body).encode(), scope, headers, extra)
+                       json.dumps(error.body()).encode(), scope, headers, extra)
 
 
 async def _send_json(send, status: int, body: dict, scope, headers):

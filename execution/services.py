@@ -36,6 +36,10 @@ class UnsupportedInput(ApplicationError):
 class TooLarge(ApplicationError):
     status_code, error_type = 413, "InputError"
 
+    @classmethod
+    def input(cls) -> "TooLarge":
+        return cls(f"The input is larger than {settings.EXECUTION_REQUEST_MAX_BYTES} bytes.")
+
 
 class CallClosed(Exception):
     """The call was closed before it could start (its caller stopped waiting)."""
@@ -72,7 +76,7 @@ class CallOptions:
 def parse_input(body: bytes, content_type: str) -> dict:
     """The runtime protocol's request line for a body of the given Content-Type."""
     if len(body) > settings.EXECUTION_REQUEST_MAX_BYTES:
-        raise TooLarge(f"The input is larger than {settings.EXECUTION_REQUEST_MAX_BYTES} bytes.")
+        raise TooLarge.input()
     kind = (content_type or "application/json").split(";")[0].strip().lower()
     if kind == "application/json":
         try:
@@ -235,9 +239,8 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
     if row is None:
         Invocation.objects.filter(pk=invocation.pk).update(status=Invocation.Status.RUNNING,
                                                            started_at=now)
-    if row is None:
         _announce(invocation, {"type": "request.status", "status": Invocation.Status.RUNNING})
-    if row is not None:  # never past the moment its caller stops waiting
+    else:  # never past the moment its caller stops waiting
         left = invocation_wait_seconds(invocation) - queued_ms / 1000
         timeout = max(min(timeout, left), 0.05)
     try:
@@ -444,9 +447,9 @@ def _announce(invocation: Invocation, event: dict) -> None:
 
     layer, group = get_channel_layer(), request_group(invocation.request_id)
     if hasattr(layer, "_group_key") and len(getattr(layer, "hosts", ())) == 1:
-        from execution import results
+        from marketplace.redis_client import redis_client
 
-        if not results.redis_client().zcard(layer._group_key(group)):
+        if not redis_client().zcard(layer._group_key(group)):
             return
     async_to_sync(layer.group_send)(group, event)
 
@@ -489,11 +492,8 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
         return async_result.get(timeout=invocation_wait_seconds(invocation), interval=0.005,
                                 propagate=True)
     except Exception as error:  # the worker died, or never answered
-        return invocation_finish(
-            invocation=invocation, error_type="TimeoutError" if "Timeout" in type(error).__name__
-            else "InternalError",
-            error_message="The call did not finish: its worker stopped or never answered.",
-            platform_fault=True)
+        return invocation_lost(invocation=invocation, error_type=(
+            "TimeoutError" if "Timeout" in type(error).__name__ else "InternalError"))
 
 
 def _task_args(invocation: Invocation, payload: dict, wait: bool) -> list:
@@ -518,11 +518,11 @@ def invocation_wait_seconds(invocation: Invocation) -> float:
     return float(invocation.options.get("timeout", 300)) + 15
 
 
-def invocation_lost(*, invocation: Invocation) -> dict:
+def invocation_lost(*, invocation: Invocation, error_type: str = "TimeoutError") -> dict:
     """The caller's wait ended with no result: the call fails (unless it just finished, in
     which case that is its answer), and is not billed."""
     return invocation_finish(
-        invocation=invocation, error_type="TimeoutError", platform_fault=True,
+        invocation=invocation, error_type=error_type, platform_fault=True,
         error_message="The call did not finish: its worker stopped or never answered.")
 
 

@@ -28,6 +28,10 @@ class ApplicationError(Exception):
         self.stack_trace = stack_trace
         self.extra = extra or {}
 
+    def body(self) -> dict:
+        """The envelope of this error, as every /v1/ endpoint sends it."""
+        return error_body(self.message, self.error_type, self.stack_trace, **self.extra)
+
 
 class InputError(ApplicationError):
     status_code, error_type = 400, "InputError"
@@ -105,8 +109,7 @@ def _validation_message(detail) -> str:
 def exception_handler(exc: Exception, context: dict) -> Response:
     """Render any exception raised in a DRF view as the envelope, never as HTML."""
     if isinstance(exc, ApplicationError):
-        body = error_body(exc.message, exc.error_type, exc.stack_trace, **exc.extra)
-        return Response(body, status=exc.status_code)
+        return Response(exc.body(), status=exc.status_code)
     if isinstance(exc, RequestDataTooBig):
         return Response(error_body("The request body is too large.", "InputError"), status=413)
     if isinstance(exc, DjangoValidationError):

@@ -2,8 +2,9 @@
 
 A hold is a conditional UPDATE (``balance - reserved >= price``), so however many calls race,
 an account can never promise more than it has; the database's check constraint is the last
-word. Settlement happens in the same database transaction that closes the Invocation, so a
-finished call is billed exactly once or not at all, and a retried task finds it settled.
+word. Closing a call (in the transaction that closes its Invocation) shrinks or releases
+its hold once; a batch settler then writes each finished call into the ledger exactly once
+(``usage_settle_pending``).
 """
 import math
 import time
@@ -301,7 +302,6 @@ def _settle_batch(batch: list[UsageRecord]) -> None:
                 entries.append(Entry(transaction=posted, account_id=account_id, amount=amount,
                                      kind=kind, version_id=usage.version_id))
                 moves[account_id] = moves.get(account_id, 0) + amount
-        usage.transaction = posted
     Entry.objects.bulk_create(entries)
     for usage in batch:
         release[usage.payer_id] = release.get(usage.payer_id, 0) + usage.held
@@ -310,9 +310,6 @@ def _settle_batch(batch: list[UsageRecord]) -> None:
             held, spent = spend.get(key, (0, 0))
             spend[key] = (held + usage.held,
                           spent + (usage.royalty + usage.compute if usage.billable else 0))
-        usage.status = (UsageRecord.Status.SETTLED if usage.billable
-                        else UsageRecord.Status.RELEASED)
-        usage.settled_at = now
     for (key_id, month), (held, spent) in sorted(spend.items(), key=lambda item: item[0]):
         KeySpend.objects.filter(key_id=key_id, month=month).update(
             reserved=F("reserved") - held, spent=F("spent") + spent)
