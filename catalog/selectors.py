@@ -128,14 +128,11 @@ def version_resolve_for_call(*, owner: str, name: str, spec: str | None,
     if semver.parse_spec(spec).kind == "hash":
         resolved = version_resolve(owner=owner, name=name, spec=spec, user=user)
         return resolved, can_manage(algorithm=resolved.algorithm, user=user)
-    key = (owner.lower(), name.lower(), spec or "", user.pk)
-    epoch = resolutions.epoch()
-    cached = resolutions.get(key, epoch)
-    if cached is None:
+    def resolve():
         resolved = version_resolve(owner=owner, name=name, spec=spec, user=user)
-        cached = (resolved, can_manage(algorithm=resolved.algorithm, user=user))
-        resolutions.put(key, epoch, cached)
-    return cached
+        return resolved, can_manage(algorithm=resolved.algorithm, user=user)
+
+    return resolutions.get_or_set((owner.lower(), name.lower(), spec or "", user.pk), resolve)
 
 
 def latest_public_version(*, algorithm: Algorithm) -> AlgorithmVersion | None:

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from datastore import connectors, selectors, services
-from marketplace.errors import ApplicationError, InputError, NotFoundError, error_body
+from marketplace.errors import ApplicationError, InputError, NotFoundError
 from marketplace.parsers import RawBodyParser
 from marketplace.streaming import streaming_response
 
@@ -80,10 +80,12 @@ class DataApi(APIView):
         key, marker = request.auth, _marker(request)
         if target.collection is None:
             services.require_scope(key, "read")
-            services.owner_of(target.owner)
+            user, org = services.owner_of(target.owner)
+            owns = services.is_owner(key, owner_user_id=user and user.pk,
+                                     owner_org_id=org and org.pk, write=False)
             return Response(selectors.collections_listing(
                 owner=target.owner, marker=marker,
-                readable=lambda c: services.can_read(key, c)))
+                readable=lambda c: services.can_read(key, c, owns=owns)))
         collection = services.collection_for(target, key, write=False)
         if target.file is None:
             return Response(selectors.files_listing(
@@ -116,7 +118,7 @@ class DataApi(APIView):
                 return response
             return HttpResponse(status=200)
         except ApplicationError as error:  # HEAD has no body: the message goes in a header
-            response = HttpResponse(json.dumps(error_body(error.message, error.error_type)),
+            response = HttpResponse(json.dumps(error.body()),
                                     status=error.status_code, content_type="application/json")
             response["X-Error-Message"] = "".join(c if c.isprintable() else " "
                                                   for c in error.message)

@@ -18,8 +18,7 @@ from marketplace.errors import (ApplicationError, ConflictError, InputError, Not
 from marketplace.models import ApiKey, Membership, Organization, User
 from marketplace.services import audit_record
 
-ACL_FROM_STRINGS = {(): Collection.ReadAcl.PRIVATE, ("algo://.my/*",): Collection.ReadAcl.ALGORITHMS,
-                    ("user://*",): Collection.ReadAcl.PUBLIC}
+ACL_FROM_STRINGS = {tuple(strings): acl for acl, strings in Collection.ACL_STRINGS.items()}
 
 
 def data_storage():
@@ -173,9 +172,13 @@ def require_scope(key: ApiKey, level: str) -> None:
             f"(its data access is '{key.data_access}').")
 
 
-def can_read(key: ApiKey, collection: Collection) -> bool:
-    if is_owner(key, owner_user_id=collection.owner_user_id,
-                 owner_org_id=collection.owner_org_id, write=False):
+def can_read(key: ApiKey, collection: Collection, *, owns: bool | None = None) -> bool:
+    """``owns``: whether the key owns the collection's namespace, when the caller already
+    knows (a listing asks once for all of one owner's collections)."""
+    if owns is None:
+        owns = is_owner(key, owner_user_id=collection.owner_user_id,
+                        owner_org_id=collection.owner_org_id, write=False)
+    if owns:
         return True
     if collection.read_acl == Collection.ReadAcl.PUBLIC:
         return True

@@ -14,8 +14,7 @@ from marketplace.models import Membership
 
 ACL_CHOICES = [("algorithms", "Me and my algorithms"), ("private", "Only me"),
                ("public", "Everyone")]
-ACL_BODIES = {"private": {"read": []}, "algorithms": {"read": ["algo://.my/*"]},
-              "public": {"read": ["user://*"]}}
+ACL_BODIES = {acl: {"read": strings} for acl, strings in Collection.ACL_STRINGS.items()}
 
 
 def _principal(request) -> services.SessionPrincipal:
@@ -85,9 +84,7 @@ def upload(request: HttpRequest, owner: str, name: str) -> HttpResponse:
                                       length=uploaded.size, actor=request.user)
     except ApplicationError as error:
         if wants_json:
-            return JsonResponse({"error": {"message": error.message,
-                                           "error_type": error.error_type}},
-                                status=error.status_code)
+            return JsonResponse(error.body(), status=error.status_code)
         messages.error(request, error.message)
         return redirect("data-collection", owner, name)
     message = f"Uploaded {data_file.name} ({data_file.size:,} bytes)."

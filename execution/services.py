@@ -310,13 +310,9 @@ def _run_objects(algorithm_id: int, build_id: int):
     from catalog.models import Algorithm, Build
     from catalog.resolution_cache import resolutions
 
-    key, epoch = ("run", algorithm_id, build_id), resolutions.epoch()
-    cached = resolutions.get(key, epoch)
-    if cached is None:
-        cached = (Algorithm.objects.defer("summary").get(pk=algorithm_id),
-                  Build.objects.defer("logs").get(pk=build_id))
-        resolutions.put(key, epoch, cached)
-    return cached
+    return resolutions.get_or_set(("run", algorithm_id, build_id), lambda: (
+        Algorithm.objects.defer("summary").get(pk=algorithm_id),
+        Build.objects.defer("logs").get(pk=build_id)))
 
 
 def _stdout_streamer(invocation: Invocation):

@@ -9,6 +9,8 @@ import json
 
 from django.conf import settings
 
+from marketplace.errors import error_body
+
 
 class BodyLimit:
     def __init__(self, app, *, prefixes: tuple[str, ...], limit_setting: str):
@@ -47,8 +49,8 @@ class BodyLimit:
 
 
 async def _refuse(send, limit: int) -> None:
-    body = json.dumps({"error": {"message": f"The body is larger than the limit of {limit} "
-                                            "bytes.", "error_type": "InputError"}}).encode()
+    body = json.dumps(error_body(f"The body is larger than the limit of {limit} bytes.",
+                                 "InputError")).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode()),

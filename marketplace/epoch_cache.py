@@ -34,6 +34,15 @@ class EpochCache:
             return None
         return entry[2]
 
+    def get_or_set(self, key, compute):
+        """The answer for ``key`` under the current epoch, computed (and kept) if missing."""
+        epoch = self.epoch()
+        value = self.get(key, epoch)
+        if value is None:
+            value = compute()
+            self.put(key, epoch, value)
+        return value
+
     def put(self, key, epoch: int, value) -> None:
         with self._lock:
             if len(self._entries) >= self.max_entries:

@@ -46,12 +46,8 @@ environments = EpochCache("secrets", ttl_seconds=60.0)
 def secrets_environment(*, algorithm: Algorithm) -> tuple[dict[str, str], str]:
     """The decrypted environment for the algorithm's runners, and a fingerprint that changes
     whenever a secret does (runners started with old values are then not reused)."""
-    epoch = environments.epoch()
-    cached = environments.get(algorithm.pk, epoch)
-    if cached is None:
-        cached = _secrets_environment(algorithm)
-        environments.put(algorithm.pk, epoch, cached)
-    return dict(cached[0]), cached[1]
+    env, stamp = environments.get_or_set(algorithm.pk, lambda: _secrets_environment(algorithm))
+    return dict(env), stamp
 
 
 def _secrets_environment(algorithm: Algorithm) -> tuple[dict[str, str], str]:

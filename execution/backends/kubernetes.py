@@ -227,11 +227,12 @@ class KubernetesBackend:
     def ensure(self, target: RunTarget) -> str:
         """Create the version's objects, or bring them up to date (replicas are left as
         they are: they belong to the autoscaler)."""
-        name = pool_name(target)
-        marker = f"k8s:applied:{name}:{hashlib.sha256(json.dumps(render(target), sort_keys=True).encode()).hexdigest()[:16]}"
+        name, manifests = pool_name(target), render(target)
+        digest = hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
+        marker = f"k8s:applied:{name}:{digest[:16]}"
         if cache.get(marker):
             return name
-        for manifest in render(target):
+        for manifest in manifests:
             self._apply(manifest)
         cache.set(marker, 1, 300)
         return name
@@ -320,7 +321,7 @@ class KubernetesBackend:
             except ApiException as error:
                 if error.status != 404:
                     raise
-        cache.delete_many([f"k8s:last-used:{name}"])
+        cache.delete(f"k8s:last-used:{name}")
 
     # --- in-flight calls: one key per call, each expiring at the call's deadline, so a
     # worker that died mid-call cannot keep a version scaled up forever.
@@ -332,7 +333,7 @@ class KubernetesBackend:
         cache.set(f"k8s:inflight:{name}", calls, int(timeout) + 30)
         return token
 
-    def _leave(self, name: str, token: str) -> None:
+    def _leave(self, token: str) -> None:
         cache.delete(token)
 
     def _inflight(self, name: str) -> int:
@@ -357,7 +358,7 @@ class KubernetesBackend:
             queue_ms = (time.monotonic() - started) * 1000 - cold_ms
             reply = self._call(name, request, context or {}, started + timeout)
         finally:
-            self._leave(name, token)
+            self._leave(token)
             cache.set(f"k8s:last-used:{name}", time.time(), None)
         return Outcome(response=reply.get("response"), error_type=reply.get("error_type"),
                        error_message=reply.get("error_message", ""),

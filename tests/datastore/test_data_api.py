@@ -10,6 +10,7 @@ from Algorithmia.acl import ReadAcl
 from Algorithmia.errors import DataApiError
 
 from datastore.models import Collection, DataFile
+from datastore.services import data_storage
 from marketplace import services as marketplace_services
 from marketplace.models import AuditEvent
 from tests.factories import UserFactory
@@ -64,9 +65,11 @@ def test_files_round_trip_with_the_official_client(client, user, tmp_path):
     client.file(f"data://{user.username}/photos/disk.txt").putFile(str(local))
     assert client.file("data://.my/photos/disk.txt").getString() == "from disk"
 
+    old_key = DataFile.objects.get(name="notes.txt").storage_key
     text.put("replaced")  # a second PUT replaces, and the old bytes are gone
     assert text.getString() == "replaced"
     assert DataFile.objects.filter(name="notes.txt").count() == 1
+    assert not data_storage().exists(old_key)
 
     names = sorted(f.getName() for f in photos.files())
     assert names == ["blob.bin", "config.json", "disk.txt", "notes.txt"]
