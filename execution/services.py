@@ -4,6 +4,7 @@ import json
 import logging
 import re
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from execution.models import Invocation
 from marketplace.dispatch import run_eagerly
 from marketplace.errors import ApplicationError, InputError, NotFoundError, PermissionDeniedError
 from marketplace.models import ApiKey, User
-from marketplace.row_update import row_update
+from marketplace.row_update import Update
 from marketplace.services import api_key_create_derived, api_key_retire
 
 ALGORITHM_ERRORS = {"AlgorithmError", "LoadingError", "TimeoutError", "OutOfMemoryError"}
@@ -124,21 +125,21 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
         raise PermissionDeniedError(f"This key may not call {owner}/{name}.")
     if not resolved.build.artifact_path:
         raise NotFoundError("This version has no runnable build.")
-    with transaction.atomic():  # a call that cannot be paid leaves no row behind
-        request_id = uuid.uuid4()  # a root call's trace id is its own request id
-        invocation = Invocation.objects.create(
-            request_id=request_id, trace_id=parent.trace_id if parent else request_id,
-            parent=parent,
-            depth=parent.depth + 1 if parent else 0, algorithm=resolved.algorithm,
-            algorithm_path=resolved.algorithm.path, version=resolved.version,
-            version_text=version_text, build=resolved.build, caller=user, api_key=key,
-            input_content_type=payload["content_type"], input_bytes=input_bytes,
-            options={"timeout": options.timeout, "stdout": options.stdout and is_manager,
-                     "output": options.output, "show_trace": is_manager, "api_base": api_base,
-                     "callback": options.callback,
-                     **({"s3_uris": uris} if (uris := _s3_uris(resolved.algorithm,
-                                                               payload, parent)) else {})})
-        usage = billing_services.usage_reserve(invocation=invocation, key=key)
+    request_id = uuid.uuid4()  # a root call's trace id is its own request id
+    invocation = Invocation(
+        request_id=request_id, trace_id=parent.trace_id if parent else request_id,
+        parent=parent,
+        depth=parent.depth + 1 if parent else 0, algorithm=resolved.algorithm,
+        algorithm_path=resolved.algorithm.path, version=resolved.version,
+        version_text=version_text, build=resolved.build, caller=user, api_key=key,
+        input_content_type=payload["content_type"], input_bytes=input_bytes,
+        options={"timeout": options.timeout, "stdout": options.stdout and is_manager,
+                 "output": options.output, "show_trace": is_manager, "api_base": api_base,
+                 "callback": options.callback,
+                 **({"s3_uris": uris} if (uris := _s3_uris(resolved.algorithm,
+                                                           payload, parent)) else {})})
+    # Recorded with its hold, all or nothing: a call that cannot be paid leaves no row.
+    usage = billing_services.usage_reserve(invocation=invocation, key=key)
     invocation.usage_hold = billing_services.usage_hold_of(usage)
     return invocation
 
@@ -356,7 +357,6 @@ def _call_context(invocation: Invocation, timeout: float):
     return {"api_key": issued.raw, "api_base": invocation.options.get("api_base", "")}, issued.key
 
 
-@transaction.atomic
 def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str = "",
                       error_message: str = "", queue_ms: float = 0.0,
                       platform_fault: bool = False) -> dict:
@@ -391,21 +391,28 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     fields.update(error_type=error_type, error_message=error_message[:1000], result=envelope,
                   stdout=stdout[-100_000:], queue_ms=queue_ms, finished_at=finished_at,
                   total_ms=(finished_at - invocation.created_at).total_seconds() * 1000)
-    if not row_update(Invocation, invocation.pk, set=fields, where={
-            "status": (Invocation.Status.QUEUED, Invocation.Status.RUNNING)}):  # finished
-        return Invocation.objects.values_list("result", flat=True).get(pk=invocation.pk)
+    closing = Update(Invocation, invocation.pk, set=fields, where={
+        "status": (Invocation.Status.QUEUED, Invocation.Status.RUNNING)})
     for name, value in fields.items():
         setattr(invocation, name, value)
-    billing_services.usage_finish(invocation=invocation, succeeded=not error_type,
-                                  platform_fault=platform_fault)
-    if invocation.parent_id is None and _has_session(invocation):
-        from datastore.services import session_delete  # the tree's data://.session
+    session = invocation.parent_id is None and _has_session(invocation)
+    # The common call closes in one statement (call, usage, hold); a refund, a callback or
+    # the tree's session make more writes, all in one transaction with it.
+    several = session or (platform_fault and invocation.parent_id is None) or bool(
+        options.get("callback"))
+    with transaction.atomic() if several else nullcontext():
+        if not billing_services.usage_finish(invocation=invocation, succeeded=not error_type,
+                                             platform_fault=platform_fault, closing=closing):
+            # Already closed (by the other of two finishers): its stored envelope stands.
+            return Invocation.objects.values_list("result", flat=True).get(pk=invocation.pk)
+        if session:
+            from datastore.services import session_delete  # the tree's data://.session
 
-        session_delete(trace_id=invocation.trace_id)
-    from execution.webhooks import schedule
+            session_delete(trace_id=invocation.trace_id)
+        from execution.webhooks import schedule
 
-    schedule(invocation)
-    _hand_back(invocation, envelope)
+        schedule(invocation)
+        _hand_back(invocation, envelope)
     # Watchers already saw the printed lines as they came (_stdout_streamer).
     if not getattr(invocation, "unwatched", False):
         transaction.on_commit(lambda: _announce(invocation, {"type": "request.finished",

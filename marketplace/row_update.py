@@ -1,56 +1,217 @@
-"""One conditional UPDATE of a row by id, its SQL built once per shape.
+"""The call path's writes, their SQL built once per shape: one conditional UPDATE of a row
+(``row_update``), and a chain of writes that each happen only if the one they follow
+changed a row (``write_chain``), sent to PostgreSQL as one statement.
 
-The call path closes every call with a few single-row UPDATEs. Through the ORM each one
-builds a query, resolves its filters and expressions and compiles them again (about two
-thirds of a millisecond of the worker's CPU apiece, more than the statement itself); here
-the statement's text is built from the model's own fields once per shape and reused, and
-each value goes through its field's own ``get_db_prep_save``, as the ORM would convert it.
-The same SQL runs on PostgreSQL and SQLite.
+Through the ORM each write builds a query, resolves its filters and expressions and
+compiles them again (about two thirds of a millisecond of CPU apiece, more than the
+statement itself), and a transaction of several writes is several round trips plus BEGIN
+and COMMIT. Here the statement's text is built from the models' own fields once per shape
+and reused, and each value goes through its field's own ``get_db_prep_save``, as the ORM
+would convert it.
+
+A chain on PostgreSQL is one statement of data-modifying CTEs: atomic by itself, each step
+reading the one it follows (``RETURNING``), which also orders them and their row locks. As
+in any single statement, a chain must not change the same row twice (PostgreSQL applies only
+one of the changes). On other databases (SQLite) the same steps run one by one in a
+transaction.
 """
-from django.db import connection
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
 
 _SQL: dict = {}
+PREVIOUS = "previous"
+
+
+@dataclass
+class Update:
+    """``UPDATE <table> SET f = v, ..., g = g + d, ... WHERE id = pk AND h = w ... AND check``.
+
+    ``pk`` None: the rows ``where`` selects. ``where`` values that are tuples or lists mean
+    ``IN``. ``check``: a condition in SQL on the table's own columns and its parameters,
+    e.g. ``("balance >= reserved + %s", [held])``. ``after``: in a chain, the index of the
+    step that must have changed a row for this one to run (the previous one by default;
+    None: always)."""
+    model: type
+    pk: object = None
+    set: dict = field(default_factory=dict)
+    add: dict = field(default_factory=dict)
+    where: dict = field(default_factory=dict)
+    check: tuple | None = None
+    after: object = PREVIOUS
+
+    def shape(self) -> tuple:
+        return ("update", self.model, self.pk is None, tuple(self.set), tuple(self.add),
+                tuple((name, len(value) if isinstance(value, (list, tuple)) else None)
+                      for name, value in self.where.items()),
+                self.check[0] if self.check else None)
+
+    def matches_nothing(self) -> bool:
+        return any(isinstance(value, (list, tuple)) and not value
+                   for value in self.where.values())  # IN () (and is not SQL everywhere)
+
+    def sql(self) -> str:
+        quote, meta = connection.ops.quote_name, self.model._meta
+        column = lambda name: quote(meta.get_field(name).column)  # noqa: E731
+        assignments = [f"{column(name)} = %s" for name in self.set]
+        assignments += [f"{column(name)} = {column(name)} + %s" for name in self.add]
+        conditions = [] if self.pk is None else [f"{quote(meta.pk.column)} = %s"]
+        for name, value in self.where.items():
+            conditions.append(f"{column(name)} IN ({', '.join(['%s'] * len(value))})"
+                              if isinstance(value, (list, tuple)) else f"{column(name)} = %s")
+        if self.check:
+            conditions.append(f"({self.check[0]})")
+        return (f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
+                f"WHERE {' AND '.join(conditions or ['1 = 1'])}")
+
+    def params(self) -> list:
+        fields = self.model._meta
+        params = [fields.get_field(name).get_db_prep_save(value, connection)
+                  for name, value in self.set.items()]
+        params += list(self.add.values())
+        if self.pk is not None:
+            params.append(self.pk)
+        for name, value in self.where.items():
+            found = fields.get_field(name)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            params += [found.get_db_prep_value(item, connection) for item in values]
+        return params + list(self.check[1] if self.check else ())
+
+
+@dataclass
+class Insert:
+    """``INSERT`` of an unsaved model instance; once written, the instance has its id.
+    ``links``: foreign key attnames to fill with the id an earlier step of the chain wrote
+    (``{"invocation_id": 1}``)."""
+    instance: object
+    links: dict = field(default_factory=dict)
+    after: object = PREVIOUS
+
+    def fields(self) -> list:
+        meta = self.instance._meta
+        return [found for found in meta.local_concrete_fields
+                if found is not meta.auto_field and not found.generated]
+
+    def shape(self) -> tuple:
+        return ("insert", type(self.instance), tuple(sorted(self.links.items())))
+
+    def values(self) -> list:
+        """Each column's value as the ORM would store it (``auto_now_add`` applied)."""
+        return [None if found.attname in self.links else
+                found.get_db_prep_save(found.pre_save(self.instance, True), connection)
+                for found in self.fields()]
 
 
 def row_update(model, pk, *, set: dict | None = None, add: dict | None = None,
                where: dict | None = None) -> int:
-    """``UPDATE <table> SET f = v, ..., g = g + d, ... WHERE id = pk AND h = w ...``;
-    ``where`` values that are tuples or lists mean ``IN``. Returns the rows changed (0 or 1).
-    """
-    set, add, where = set or {}, add or {}, where or {}
-    if not set and not add:
+    """One ``Update`` of the row ``pk``. Returns the rows changed (0 or 1)."""
+    step = Update(model, pk, set=set or {}, add=add or {}, where=where or {})
+    if not step.set and not step.add:
         raise ValueError("row_update needs something to set or add.")
-    if any(isinstance(value, (list, tuple)) and not value for value in where.values()):
-        return 0  # IN () matches nothing (and is not SQL everywhere)
-    shape = (model, tuple(set), tuple(add),
-             tuple((name, len(value) if isinstance(value, (list, tuple)) else None)
-                   for name, value in where.items()))
-    sql = _SQL.get(shape)
-    if sql is None:
-        sql = _SQL[shape] = _build(model, shape)
-    fields = model._meta
-    params = [fields.get_field(name).get_db_prep_save(value, connection)
-              for name, value in set.items()]
-    params += [value for value in add.values()]
-    params.append(pk)
-    for name, value in where.items():
-        field = fields.get_field(name)
-        values = value if isinstance(value, (list, tuple)) else [value]
-        params += [field.get_db_prep_value(item, connection) for item in values]
+    if step.matches_nothing():
+        return 0
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(_cached(step.shape(), step.sql), step.params())
         return cursor.rowcount
 
 
-def _build(model, shape) -> str:
-    _model, set_names, add_names, where_shape = shape
-    quote, meta = connection.ops.quote_name, model._meta
-    column = lambda name: quote(meta.get_field(name).column)  # noqa: E731
-    assignments = [f"{column(name)} = %s" for name in set_names]
-    assignments += [f"{column(name)} = {column(name)} + %s" for name in add_names]
-    conditions = [f"{quote(meta.pk.column)} = %s"]
-    for name, count in where_shape:
-        conditions.append(f"{column(name)} = %s" if count is None
-                          else f"{column(name)} IN ({', '.join(['%s'] * count)})")
-    return (f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
-            f"WHERE {' AND '.join(conditions)}")
+def write_chain(steps: list) -> list:
+    """Run ``Update`` and ``Insert`` steps in order, each only if the step it follows changed
+    a row (see ``after``). Returns, per step, what it wrote (the inserted row's id, the
+    updated row's id, or a true value for an update by ``where``) or None where it changed
+    nothing or did not run."""
+    for step in steps:
+        if isinstance(step, Update) and not step.set and not step.add:
+            raise ValueError("An Update step needs something to set or add.")
+    if connection.vendor == "postgresql":
+        done = _chain_postgresql(steps)
+    else:
+        done = _chain_one_by_one(steps)
+    for step, written in zip(steps, done):
+        if isinstance(step, Insert) and written is not None:
+            instance = step.instance
+            for attname, index in step.links.items():
+                setattr(instance, attname, done[index])
+            instance.pk = written
+            instance._state.adding, instance._state.db = False, connection.alias
+    return done
+
+
+def _after(steps: list, index: int):
+    after = steps[index].after
+    return (index - 1 if index else None) if after == PREVIOUS else after
+
+
+def _chain_one_by_one(steps: list) -> list:
+    done = []
+    with transaction.atomic():
+        for index, step in enumerate(steps):
+            after = _after(steps, index)
+            if after is not None and done[after] is None:
+                done.append(None)
+            elif isinstance(step, Insert):
+                for attname, link in step.links.items():
+                    setattr(step.instance, attname, done[link])
+                step.instance.save(force_insert=True)
+                done.append(step.instance.pk)
+            elif step.matches_nothing():
+                done.append(None)
+            else:
+                with connection.cursor() as cursor:
+                    cursor.execute(_cached(step.shape(), step.sql), step.params())
+                    done.append((step.pk if step.pk is not None else True)
+                                if cursor.rowcount else None)
+    return done
+
+
+def _chain_postgresql(steps: list) -> list:
+    shape = tuple((step.shape(), _after(steps, index), step.matches_nothing()
+                   if isinstance(step, Update) else False)
+                  for index, step in enumerate(steps))
+    sql = _cached(shape, lambda: _chain_sql(steps))
+    params = []
+    for index, step in enumerate(steps):
+        if isinstance(step, Insert):
+            params += [value for found, value in zip(step.fields(), step.values())
+                       if found.attname not in step.links]
+        elif not step.matches_nothing():
+            params += step.params()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchone())
+
+
+def _chain_sql(steps: list) -> str:
+    quote = connection.ops.quote_name
+    parts = []
+    for index, step in enumerate(steps):
+        after = _after(steps, index)
+        pk_column = quote((step.instance if isinstance(step, Insert) else step.model)
+                          ._meta.pk.column)
+        if isinstance(step, Insert):
+            meta = step.instance._meta
+            columns, values = [], []
+            for found in step.fields():
+                columns.append(quote(found.column))
+                link = step.links.get(found.attname)
+                values.append(f"(SELECT id FROM s{link} LIMIT 1)" if link is not None
+                              else f"CAST(%s AS {found.cast_db_type(connection)})")
+            source = f" FROM s{after} LIMIT 1" if after is not None else ""
+            body = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "
+                    f"SELECT {', '.join(values)}{source} RETURNING {pk_column} AS id")
+        elif step.matches_nothing():
+            body = (f"SELECT {pk_column} AS id FROM {quote(step.model._meta.db_table)} "
+                    "WHERE 1 = 0")
+        else:
+            condition = f" AND EXISTS (SELECT 1 FROM s{after})" if after is not None else ""
+            body = f"{step.sql()}{condition} RETURNING {pk_column} AS id"
+        parts.append(f"s{index} AS ({body})")
+    columns = ", ".join(f"(SELECT id FROM s{index} LIMIT 1)" for index in range(len(steps)))
+    return f"WITH {', '.join(parts)} SELECT {columns}"
+
+
+def _cached(shape, build) -> str:
+    sql = _SQL.get(shape)
+    if sql is None:
+        sql = _SQL[shape] = build()
+    return sql

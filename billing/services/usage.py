@@ -17,7 +17,7 @@ from django.utils import timezone
 from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
 from marketplace.errors import PaymentRequiredError
 from marketplace.models import ApiKey
-from marketplace.row_update import row_update
+from marketplace.row_update import Insert, Update, write_chain
 
 from .ledger import (account_for_organization, account_for_user, ledger_post, move_balances,
                      platform_account)
@@ -45,7 +45,7 @@ def _account_id(*, user_id: int | None, organization_id: int | None) -> int | No
     """The account id of a user or an organization. An account is never deleted nor moved
     to another holder, so the answer is remembered for the life of the process (one SELECT
     the first time; opening the account, with its grant, if it has none yet)."""
-    holder = ("org", organization_id) if organization_id else ("user", user_id)
+    holder = _holder(user_id=user_id, organization_id=organization_id)
     if holder[1] is None:
         return None
     account_id = _account_ids.get(holder)
@@ -63,6 +63,10 @@ def _account_id(*, user_id: int | None, organization_id: int | None) -> int | No
     # rolls back (a 402) must not be remembered by an id that no longer exists.
     transaction.on_commit(lambda: _account_ids.__setitem__(holder, account_id))
     return account_id
+
+
+def _holder(*, user_id: int | None, organization_id: int | None) -> tuple:
+    return ("org", organization_id) if organization_id else ("user", user_id)
 
 
 def author_account_id(algorithm) -> int:
@@ -84,10 +88,25 @@ def _month() -> str:
 def usage_reserve(*, invocation, key: ApiKey) -> UsageRecord:
     """Hold the most ``invocation`` can cost, or raise PaymentRequired (402) before any work.
 
-    Runs inside the transaction that records the call. A child call in a composition is paid
-    by the same account as its root (its derived key has the same owner) and, through the
-    derived key's parents, counts against the caps of the root's key and its ancestors.
+    An unsaved ``invocation`` is recorded here, with its hold and its usage row, all or
+    nothing: on PostgreSQL one statement takes the holds (the key caps', then the payer's),
+    then inserts the call and its usage, each step only if the one before it took. A child
+    call in a composition is paid by the same account as its root (its derived key has the
+    same owner) and, through the derived key's parents, counts against the caps of the
+    root's key and its ancestors.
     """
+    algorithm = invocation.algorithm
+    holders = [_holder(user_id=key.user_id, organization_id=key.organization_id)]
+    if algorithm is not None:
+        holders.append(_holder(user_id=algorithm.owner_user_id,
+                               organization_id=algorithm.owner_org_id))
+    if all(holder in _account_ids or holder[1] is None for holder in holders):
+        return _reserve(invocation, key)
+    with transaction.atomic():  # an account opened for this call goes if it is refused
+        return _reserve(invocation, key)
+
+
+def _reserve(invocation, key: ApiKey) -> UsageRecord:
     payer_id = _account_id(user_id=key.user_id, organization_id=key.organization_id)
     algorithm = invocation.algorithm
     author_id = author_account_id(algorithm) if algorithm else None
@@ -96,23 +115,44 @@ def usage_reserve(*, invocation, key: ApiKey) -> UsageRecord:
     held = max_cost(royalty=royalty, timeout=float(invocation.options.get("timeout", 300)))
     capped = _capped_chain(key)
     month = _month() if capped else ""
-    for cap_key in capped:
-        _hold_under_cap(cap_key, month, held)
-    if not Account.objects.filter(pk=payer_id, balance__gte=F("reserved") + held).update(
-            reserved=F("reserved") + held):
-        payer = Account.objects.get(pk=payer_id)
-        raise PaymentRequiredError(
-            f"Not enough credits: this call may cost up to {credits(held)} credits "
-            f"({credits(royalty)} royalty and up to "
-            f"{credits(held - royalty)} compute for its timeout) and "
-            f"{payer.name} has {credits(max(payer.available, 0))} available.",
-            extra={"required_microcredits": held,
-                   "available_microcredits": max(payer.available, 0)})
-    return UsageRecord.objects.create(
-        request_id=invocation.request_id, trace_id=invocation.trace_id, invocation=invocation,
-        payer_id=payer_id, author_id=author_id, cap_keys=[k.pk for k in capped],
-        cap_month=month, algorithm_path=invocation.algorithm_path, version=invocation.version,
+    steps = [Update(KeySpend, _key_spend_id(cap_key, month), add={"reserved": held},
+                    check=("spent <= %s - reserved", [cap_key.monthly_spend_cap - held]))
+             for cap_key in capped]
+    steps.append(Update(Account, payer_id, add={"reserved": held},
+                        check=("balance >= reserved + %s", [held])))
+    usage = UsageRecord(
+        request_id=invocation.request_id, trace_id=invocation.trace_id,
+        invocation_id=invocation.pk, payer_id=payer_id, author_id=author_id,
+        cap_keys=[k.pk for k in capped], cap_month=month,
+        algorithm_path=invocation.algorithm_path, version_id=invocation.version_id,
         version_text=invocation.version_text, held=held, royalty=royalty)
+    if invocation.pk is None:
+        steps.append(Insert(invocation))
+        steps.append(Insert(usage, links={"invocation_id": len(steps) - 1}))
+    else:
+        steps.append(Insert(usage))
+    done = write_chain(steps)
+    if done[-1] is not None:
+        return usage
+    failed = done.index(None)
+    if failed < len(capped):
+        cap_key = capped[failed]
+        spend = KeySpend.objects.get(pk=steps[failed].pk)
+        raise PaymentRequiredError(
+            f"This key's monthly spending cap is {credits(cap_key.monthly_spend_cap)} credits; "
+            f"it has spent {credits(spend.spent)} this month and holds "
+            f"{credits(spend.reserved)} for running calls, and this call may cost up to "
+            f"{credits(held)}. Raise the cap on the API keys page or wait for next month.",
+            extra={"cap_microcredits": cap_key.monthly_spend_cap,
+                   "spent_microcredits": spend.spent})
+    payer = Account.objects.get(pk=payer_id)
+    raise PaymentRequiredError(
+        f"Not enough credits: this call may cost up to {credits(held)} credits "
+        f"({credits(royalty)} royalty and up to "
+        f"{credits(held - royalty)} compute for its timeout) and "
+        f"{payer.name} has {credits(max(payer.available, 0))} available.",
+        extra={"required_microcredits": held,
+               "available_microcredits": max(payer.available, 0)})
 
 
 def _capped_chain(key: ApiKey) -> list[ApiKey]:
@@ -135,35 +175,34 @@ def _cap_spend(usage: UsageRecord, *, reserved: int = 0, spent: int = 0) -> None
             reserved=F("reserved") + reserved, spent=F("spent") + spent)
 
 
-def _hold_under_cap(key: ApiKey, month: str, held: int) -> None:
-    cap = key.monthly_spend_cap
+def _key_spend_id(key: ApiKey, month: str) -> int:
+    """The id of a key's spending row for the month, made if it is the month's first call."""
     try:
         with transaction.atomic():
-            KeySpend.objects.get_or_create(key=key, month=month)
-    except IntegrityError:
-        pass  # made by a concurrent call
-    if not KeySpend.objects.filter(key=key, month=month).filter(
-            spent__lte=cap - held - F("reserved")).update(reserved=F("reserved") + held):
+            spend, _created = KeySpend.objects.get_or_create(key=key, month=month)
+    except IntegrityError:  # made by a concurrent call
         spend = KeySpend.objects.get(key=key, month=month)
-        raise PaymentRequiredError(
-            f"This key's monthly spending cap is {credits(cap)} credits; it has spent "
-            f"{credits(spend.spent)} this month and holds {credits(spend.reserved)} for running "
-            f"calls, and this call may cost up to {credits(held)}. Raise the cap on the API "
-            f"keys page or wait for next month.",
-            extra={"cap_microcredits": cap, "spent_microcredits": spend.spent})
+    return spend.pk
 
 
-def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False) -> None:
-    """Close a finished call's usage, inside the transaction that closes the call (whose row
-    lock keeps this to once): a failed call's hold is released at once; a successful one's
-    hold shrinks to its real price at once (so a caller's credits are never tied up waiting
-    for settlement) and the call waits, pending, for the batch that writes the ledger
-    (``usage_settle_pending``: at once when Celery is eager, else a task this schedules).
-    Only the payer's own row is touched here, never the platform's or the author's."""
+def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False,
+                 closing: Update | None = None) -> bool:
+    """Close a finished call's usage: a failed call's hold is released at once; a successful
+    one's hold shrinks to its real price at once (so a caller's credits are never tied up
+    waiting for settlement) and the call waits, pending, for the batch that writes the
+    ledger (``usage_settle_pending``: at once when Celery is eager, else a task this
+    schedules). Only the payer's own row is touched here, never the platform's or the
+    author's.
+
+    ``closing``: the write that closes the call itself (its Invocation row, conditionally).
+    The usage is closed in the same statement, and only if that write changed the row; the
+    usage row too is closed only while still held, so a late duplicate changes nothing.
+    Returns whether ``closing`` changed its row (True without one)."""
     refund = platform_fault and invocation.parent_id is None
     if refund:  # the refund moves several accounts: take their rows in id order, first
         _lock_accounts_of_trace(invocation.trace_id)
     usage = _held_usage(invocation)
+    steps = [closing] if closing is not None else []
     if usage is not None:
         now = timezone.now()
         if succeeded:
@@ -178,18 +217,26 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False) -
             excess = usage.held
             changes = {"held": 0, "royalty": 0, "status": UsageRecord.Status.RELEASED,
                        "billable": False, "finished_at": now, "settled_at": now}
-        # Closed once: a late duplicate (or a hold already closed) changes nothing.
-        if row_update(UsageRecord, usage.pk, set=changes,
-                      where={"status": UsageRecord.Status.HELD}):
-            _cap_spend(usage, reserved=-excess)
-            if excess:
-                row_update(Account, usage.payer_id, add={"reserved": -excess})
-            if succeeded:
-                transaction.on_commit(schedule_settlement)
+        steps.append(Update(UsageRecord, usage.pk, set=changes,
+                            where={"status": UsageRecord.Status.HELD}))
+        closed_at = len(steps) - 1
+        if usage.cap_month and excess:
+            steps.append(Update(KeySpend, None, add={"reserved": -excess},
+                                where={"key_id": list(usage.cap_keys),
+                                       "month": usage.cap_month}, after=closed_at))
+        if excess:
+            steps.append(Update(Account, usage.payer_id, add={"reserved": -excess},
+                                after=closed_at))
+    done = write_chain(steps) if steps else []
+    if closing is not None and done[0] is None:
+        return False
+    if usage is not None and succeeded and done[closed_at] is not None:
+        transaction.on_commit(schedule_settlement)
     if refund:
         usage_refund_tree(trace_id=invocation.trace_id,
                           reason=f"{invocation.algorithm_path} failed through the platform's "
                                  f"fault ({invocation.error_type or 'InternalError'})")
+    return True
 
 
 def usage_hold_of(usage: UsageRecord) -> dict:

@@ -6,7 +6,7 @@ import pytest
 
 from billing.models import Account
 from execution.models import Invocation
-from marketplace.row_update import row_update
+from marketplace.row_update import Insert, Update, row_update, write_chain
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -49,3 +49,65 @@ def test_an_empty_in_matches_nothing_and_an_empty_update_is_refused():
         row_update(Account, account.pk, where={"kind": "user"})
     account.refresh_from_db()
     assert account.reserved == 0
+
+
+def _call(**fields) -> Invocation:
+    request_id = uuid.uuid4()
+    return Invocation(request_id=request_id, trace_id=request_id, algorithm_path="a/b",
+                      version_text="1.0.0", input_content_type="json", **fields)
+
+
+def _usage(call: Invocation, account: Account, held: int):
+    from billing.models import UsageRecord
+
+    return UsageRecord(request_id=call.request_id, trace_id=call.trace_id, payer_id=account.pk,
+                       algorithm_path="a/b", version_text="1.0.0", held=held, cap_keys=[7])
+
+
+def test_a_chain_holds_then_inserts_a_call_and_its_usage_linked_to_it():
+    from billing.models import UsageRecord
+
+    account = Account.objects.get(user=UserFactory())
+    Account.objects.filter(pk=account.pk).update(balance=100)
+    call = _call(options={"timeout": 5})
+    usage = _usage(call, account, 60)
+    done = write_chain([Update(Account, account.pk, add={"reserved": 60},
+                               check=("balance >= reserved + %s", [60])),
+                        Insert(call), Insert(usage, links={"invocation_id": 1})])
+    assert done == [account.pk, call.pk, usage.pk] and call.pk and usage.pk
+    stored = UsageRecord.objects.get(pk=usage.pk)
+    assert (stored.invocation_id, stored.held, stored.cap_keys, stored.status) == (
+        call.pk, 60, [7], "held")
+    row = Invocation.objects.get(pk=call.pk)
+    assert (row.options, row.status, row.created_at) == ({"timeout": 5}, "queued",
+                                                         call.created_at)
+    assert Account.objects.get(pk=account.pk).reserved == 60
+
+
+def test_a_chain_stops_at_the_first_step_that_changes_nothing_and_writes_nothing_after_it():
+    from billing.models import UsageRecord
+
+    account = Account.objects.get(user=UserFactory())
+    Account.objects.filter(pk=account.pk).update(balance=100, reserved=50)
+    call = _call()
+    done = write_chain([Update(Account, account.pk, add={"reserved": 60},
+                               check=("balance >= reserved + %s", [60])),
+                        Insert(call), Insert(_usage(call, account, 60),
+                                             links={"invocation_id": 1})])
+    assert done == [None, None, None] and call.pk is None
+    assert not Invocation.objects.exists() and not UsageRecord.objects.exists()
+    assert Account.objects.get(pk=account.pk).reserved == 50
+
+
+def test_a_step_runs_after_the_step_it_names_not_only_the_one_before_it():
+    first, second, third = (Account.objects.get(user=UserFactory()) for _ in range(3))
+    done = write_chain([
+        Update(Account, first.pk, add={"reserved": 3}),
+        Update(Account, second.pk, add={"reserved": 1}, where={"kind": "organization"}),
+        Update(Account, second.pk, add={"reserved": 2}, after=0),  # runs: step 0 changed
+        Update(Account, None, add={"reserved": 4}, where={"kind": ()}),  # IN (): nothing
+        Update(Account, third.pk, add={"reserved": 5}),  # after the empty one: does not run
+        Update(Account, None, add={"reserved": 10}, where={"id": [third.pk]}, after=None)])
+    assert done[:5] == [first.pk, None, second.pk, None, None] and done[5]
+    assert [Account.objects.get(pk=a.pk).reserved for a in (first, second, third)] == [
+        3, 2, 10]
