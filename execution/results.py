@@ -36,8 +36,19 @@ def publish(invocation_pk: int, envelope: dict) -> None:
     pipe.execute()
 
 
+# redis-py gives up reading a reply after its default socket timeout (5 s), which would end
+# every wait for a call longer than that: the clients that wait have no socket timeout, and
+# BLPOP's own timeout (the call's, plus a margin) bounds each wait instead.
+_blocking_client = None
+
+
 def wait(invocation_pk: int, timeout: float) -> dict | None:
-    item = redis_client().blpop([_key(invocation_pk)], timeout=max(timeout, 1))
+    global _blocking_client
+    if _blocking_client is None:
+        import redis
+
+        _blocking_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=None)
+    item = _blocking_client.blpop([_key(invocation_pk)], timeout=max(timeout, 1))
     return json.loads(item[1]) if item else None
 
 
@@ -54,6 +65,7 @@ async def wait_async(invocation_pk: int, timeout: float) -> dict | None:
     client = _async_clients.get(loop)
     if client is None:
         # No cap on the pool: each waiting call holds one connection while its call runs.
-        client = _async_clients[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+        client = _async_clients[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL,
+                                                                      socket_timeout=None)
     item = await client.blpop([_key(invocation_pk)], timeout=max(timeout, 1))
     return json.loads(item[1]) if item else None

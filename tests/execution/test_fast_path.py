@@ -184,6 +184,25 @@ def test_the_official_client_through_the_fast_path(asgi, probe, user, raw_key, m
     other.requestSession.close()
 
 
+def test_a_call_longer_than_the_redis_clients_socket_timeout_gets_its_result(
+        asgi, live_server, probe, user, raw_key):
+    """redis-py stops reading a reply after 5 s by default: a caller's wait on the result
+    channel must not (it once failed every call that ran longer, on both paths)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"action": "sleep", "seconds": 6}
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda url: requests.post(
+            f"{url}/v1/algo/{user.username}/probe", json=body,
+            headers={"Authorization": raw_key}, timeout=60), (asgi.url, live_server.url)))
+    for response in answers:
+        assert response.status_code == 200, response.text
+        assert response.json()["result"] == "slept"
+    assert len(asgi.served) == 1
+    assert sorted(Invocation.objects.values_list("status", flat=True)) == [
+        "succeeded", "succeeded"]
+
+
 def test_a_call_no_worker_answers_fails_and_is_not_billed(asgi, probe, user, raw_key, settings,
                                                           monkeypatch):
     """The wait ends with no result (here: the call was queued where no worker listens):
