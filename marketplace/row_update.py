@@ -110,9 +110,14 @@ def row_update(model, pk, *, set: dict | None = None, add: dict | None = None,
         raise ValueError("row_update needs something to set or add.")
     if step.matches_nothing():
         return 0
+    return _execute(_cached(step.shape(), step.sql), step.params())
+
+
+def _execute(sql: str, params: list, *, fetch: bool = False):
+    """The rows changed, or with ``fetch`` the first row returned."""
     with connection.cursor() as cursor:
-        cursor.execute(_cached(step.shape(), step.sql), step.params())
-        return cursor.rowcount
+        cursor.execute(sql, params)
+        return cursor.fetchone() if fetch else cursor.rowcount
 
 
 def write_chain(steps: list) -> list:
@@ -157,10 +162,8 @@ def _chain_one_by_one(steps: list) -> list:
             elif step.matches_nothing():
                 done.append(None)
             else:
-                with connection.cursor() as cursor:
-                    cursor.execute(_cached(step.shape(), step.sql), step.params())
-                    done.append((step.pk if step.pk is not None else True)
-                                if cursor.rowcount else None)
+                changed = _execute(_cached(step.shape(), step.sql), step.params())
+                done.append((step.pk if step.pk is not None else True) if changed else None)
     return done
 
 
@@ -176,9 +179,7 @@ def _chain_postgresql(steps: list) -> list:
                        if found.attname not in step.links]
         elif not step.matches_nothing():
             params += step.params()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return list(cursor.fetchone())
+    return list(_execute(sql, params, fetch=True))
 
 
 def _chain_sql(steps: list) -> str:

@@ -111,3 +111,14 @@ def test_a_step_runs_after_the_step_it_names_not_only_the_one_before_it():
     assert done[:5] == [first.pk, None, second.pk, None, None] and done[5]
     assert [Account.objects.get(pk=a.pk).reserved for a in (first, second, third)] == [
         3, 2, 10]
+
+
+def test_big_and_small_amounts_keep_every_digit_whichever_statement_was_prepared_first():
+    """Amounts of every size through the same statements (a server-side binding once
+    truncated a 10^10 grant to 32 bits): each keeps every digit."""
+    account = Account.objects.get(user=UserFactory())
+    for amount in (7, 10**12, -(10**12), 3 * 10**10):
+        assert row_update(Account, account.pk, add={"balance": amount}) == 1
+        assert write_chain([Update(Account, account.pk, add={"balance": amount},
+                                   check=("balance + %s >= 0", [amount]))]) == [account.pk]
+    assert Account.objects.get(pk=account.pk).balance == account.balance + 2 * (7 + 3 * 10**10)
