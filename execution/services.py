@@ -250,7 +250,7 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
         return Invocation.objects.values_list("result", flat=True).get(pk=invocation.pk)
     try:
         backend, target = get_backend(), _target(invocation)
-        if backend.runner_count(target) == 0:
+        if backend.is_cold(target):
             _prewarm_successors(backend, invocation)
         outcome = backend.invoke(target, payload, timeout, context,
                                  on_stdout=_stdout_streamer(invocation))

@@ -10,6 +10,9 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.local")
 
+from marketplace import broker  # noqa: E402
+
+broker.register()  # before any connection: redis:// brokers use its transport
 app = Celery("algostore")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()

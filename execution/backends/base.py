@@ -48,3 +48,7 @@ class Backend(Protocol):
     def warm(self, target: RunTarget) -> None: ...
 
     def runner_count(self, target: RunTarget) -> int: ...
+
+    def is_cold(self, target: RunTarget) -> bool:
+        """Whether a call now would find no runner ready (asked before every call, for
+        call-graph pre-warming: may answer from what the backend saw a moment ago)."""

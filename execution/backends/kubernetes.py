@@ -285,6 +285,9 @@ class KubernetesBackend:
         except ApiException:
             return 0
 
+    def is_cold(self, target: RunTarget) -> bool:
+        return self.runner_count(target) == 0
+
     def scale_idle(self) -> list[tuple[str, int]]:
         """Scale versions that had no call for their idle time back to their reserved
         minimum (zero unless the owner reserved some), and remove the objects of versions

@@ -77,6 +77,12 @@ class LocalBackend:
     def runner_count(self, target: RunTarget) -> int:
         return len(self._ready_slots(target))
 
+    def is_cold(self, target: RunTarget) -> bool:
+        seen_at, seen = _KNOWN_READY.get(target.pool_key, (0.0, []))
+        if seen and time.monotonic() - seen_at < READY_CACHE_SECONDS:
+            return False  # listed ready a moment ago (by this process's last call)
+        return not self._ready_slots(target)
+
     # --- pool ---------------------------------------------------------------------------------
     def _pool_dir(self, target: RunTarget) -> Path:
         path = Path(settings.EXECUTION_RUN_DIR) / target.pool_key
