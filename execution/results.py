@@ -36,19 +36,26 @@ def publish(invocation_pk: int, envelope: dict) -> None:
     pipe.execute()
 
 
-# redis-py gives up reading a reply after its default socket timeout (5 s), which would end
-# every wait for a call longer than that: the clients that wait have no socket timeout, and
-# BLPOP's own timeout (the call's, plus a margin) bounds each wait instead.
-_blocking_client = None
+def _waiting_options() -> dict:
+    """For the clients that wait on results. redis-py gives up reading a reply after its
+    default socket timeout (5 s), which ended every wait for a call longer than that; BLPOP's
+    own timeout (the call's, plus a margin) bounds a wait, and the socket's timeout only
+    backs it up: the longest call's wait and a minute more. Keepalive finds a connection
+    whose peer vanished long before that."""
+    return {"socket_timeout": settings.EXECUTION_MAX_TIMEOUT + 75, "socket_connect_timeout": 5,
+            "socket_keepalive": True}
+
+
+_waiting_client = None
 
 
 def wait(invocation_pk: int, timeout: float) -> dict | None:
-    global _blocking_client
-    if _blocking_client is None:
+    global _waiting_client
+    if _waiting_client is None:
         import redis
 
-        _blocking_client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=None)
-    item = _blocking_client.blpop([_key(invocation_pk)], timeout=max(timeout, 1))
+        _waiting_client = redis.Redis.from_url(settings.REDIS_URL, **_waiting_options())
+    item = _waiting_client.blpop([_key(invocation_pk)], timeout=max(timeout, 1))
     return json.loads(item[1]) if item else None
 
 
@@ -66,6 +73,6 @@ async def wait_async(invocation_pk: int, timeout: float) -> dict | None:
     if client is None:
         # No cap on the pool: each waiting call holds one connection while its call runs.
         client = _async_clients[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL,
-                                                                      socket_timeout=None)
+                                                                      **_waiting_options())
     item = await client.blpop([_key(invocation_pk)], timeout=max(timeout, 1))
     return json.loads(item[1]) if item else None

@@ -10,14 +10,18 @@ and reused, and each value goes through its field's own ``get_db_prep_save``, as
 would convert it.
 
 A chain on PostgreSQL is one statement of data-modifying CTEs: atomic by itself, each step
-reading the one it follows (``RETURNING``), which also orders them and their row locks. As
-in any single statement, a chain must not change the same row twice (PostgreSQL applies only
-one of the changes). On other databases (SQLite) the same steps run one by one in a
-transaction.
+reading the one it follows (``RETURNING``), which also orders them and their row locks (a
+step that changes several rows is finished only at the end of the statement, so the rows it
+locks after its first come last). As in any single statement, a chain must not change the
+same row twice (PostgreSQL applies only one of the changes). On other databases (SQLite) the
+same steps run one by one in a transaction.
+
+A chain is not all or nothing: the steps before one that changes nothing stay written. To
+undo them, run the chain in a transaction and raise in it.
 """
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import connection, models, transaction
 
 _SQL: dict = {}
 PREVIOUS = "previous"
@@ -196,7 +200,7 @@ def _chain_sql(steps: list) -> str:
                 columns.append(quote(found.column))
                 link = step.links.get(found.attname)
                 values.append(f"(SELECT id FROM s{link} LIMIT 1)" if link is not None
-                              else f"CAST(%s AS {found.cast_db_type(connection)})")
+                              else f"CAST(%s AS {_cast_type(found)})")
             source = f" FROM s{after} LIMIT 1" if after is not None else ""
             body = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "
                     f"SELECT {', '.join(values)}{source} RETURNING {pk_column} AS id")
@@ -209,6 +213,15 @@ def _chain_sql(steps: list) -> str:
         parts.append(f"s{index} AS ({body})")
     columns = ", ".join(f"(SELECT id FROM s{index} LIMIT 1)" for index in range(len(steps)))
     return f"WITH {', '.join(parts)} SELECT {columns}"
+
+
+def _cast_type(found) -> str:
+    """The type a value is cast to before it is inserted. Character fields are cast without
+    their length: a cast to ``varchar(n)`` would cut a longer value silently, where the
+    column refuses it (as the ORM's INSERT does)."""
+    if isinstance(found, models.CharField):
+        return connection.ops.cast_char_field_without_max_length
+    return found.cast_db_type(connection)
 
 
 def _cached(shape, build) -> str:

@@ -8,6 +8,7 @@ its hold once; a batch settler then writes each finished call into the ledger ex
 """
 import math
 import time
+from contextlib import nullcontext
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -96,24 +97,27 @@ def usage_reserve(*, invocation, key: ApiKey) -> UsageRecord:
     root's key and its ancestors.
     """
     algorithm = invocation.algorithm
+    capped = _capped_chain(key)
     holders = [_holder(user_id=key.user_id, organization_id=key.organization_id)]
     if algorithm is not None:
         holders.append(_holder(user_id=algorithm.owner_user_id,
                                organization_id=algorithm.owner_org_id))
-    if all(holder in _account_ids or holder[1] is None for holder in holders):
-        return _reserve(invocation, key)
-    with transaction.atomic():  # an account opened for this call goes if it is refused
-        return _reserve(invocation, key)
+    if not capped and all(holder in _account_ids or holder[1] is None for holder in holders):
+        # One statement: the payer's hold is its first write, so a refusal writes nothing.
+        return _reserve(invocation, key, capped)
+    # A refusal raises inside the transaction, which undoes what came before the step that
+    # failed (a cap's hold taken before the payer's was refused) and any account opened.
+    with transaction.atomic():
+        return _reserve(invocation, key, capped)
 
 
-def _reserve(invocation, key: ApiKey) -> UsageRecord:
+def _reserve(invocation, key: ApiKey, capped: list[ApiKey]) -> UsageRecord:
     payer_id = _account_id(user_id=key.user_id, organization_id=key.organization_id)
     algorithm = invocation.algorithm
     author_id = author_account_id(algorithm) if algorithm else None
     royalty = royalty_due(version=invocation.version if invocation.version_id else None,
                           author_id=author_id, payer_id=payer_id)
     held = max_cost(royalty=royalty, timeout=float(invocation.options.get("timeout", 300)))
-    capped = _capped_chain(key)
     month = _month() if capped else ""
     steps = [Update(KeySpend, _key_spend_id(cap_key, month), add={"reserved": held},
                     check=("spent <= %s - reserved", [cap_key.monthly_spend_cap - held]))
@@ -199,44 +203,67 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False,
     usage row too is closed only while still held, so a late duplicate changes nothing.
     Returns whether ``closing`` changed its row (True without one)."""
     refund = platform_fault and invocation.parent_id is None
-    if refund:  # the refund moves several accounts: take their rows in id order, first
-        _lock_accounts_of_trace(invocation.trace_id)
     usage = _held_usage(invocation)
-    steps = [closing] if closing is not None else []
-    if usage is not None:
-        now = timezone.now()
-        if succeeded:
-            run_ms = invocation.run_ms or 0.0
-            compute = min(compute_cost(run_ms), usage.held - usage.royalty)
-            price = usage.royalty + compute
-            excess = usage.held - price
-            changes = {"compute": compute, "run_ms": math.ceil(run_ms), "held": price,
-                       "status": UsageRecord.Status.PENDING, "billable": True,
-                       "finished_at": now}
-        else:
-            excess = usage.held
-            changes = {"held": 0, "royalty": 0, "status": UsageRecord.Status.RELEASED,
-                       "billable": False, "finished_at": now, "settled_at": now}
-        steps.append(Update(UsageRecord, usage.pk, set=changes,
-                            where={"status": UsageRecord.Status.HELD}))
-        closed_at = len(steps) - 1
-        if usage.cap_month and excess:
-            steps.append(Update(KeySpend, None, add={"reserved": -excess},
-                                where={"key_id": list(usage.cap_keys),
-                                       "month": usage.cap_month}, after=closed_at))
-        if excess:
-            steps.append(Update(Account, usage.payer_id, add={"reserved": -excess},
-                                after=closed_at))
-    done = write_chain(steps) if steps else []
-    if closing is not None and done[0] is None:
-        return False
-    if usage is not None and succeeded and done[closed_at] is not None:
-        transaction.on_commit(schedule_settlement)
-    if refund:
-        usage_refund_tree(trace_id=invocation.trace_id,
-                          reason=f"{invocation.algorithm_path} failed through the platform's "
-                                 f"fault ({invocation.error_type or 'InternalError'})")
+    capped = usage is not None and bool(usage.cap_month)
+    # A refund, or a hold counted against key caps, takes several statements: one
+    # transaction, its rows locked in the order admission and settlement lock them.
+    with transaction.atomic() if refund or capped else nullcontext():
+        steps = [closing] if closing is not None else []
+        if refund:
+            # The call's own row first (as every closer takes it), then the accounts the
+            # refund moves, in id order.
+            if steps and write_chain(steps)[0] is None:
+                return False
+            steps = []
+            _lock_accounts_of_trace(invocation.trace_id)
+        done, usage_at = _close_usage(usage, steps, succeeded=succeeded,
+                                      run_ms=invocation.run_ms or 0.0)
+        if steps and steps[0] is closing and done[0] is None:
+            return False
+        if usage_at is not None and done[usage_at] is not None and succeeded:
+            transaction.on_commit(schedule_settlement)
+        if refund:
+            usage_refund_tree(
+                trace_id=invocation.trace_id,
+                reason=f"{invocation.algorithm_path} failed through the platform's fault "
+                       f"({invocation.error_type or 'InternalError'})")
     return True
+
+
+def _close_usage(usage: UsageRecord | None, steps: list, *, succeeded: bool,
+                 run_ms: float) -> tuple[list, int | None]:
+    """Run ``steps`` and close the hold after them: the usage row (only while held), then
+    the key caps' and the payer's reservations (only if the usage row was closed). Returns
+    what ``write_chain`` wrote and the usage step's index."""
+    if usage is None:
+        return (write_chain(steps) if steps else []), None
+    now = timezone.now()
+    if succeeded:
+        compute = min(compute_cost(run_ms), usage.held - usage.royalty)
+        price = usage.royalty + compute
+        excess = usage.held - price
+        changes = {"compute": compute, "run_ms": math.ceil(run_ms), "held": price,
+                   "status": UsageRecord.Status.PENDING, "billable": True, "finished_at": now}
+    else:
+        excess = usage.held
+        changes = {"held": 0, "royalty": 0, "status": UsageRecord.Status.RELEASED,
+                   "billable": False, "finished_at": now, "settled_at": now}
+    steps = [*steps, Update(UsageRecord, usage.pk, set=changes,
+                            where={"status": UsageRecord.Status.HELD})]
+    usage_at = len(steps) - 1
+    release = Update(Account, usage.payer_id, add={"reserved": -excess}, after=usage_at)
+    if not excess:
+        return write_chain(steps), usage_at
+    if not usage.cap_month:
+        return write_chain([*steps, release]), usage_at
+    # Every cap row before the payer's row, as admission and settlement lock them: in a
+    # separate statement (one statement would finish a multi-row step only at its end).
+    done = write_chain(steps)
+    if done[usage_at] is not None:
+        _cap_spend(usage, reserved=-excess)
+        release.after = None
+        write_chain([release])
+    return done, usage_at
 
 
 def usage_hold_of(usage: UsageRecord) -> dict:

@@ -138,6 +138,45 @@ def test_a_keys_monthly_cap_refuses_calls_past_it_with_402(priced, author, calle
     call_command("check_ledger")
 
 
+def test_a_capped_keys_call_the_account_cannot_pay_leaves_no_hold_on_the_cap(
+        priced, author, caller, live_server, builds_run):
+    """The cap's hold is taken before the payer's: when the payer's is refused, the cap's
+    must go with it (else the key's cap would shrink by every refused call)."""
+    import requests
+
+    url = f"{live_server.url}/v1/algo/{author.username}/probe?timeout=1"
+    # A first call (with another key) makes both accounts known to the serving process,
+    # so the refused calls below take the call path's quickest way.
+    other = marketplace_services.api_key_create(created_by=caller, name="other").raw
+    assert requests.post(url, json="0", headers={"Authorization": other},
+                         timeout=30).status_code == 200
+    settled()
+    Invocation.objects.all().delete()
+    UsageRecord.objects.all().delete()
+    issued = marketplace_services.api_key_create(created_by=caller, name="capped",
+                                                 monthly_spend_cap=100 * CREDIT)
+    services.adjustment_create(account=balance(caller),
+                               amount=-(balance(caller).balance - CREDIT),
+                               reason="test: leave one credit", actor=author)
+    for _ in range(2):
+        refused = requests.post(url, json="a", headers={"Authorization": issued.raw},
+                                timeout=30)
+        assert refused.status_code == 402
+        assert "Not enough credits" in refused.json()["error"]["message"]
+    # Nothing held on the cap (its month's row, made for the call, went with it too).
+    assert list(KeySpend.objects.filter(key=issued.key).values_list("reserved", "spent")) in (
+        [], [(0, 0)])
+    assert not Invocation.objects.exists() and not UsageRecord.objects.exists()
+    assert (balance(caller).balance, balance(caller).reserved) == (CREDIT, 0)
+    services.adjustment_create(account=balance(caller), amount=10 * CREDIT, reason="refill",
+                               actor=author)
+    assert requests.post(url, json="b", headers={"Authorization": issued.raw},
+                         timeout=30).status_code == 200
+    settled()
+    assert KeySpend.objects.get(key=issued.key).reserved == 0
+    call_command("check_ledger")
+
+
 def test_settling_twice_charges_once(priced, author, caller, caller_key, builds_run):
     key = api_key_authenticate(raw=caller_key)
     payload = {"content_type": "text", "data": "once"}

@@ -113,12 +113,44 @@ def test_a_step_runs_after_the_step_it_names_not_only_the_one_before_it():
         3, 2, 10]
 
 
-def test_big_and_small_amounts_keep_every_digit_whichever_statement_was_prepared_first():
-    """Amounts of every size through the same statements (a server-side binding once
-    truncated a 10^10 grant to 32 bits): each keeps every digit."""
+def test_big_and_small_amounts_keep_every_digit_through_the_same_statements():
+    """Amounts of every size through the same statements, small ones first (a server-side
+    binding once truncated a 10^10 grant to 32 bits): each keeps every digit."""
     account = Account.objects.get(user=UserFactory())
     for amount in (7, 10**12, -(10**12), 3 * 10**10):
         assert row_update(Account, account.pk, add={"balance": amount}) == 1
         assert write_chain([Update(Account, account.pk, add={"balance": amount},
                                    check=("balance + %s >= 0", [amount]))]) == [account.pk]
     assert Account.objects.get(pk=account.pk).balance == account.balance + 2 * (7 + 3 * 10**10)
+
+
+def test_a_value_too_long_for_its_column_is_treated_as_the_orm_treats_it():
+    """A chain's INSERT casts each value to its column's type, but never to a length: a
+    value longer than its column is refused where the ORM's INSERT is refused (PostgreSQL),
+    and stored whole where the ORM stores it (SQLite), never cut short."""
+    from django.db import DatabaseError, transaction
+
+    path = "x" * 121  # algorithm_path is max_length=120
+
+    def outcome(write):
+        try:
+            with transaction.atomic():
+                call = write()
+        except DatabaseError as error:
+            return type(error).__name__
+        return Invocation.objects.get(pk=call.pk).algorithm_path
+
+    def by_orm():
+        return Invocation.objects.create(
+            request_id=uuid.uuid4(), trace_id=uuid.uuid4(), algorithm_path=path,
+            version_text="1.0.0", input_content_type="json")
+
+    def by_chain():
+        call = _call()
+        call.algorithm_path = path
+        write_chain([Insert(call)])
+        return call
+
+    expected = outcome(by_orm)
+    assert expected in ("DataError", path)
+    assert outcome(by_chain) == expected
