@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import queue
+import select
 import signal
 import struct
 import subprocess
@@ -117,38 +118,60 @@ class AlgorithmProcess:
 
     # --- readers -----------------------------------------------------------------------------
     def _read_stdout(self, process: subprocess.Popen, responses: queue.Queue) -> None:
-        for raw in iter(process.stdout.readline, b""):
+        """Collect what the process prints, line by line. ``stdout_busy`` is set after the
+        pipe has data and before any of it is read, and cleared once what was read is
+        collected: bytes leave the pipe only while it is set (see ``_settle_stdout``)."""
+        fd = process.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        partial = b""
+        while True:
+            poller.poll()
             self.stdout_busy = True
-            line = raw.decode("utf-8", errors="replace")
-            if not self.ready.is_set() and line.strip() == READY_LINE:
-                self.ready.set()
-                self.stdout_busy = False
-                continue
-            if "MemoryError" in line:
-                self.memory_exceeded = True
-            if self.output_bytes < STDOUT_LIMIT_BYTES:
-                self.output.append(line)
-                self.output_bytes += len(raw)
-                listener = self.on_line
-                if listener is not None:
-                    listener(line.rstrip("\n"))
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                break
+            *lines, partial = (partial + chunk).split(b"\n")
+            for raw in lines:
+                self._collect(raw + b"\n")
             self.stdout_busy = False
+        if partial:
+            self._collect(partial)
+        self.stdout_busy = False
         responses.put(None)  # the process is gone
+
+    def _collect(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace")
+        if not self.ready.is_set() and line.strip() == READY_LINE:
+            self.ready.set()
+            return
+        if "MemoryError" in line:
+            self.memory_exceeded = True
+        if self.output_bytes < STDOUT_LIMIT_BYTES:
+            self.output.append(line)
+            self.output_bytes += len(raw)
+            listener = self.on_line
+            if listener is not None:
+                listener(line.rstrip("\n"))
 
     def _settle_stdout(self) -> None:
         """Wait until everything printed before the response has been collected: the
-        algorithm prints before it answers, so its output is already in the pipe."""
+        algorithm prints before it answers, so its output is already in the pipe; it is
+        collected once the pipe is empty and the reader is not holding bytes it took."""
         if self.process is None or self.process.stdout is None:
             return
         fd = self.process.stdout.fileno()
-        quiet = 0
         deadline = time.monotonic() + 0.5
-        while quiet < 2 and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
             try:
                 pending = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
             except OSError:
                 return
-            quiet = quiet + 1 if pending == 0 and not self.stdout_busy else 0
+            if pending == 0 and not self.stdout_busy:
+                return
             time.sleep(0.0002)
 
     def _read_fifo(self, fd: int, responses: queue.Queue, generation: int) -> None:

@@ -16,6 +16,10 @@ FAKE = textwrap.dedent("""
         data = request["data"]
         if data == "crash":
             sys.exit(7)
+        if data == "flood":  # many lines, one longer than a pipe read, all before answering
+            for i in range(500):
+                print("flood", i, flush=True)
+            print("x" * 100_000, flush=True)
         for i in range(3):
             print("line", i, flush=True)
         with open(sys.argv[1], "w") as fifo:
@@ -43,6 +47,15 @@ def test_everything_printed_before_the_answer_is_the_calls_stdout(process):
         result = process.call({"content_type": "text", "data": "hi"}, timeout=5)
         assert result.response == {"result": "hi", "metadata": {"content_type": "text"}}
         assert result.stdout == "line 0\nline 1\nline 2\n"
+
+
+def test_a_flood_of_output_is_collected_whole_before_the_answer_is_returned(process):
+    expected = "".join(f"flood {i}\n" for i in range(500)) + "x" * 100_000 + "\n" + (
+        "line 0\nline 1\nline 2\n")
+    for _ in range(30):
+        result = process.call({"content_type": "text", "data": "flood"}, timeout=5)
+        assert result.response["result"] == "flood"
+        assert result.stdout == expected
 
 
 def test_a_crash_is_an_algorithm_error_and_the_process_is_replaced(process):
