@@ -113,19 +113,31 @@ def _accepts_json(accept: str) -> bool:
 def _start(*, raw_key: str, owner: str, name: str, version: str | None, query: dict,
            body: bytes, content_type: str, api_base: str):
     """The database half, in a worker thread: authenticate, admit (with the hold), queue."""
-    from marketplace.services import api_key_authenticate
+    from catalog.resolution_cache import resolutions
+    from marketplace.epoch_cache import epochs_read_once
+    from marketplace.services.api_keys import authenticated_keys
 
-    try:
-        key = api_key_authenticate(raw=raw_key)
-        options = services.CallOptions.parse(query)
-        invocation, payload = services.invocation_start(
-            key=key, user=key.user or key.created_by, owner=owner, name=name,
-            version=version, body=body, content_type=content_type, options=options,
-            api_base=api_base)
-        services.invocation_send(invocation=invocation, payload=payload, wait=True)
-        return invocation
+    try:  # the key check and the version's resolution read their caches' epochs at once
+        with epochs_read_once(authenticated_keys, resolutions):
+            return _admit_and_send(raw_key=raw_key, owner=owner, name=name, version=version,
+                                   query=query, body=body, content_type=content_type,
+                                   api_base=api_base)
     finally:
         close_old_connections()  # as Django does at the end of a request
+
+
+def _admit_and_send(*, raw_key: str, owner: str, name: str, version: str | None, query: dict,
+                    body: bytes, content_type: str, api_base: str):
+    from marketplace.services import api_key_authenticate
+
+    key = api_key_authenticate(raw=raw_key)
+    options = services.CallOptions.parse(query)
+    invocation, payload = services.invocation_start(
+        key=key, user=key.user or key.created_by, owner=owner, name=name,
+        version=version, body=body, content_type=content_type, options=options,
+        api_base=api_base)
+    services.invocation_send(invocation=invocation, payload=payload, wait=True)
+    return invocation
 
 
 def _lost(invocation):

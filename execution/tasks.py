@@ -7,11 +7,16 @@ def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None) -> 
     """Run one call. Redelivered after a worker died mid-call, it runs the call again unless
     it already finished, in which case the stored result is returned (a redelivered message
     never trusts the row it carries: the call is read back)."""
+    from catalog.resolution_cache import resolutions
+    from catalog.services.secrets import environments
     from execution.services import invocation_run
+    from marketplace.epoch_cache import epochs_read_once
 
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
-    return invocation_run(invocation_pk=invocation_pk, payload=payload,
-                          row=None if redelivered else row)
+    # The call's algorithm, build and secrets come from caches whose epochs are read once.
+    with epochs_read_once(resolutions, environments):
+        return invocation_run(invocation_pk=invocation_pk, payload=payload,
+                              row=None if redelivered else row)
 
 
 @shared_task(name="execution.deliver_webhook", bind=True, max_retries=None)

@@ -6,11 +6,37 @@ sees it at its next read; else in this process, the only one. An answer is used 
 the epoch it was computed under is current, and never longer than its TTL (a backstop for a
 change made behind the services' back, e.g. by hand in the database).
 """
+import contextvars
 import threading
 import time
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import transaction
+
+# The epochs read once for a unit of work (``epochs_read_once``), by Redis key.
+_read_once: contextvars.ContextVar = contextvars.ContextVar("epochs_read_once", default=None)
+
+
+@contextmanager
+def epochs_read_once(*caches: "EpochCache"):
+    """Within the block, each cache's epoch is the one read on entering it, all in one
+    round trip, rather than a round trip at each use. For a unit of work whose cached reads
+    come at its start (a call's admission; a call's run, which reads its algorithm, build
+    and secrets before it starts): what it reads is exact as of its start. A bump inside
+    the block is seen at once (the bumped cache's epoch is read again)."""
+    if not settings.REDIS_URL:
+        yield
+        return
+    from marketplace.redis_client import redis_client
+
+    keys = [cache.redis_key for cache in caches]
+    token = _read_once.set({key: int(value or 0) for key, value in zip(
+        keys, redis_client().mget(keys))})
+    try:
+        yield
+    finally:
+        _read_once.reset(token)
 
 
 class EpochCache:
@@ -22,6 +48,9 @@ class EpochCache:
         self._local_epoch = 0
 
     def epoch(self) -> int:
+        read = _read_once.get()
+        if read is not None and self.redis_key in read:
+            return read[self.redis_key]
         if settings.REDIS_URL:
             from marketplace.redis_client import redis_client
 
@@ -55,6 +84,9 @@ class EpochCache:
 
     def bump(self) -> None:
         """The rows changed: forget every answer, here and in every process."""
+        read = _read_once.get()
+        if read is not None:
+            read.pop(self.redis_key, None)
         with self._lock:
             self._local_epoch += 1
             self._entries.clear()
