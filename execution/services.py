@@ -24,6 +24,7 @@ from marketplace.errors import ApplicationError, InputError, NotFoundError, Perm
 from marketplace.models import ApiKey, User
 from marketplace.row_update import Update
 from marketplace.services import api_key_create_derived, api_key_retire
+from marketplace.services.api_keys import is_derived
 
 ALGORITHM_ERRORS = {"AlgorithmError", "LoadingError", "TimeoutError", "OutOfMemoryError"}
 MAX_CALL_DEPTH = 8
@@ -111,7 +112,7 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
     """
     # Only keys derived for a running call (they have a parent key) can make child calls.
     parent = (Invocation.objects.filter(derived_key=key).first()
-              if key.parent_id is not None and not key.can_manage else None)
+              if is_derived(key) else None)
     if parent is not None and parent.depth + 1 >= MAX_CALL_DEPTH:
         raise InputError(f"Algorithms may call each other at most {MAX_CALL_DEPTH} levels "
                          "deep; this call would go deeper.")

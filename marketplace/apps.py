@@ -16,9 +16,21 @@ class MarketplaceConfig(AppConfig):
         # creator's membership in it. Any change: every process forgets its cached keys.
         for model in (ApiKey, User, Organization, Membership):
             for signal in (post_save, post_delete):
-                signal.connect(authenticated_keys.bump_on_commit, sender=model,
+                receiver = (_bump_unless_new_key if (model, signal) == (ApiKey, post_save)
+                            else authenticated_keys.bump_on_commit)
+                signal.connect(receiver, sender=model,
                                dispatch_uid=f"key-cache-{signal}-{model.__name__}")
         _cache_redis_version()
+
+
+def _bump_unless_new_key(sender, instance, created: bool = False, **kwargs) -> None:
+    """A key just made changes no cached answer (none can exist for it): every other save
+    of a key does."""
+    if created:
+        return
+    from .services.api_keys import authenticated_keys
+
+    authenticated_keys.bump_on_commit()
 
 
 def _cache_redis_version() -> None:

@@ -230,9 +230,18 @@ def api_key_can_administer(*, key: ApiKey, user: User) -> bool:
 
 # Keys as authenticated, per process, by the hash of the whole key. Exact: every change to
 # a key, a user, an organization or a membership bumps the epoch after it commits (signals,
-# plus api_key_retire and api_key_set_spend_cap, which write with UPDATE), so a revoked key
-# stops working at once in every process; expiry is checked on every use.
+# plus api_key_set_spend_cap, which writes with UPDATE), so a revoked key stops working at
+# once in every process; expiry is checked on every use. Two writes bump nothing: a new key
+# (no process can hold an answer for it) and a derived key's retirement (derived keys are
+# never cached: each lives for one call, and bumping for each would make every process
+# forget every key at every composed call).
 authenticated_keys = EpochCache("api-keys", ttl_seconds=60.0)
+
+
+def is_derived(key: ApiKey) -> bool:
+    """A key made for one running call's own calls (``api_key_create_derived``), or one of
+    its kind: made from another key, without management, and bound to expire."""
+    return key.parent_id is not None and not key.can_manage and key.expires_at is not None
 
 
 def api_key_authenticate(*, raw: str) -> ApiKey:
@@ -246,7 +255,8 @@ def api_key_authenticate(*, raw: str) -> ApiKey:
         api_key_mark_used(key=cached)
         return copy.copy(cached)  # callers may set attributes; the cached one stays as read
     key = _authenticate_uncached(raw, digest)
-    authenticated_keys.put(digest, epoch, key)
+    if not is_derived(key):
+        authenticated_keys.put(digest, epoch, key)
     return copy.copy(key)
 
 
@@ -323,9 +333,11 @@ def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float
 
 
 def api_key_retire(*, key: ApiKey) -> None:
-    """End a derived key at once (its call finished)."""
+    """End a derived key at once (its call finished). Derived keys are never cached, so
+    no process needs telling."""
     ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
-    authenticated_keys.bump_on_commit()
+    if not is_derived(key):
+        authenticated_keys.bump_on_commit()
 
 
 def webhook_secret(user: User) -> str:

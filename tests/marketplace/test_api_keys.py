@@ -283,3 +283,28 @@ class TestKeyLineage:
         personal_prefix = personal.split("_")[1]
         assert client_with(org_key).delete(f"/v1/keys/{personal_prefix}").status_code == 404
         assert client_with(personal).get("/v1/me").status_code == 200
+
+
+def test_making_a_key_leaves_every_cached_key_cached_and_derived_keys_are_never_cached(
+        user, raw_key):
+    """A new key can have no cached answer, so making one forgets nothing; a derived key
+    serves one call and is never cached, so retiring it needs no process told, and it
+    stops at once."""
+    from marketplace.services.api_keys import authenticated_keys, hash_key
+
+    key = services.api_key_authenticate(raw=raw_key)
+    epoch = authenticated_keys.epoch()
+    assert authenticated_keys.get(hash_key(raw_key), epoch) is not None
+    services.api_key_create(created_by=user, name="another")
+    derived = services.api_key_create_derived(parent=key, name="call x", lifetime_seconds=60)
+    assert authenticated_keys.epoch() == epoch  # nothing forgotten
+    assert authenticated_keys.get(hash_key(raw_key), epoch) is not None
+    assert services.api_key_authenticate(raw=derived.raw).pk == derived.key.pk
+    assert authenticated_keys.get(hash_key(derived.raw), epoch) is None  # not cached
+    services.api_key_retire(key=derived.key)
+    assert authenticated_keys.epoch() == epoch
+    with pytest.raises(AuthError, match="revoked"):
+        services.api_key_authenticate(raw=derived.raw)
+    services.api_key_revoke(key=key, actor=user)  # any other change to a key: forgotten
+    with pytest.raises(AuthError, match="revoked"):
+        services.api_key_authenticate(raw=raw_key)
