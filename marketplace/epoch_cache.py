@@ -31,6 +31,14 @@ def epochs_read_once(*caches: "EpochCache"):
     from marketplace.redis_client import redis_client
 
     keys = [cache.redis_key for cache in caches]
+    outer = _read_once.get()
+    if outer is not None:  # inside another unit of work: it reads what it lacks, and keeps it
+        missing = [key for key in keys if key not in outer]
+        if missing:
+            outer.update({key: int(value or 0) for key, value in zip(
+                missing, redis_client().mget(missing))})
+        yield
+        return
     token = _read_once.set({key: int(value or 0) for key, value in zip(
         keys, redis_client().mget(keys))})
     try:

@@ -67,6 +67,8 @@ class AlgorithmProcess:
         self.memory_exceeded = False
         self.generation = 0
         self.stdout_busy = False
+        self._line = bytearray()  # what the process printed after its last newline
+        self._line_lock = threading.Lock()
         self.on_line = None  # set for the length of a call whose stdout is streamed
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -79,6 +81,8 @@ class AlgorithmProcess:
         self.fifo_fd = os.open(self.fifo_path, os.O_RDWR)
         self.ready.clear()
         self.output, self.output_bytes, self.load_error = [], 0, ""
+        with self._line_lock:
+            self._line.clear()
         # Each process gets its own queue and generation: readers of a replaced process can
         # never deliver into the next one's calls.
         self.generation += 1
@@ -120,11 +124,11 @@ class AlgorithmProcess:
     def _read_stdout(self, process: subprocess.Popen, responses: queue.Queue) -> None:
         """Collect what the process prints, line by line. ``stdout_busy`` is set after the
         pipe has data and before any of it is read, and cleared once what was read is
-        collected: bytes leave the pipe only while it is set (see ``_settle_stdout``)."""
+        collected or kept as the unfinished line: bytes leave the pipe only while it is set
+        (see ``_settle_stdout``)."""
         fd = process.stdout.fileno()
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        partial = b""
         while True:
             poller.poll()
             self.stdout_busy = True
@@ -134,14 +138,31 @@ class AlgorithmProcess:
                 chunk = b""
             if not chunk:
                 break
-            *lines, partial = (partial + chunk).split(b"\n")
-            for raw in lines:
-                self._collect(raw + b"\n")
+            with self._line_lock:
+                first, *rest = chunk.split(b"\n")
+                self._keep(first)
+                for piece in rest:  # a newline before each: the line so far is finished
+                    self._collect(bytes(self._line) + b"\n")
+                    self._line.clear()
+                    self._keep(piece)
             self.stdout_busy = False
-        if partial:
-            self._collect(partial)
+        self._finish_line()
         self.stdout_busy = False
         responses.put(None)  # the process is gone
+
+    def _keep(self, piece: bytes) -> None:
+        """Add to the unfinished line, never past the stdout limit (a longer line is cut;
+        its rest is read and dropped)."""
+        room = STDOUT_LIMIT_BYTES - len(self._line)
+        if room > 0:
+            self._line += piece[:room]
+
+    def _finish_line(self) -> None:
+        """Collect the unfinished line, if any (what was printed without a newline)."""
+        with self._line_lock:
+            if self._line:
+                self._collect(bytes(self._line))
+                self._line.clear()
 
     def _collect(self, raw: bytes) -> None:
         line = raw.decode("utf-8", errors="replace")
@@ -171,6 +192,7 @@ class AlgorithmProcess:
             except OSError:
                 return
             if pending == 0 and not self.stdout_busy:
+                self._finish_line()  # printed without a newline: still this call's output
                 return
             time.sleep(0.0002)
 

@@ -22,6 +22,11 @@ FAKE = textwrap.dedent("""
             print("x" * 100_000, flush=True)
         for i in range(3):
             print("line", i, flush=True)
+        if data == "partial":  # the last output has no newline
+            print("tail without a newline", end="", flush=True)
+        if data == "huge":  # one 3 MB line, no newline: cut at the limit, read in linear time
+            sys.stdout.write("y" * 3_000_000)
+            sys.stdout.flush()
         with open(sys.argv[1], "w") as fifo:
             fifo.write(json.dumps({"result": data, "metadata": {"content_type": "text"}}) + "\\n")
 """)
@@ -56,6 +61,23 @@ def test_a_flood_of_output_is_collected_whole_before_the_answer_is_returned(proc
         result = process.call({"content_type": "text", "data": "flood"}, timeout=5)
         assert result.response["result"] == "flood"
         assert result.stdout == expected
+
+
+def test_output_without_a_final_newline_belongs_to_the_call_that_printed_it(process):
+    result = process.call({"content_type": "text", "data": "partial"}, timeout=5)
+    assert result.stdout == "line 0\nline 1\nline 2\ntail without a newline"
+    nxt = process.call({"content_type": "text", "data": "next"}, timeout=5)
+    assert nxt.stdout == "line 0\nline 1\nline 2\n"
+
+
+def test_a_huge_line_is_cut_at_the_stdout_limit(process):
+    from execution.runner.process import STDOUT_LIMIT_BYTES
+
+    result = process.call({"content_type": "text", "data": "huge"}, timeout=10)
+    assert result.response["result"] == "huge"
+    assert result.stdout == "line 0\nline 1\nline 2\n" + "y" * STDOUT_LIMIT_BYTES
+    assert process.call({"content_type": "text", "data": "ok"}, timeout=5).stdout == (
+        "line 0\nline 1\nline 2\n")
 
 
 def test_a_crash_is_an_algorithm_error_and_the_process_is_replaced(process):

@@ -39,3 +39,14 @@ def test_a_unit_of_work_reads_every_epoch_once_and_still_sees_its_own_bumps(
     one.bump()  # another process's change: seen outside the block
     assert one.get_or_set("k", lambda: "fresh") == "fresh"
     assert one.epoch() == start_one + 1
+
+
+def test_a_nested_unit_of_work_shares_the_outer_snapshot_and_its_bumps(settings):
+    one, two = EpochCache("test-three", ttl_seconds=60), EpochCache("test-four", ttl_seconds=60)
+    start_one, start_two = one.epoch(), two.epoch()
+    with epochs_read_once(one):
+        with epochs_read_once(one, two):
+            assert (one.epoch(), two.epoch()) == (start_one, start_two)
+            one.bump()
+        assert one.epoch() == start_one + 1  # the inner bump is seen after the inner block
+        assert two.epoch() == start_two
