@@ -48,6 +48,6 @@ def scale_idle() -> int:
 
     if settings.EXECUTION_BACKEND != "kubernetes":
         return 0  # local runners retire by themselves
-    from execution.backends.kubernetes import KubernetesBackend
+    from execution.backends import get_backend
 
-    return len(KubernetesBackend().scale_idle())
+    return len(get_backend().scale_idle())

@@ -237,6 +237,21 @@ def test_scale_from_zero_call_idle_and_back_to_zero(fake_k8s):
     assert fake_k8s.scale_patches()[-1] == (name, {"spec": {"replicas": 1}})
 
 
+def test_each_process_makes_its_backend_once_per_configuration(fake_k8s, settings):
+    from execution.backends import get_backend
+    from execution.backends.local import LocalBackend
+
+    settings.EXECUTION_BACKEND = "kubernetes"
+    first = get_backend()
+    assert isinstance(first, KubernetesBackend) and get_backend() is first
+    settings.EXECUTION_K8S_NAMESPACE = "elsewhere"
+    moved = get_backend()
+    assert moved is not first and moved.namespace == "elsewhere" and get_backend() is moved
+    settings.EXECUTION_BACKEND = "local"
+    local = get_backend()
+    assert isinstance(local, LocalBackend) and get_backend() is local
+
+
 def test_reserved_runners_are_never_scaled_below_their_minimum(fake_k8s):
     backend = KubernetesBackend()
     version = target(idle_seconds=0, min_warm=2)
