@@ -19,6 +19,8 @@ from kubernetes.client.rest import ApiException
 
 from .base import Outcome, RunTarget
 
+READY_MEMORY_SECONDS = 1.0  # how long is_cold trusts the ready pods this process last saw
+
 RUNNER_LABEL = {"app.kubernetes.io/name": "algostore-runner"}
 POOL_LABEL = "algostore.io/pool"
 PLATFORM_WEB = {"app.kubernetes.io/name": "algostore", "app.kubernetes.io/component": "web"}
@@ -222,6 +224,7 @@ class KubernetesBackend:
         self.apps, self.core = k8s.AppsV1Api(self.api), k8s.CoreV1Api(self.api)
         self.networking = k8s.NetworkingV1Api(self.api)
         self.namespace = settings.EXECUTION_K8S_NAMESPACE
+        self._seen_ready: dict[str, tuple[float, int]] = {}
 
     # --- objects ----------------------------------------------------------------------------
     def ensure(self, target: RunTarget) -> str:
@@ -268,8 +271,17 @@ class KubernetesBackend:
                                                     {"spec": {"replicas": replicas}})
 
     def ready(self, name: str) -> int:
-        status = self.apps.read_namespaced_deployment_status(name, self.namespace).status
-        return (status.ready_replicas or 0) if status else 0
+        return self._state(name)[1]
+
+    def _state(self, name: str) -> tuple[int, int]:
+        """The Deployment's wanted and ready replicas, in one read (remembered a moment, for
+        ``is_cold``)."""
+        deployment = self.apps.read_namespaced_deployment_status(name, self.namespace)
+        spec, status = deployment.spec, deployment.status
+        state = ((spec.replicas or 0) if spec else 0,
+                 (status.ready_replicas or 0) if status else 0)
+        self._seen_ready[name] = (time.monotonic(), state[1])
+        return state
 
     def warm(self, target: RunTarget) -> None:
         """Start a runner pod without waiting (call-graph pre-warming); it counts as used,
@@ -286,6 +298,9 @@ class KubernetesBackend:
             return 0
 
     def is_cold(self, target: RunTarget) -> bool:
+        seen_at, ready = self._seen_ready.get(pool_name(target), (0.0, 0))
+        if ready and time.monotonic() - seen_at < READY_MEMORY_SECONDS:
+            return False  # ready pods seen a moment ago (by this process's last call)
         return self.runner_count(target) == 0
 
     def scale_idle(self) -> list[tuple[str, int]]:
@@ -350,11 +365,11 @@ class KubernetesBackend:
         token = self._enter(name, timeout)
         cold_ms = 0.0
         try:
-            current = self.replicas(name)
+            current, ready = self._state(name)
             wanted = min(target.max_runners, max(self._inflight(name), target.min_warm, 1))
             if wanted > current:  # from zero (a cold start), or up while calls queue; never down
                 self.scale(name, wanted)
-            if self.ready(name) == 0:
+            if ready == 0:
                 cold_started = time.monotonic()
                 self._wait_ready(name, started + timeout)
                 cold_ms = (time.monotonic() - cold_started) * 1000

@@ -183,7 +183,8 @@ class FakeKubernetes:
                 else:  # /status: pods are ready as soon as they are asked for
                     stored = next(body for (_, n), body in fake.objects.items() if n == name
                                   and body["kind"] == "Deployment")
-                    self._send(200, {**stored,
+                    self._send(200, {**stored, "spec": {**stored["spec"],
+                                                        "replicas": fake.replicas[name]},
                                      "status": {"readyReplicas": fake.replicas[name]}})
 
             def log_message(self, *args):
@@ -250,6 +251,19 @@ def test_each_process_makes_its_backend_once_per_configuration(fake_k8s, setting
     settings.EXECUTION_BACKEND = "local"
     local = get_backend()
     assert isinstance(local, LocalBackend) and get_backend() is local
+
+
+def test_a_warm_call_reads_the_cluster_once(fake_k8s):
+    backend = KubernetesBackend()
+    version = target()
+    backend.invoke(version, {"content_type": "text", "data": "cold"}, timeout=10)
+    before = len(fake_k8s.requests)
+    assert backend.is_cold(version) is False  # the pods the call just saw: no read
+    outcome = backend.invoke(version, {"content_type": "text", "data": "warm"}, timeout=10)
+    assert outcome.response["result"] == "hi from the pod"
+    made = [(method, path.split("?")[0].rsplit("/", 1)[-1])
+            for method, path, _ in fake_k8s.requests[before:]]
+    assert made == [("GET", "status"), ("POST", "call")]
 
 
 def test_reserved_runners_are_never_scaled_below_their_minimum(fake_k8s):
