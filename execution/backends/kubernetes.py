@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import re
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -20,6 +21,12 @@ from kubernetes.client.rest import ApiException
 from .base import Outcome, RunTarget
 
 READY_MEMORY_SECONDS = 1.0  # how long is_cold trusts the ready pods this process last saw
+_local_inflight: dict[str, dict[str, float]] = {}  # without Redis: name -> token -> until
+_local_inflight_lock = threading.Lock()
+
+
+def _inflight_key(name: str) -> str:
+    return f"algostore:k8s:inflight:{name}"
 
 RUNNER_LABEL = {"app.kubernetes.io/name": "algostore-runner"}
 POOL_LABEL = "algostore.io/pool"
@@ -344,18 +351,45 @@ class KubernetesBackend:
     # --- in-flight calls: one key per call, each expiring at the call's deadline, so a
     # worker that died mid-call cannot keep a version scaled up forever.
     def _enter(self, name: str, timeout: float) -> str:
-        token = f"k8s:inflight:{name}:{time.time_ns()}"
-        cache.set(token, 1, int(timeout) + 30)
-        calls = cache.get(f"k8s:inflight:{name}") or []
-        calls = [t for t in calls if cache.get(t)] + [token]
-        cache.set(f"k8s:inflight:{name}", calls, int(timeout) + 30)
+        """Count a call in flight for the version (until it leaves, or its timeout and a
+        margin pass: a worker that died does not count for ever). Atomic: calls entering
+        together are all counted (a list read and written back lost some)."""
+        token = f"{time.time_ns()}-{threading.get_ident()}"
+        now = time.time()
+        if settings.REDIS_URL:
+            from marketplace.redis_client import redis_client
+
+            key = _inflight_key(name)
+            pipe = redis_client().pipeline()
+            pipe.zremrangebyscore(key, "-inf", now)
+            pipe.zadd(key, {token: now + timeout + 30})
+            pipe.expire(key, int(timeout) + 60)
+            pipe.execute()
+        else:  # one process (embedded mode): its threads share this table
+            with _local_inflight_lock:
+                calls = _local_inflight.setdefault(name, {})
+                for stale in [t for t, until in calls.items() if until <= now]:
+                    del calls[stale]
+                calls[token] = now + timeout + 30
         return token
 
-    def _leave(self, token: str) -> None:
-        cache.delete(token)
+    def _leave(self, name: str, token: str) -> None:
+        if settings.REDIS_URL:
+            from marketplace.redis_client import redis_client
+
+            redis_client().zrem(_inflight_key(name), token)
+        else:
+            with _local_inflight_lock:
+                _local_inflight.get(name, {}).pop(token, None)
 
     def _inflight(self, name: str) -> int:
-        return sum(1 for token in cache.get(f"k8s:inflight:{name}") or [] if cache.get(token))
+        now = time.time()
+        if settings.REDIS_URL:
+            from marketplace.redis_client import redis_client
+
+            return redis_client().zcount(_inflight_key(name), now, "+inf")
+        with _local_inflight_lock:
+            return sum(1 for until in _local_inflight.get(name, {}).values() if until > now)
 
     # --- calls ------------------------------------------------------------------------------
     def invoke(self, target: RunTarget, request: dict, timeout: float,
@@ -376,7 +410,7 @@ class KubernetesBackend:
             queue_ms = (time.monotonic() - started) * 1000 - cold_ms
             reply = self._call(name, request, context or {}, started + timeout)
         finally:
-            self._leave(token)
+            self._leave(name, token)
             cache.set(f"k8s:last-used:{name}", time.time(), None)
         return Outcome(response=reply.get("response"), error_type=reply.get("error_type"),
                        error_message=reply.get("error_message", ""),

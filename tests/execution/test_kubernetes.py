@@ -4,6 +4,7 @@ stand-in of the API server that records every request."""
 import json
 import os
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -264,6 +265,24 @@ def test_a_warm_call_reads_the_cluster_once(fake_k8s):
     made = [(method, path.split("?")[0].rsplit("/", 1)[-1])
             for method, path, _ in fake_k8s.requests[before:]]
     assert made == [("GET", "status"), ("POST", "call")]
+
+
+def test_calls_entering_together_are_all_counted_in_flight(fake_k8s):
+    """The count that scales a version up while calls queue: 24 calls entering at once are
+    24 in flight, and none once they have left."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend = KubernetesBackend()
+    name = f"inflight-{time.time_ns()}"
+    with ThreadPoolExecutor(24) as pool:
+        tokens = list(pool.map(lambda _: backend._enter(name, 30), range(24)))
+    assert len(set(tokens)) == 24 and backend._inflight(name) == 24
+    with ThreadPoolExecutor(24) as pool:
+        list(pool.map(lambda token: backend._leave(name, token), tokens))
+    assert backend._inflight(name) == 0
+    gone = backend._enter(name, -31)  # a call whose time (and margin) is up counts no more
+    assert backend._inflight(name) == 0
+    backend._leave(name, gone)
 
 
 def test_reserved_runners_are_never_scaled_below_their_minimum(fake_k8s):
