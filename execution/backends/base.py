@@ -39,6 +39,15 @@ class Outcome:
     cold_start_ms: float
     queue_ms: float
 
+    @classmethod
+    def from_reply(cls, reply: dict, *, cold_start_ms: float, queue_ms: float) -> "Outcome":
+        """From a runner's reply (``CallResult.to_dict``), with the backend's own timings."""
+        return cls(response=reply.get("response"), error_type=reply.get("error_type"),
+                   error_message=reply.get("error_message", ""),
+                   stack_trace=reply.get("stack_trace", ""), stdout=reply.get("stdout", ""),
+                   run_ms=reply.get("duration_ms", 0.0), cold_start_ms=cold_start_ms,
+                   queue_ms=max(queue_ms, 0.0))
+
 
 class Backend(Protocol):
     def invoke(self, target: RunTarget, request: dict, timeout: float,

@@ -412,11 +412,7 @@ class KubernetesBackend:
         finally:
             self._leave(name, token)
             cache.set(f"k8s:last-used:{name}", time.time(), None)
-        return Outcome(response=reply.get("response"), error_type=reply.get("error_type"),
-                       error_message=reply.get("error_message", ""),
-                       stack_trace=reply.get("stack_trace", ""), stdout=reply.get("stdout", ""),
-                       run_ms=reply.get("duration_ms", 0.0), cold_start_ms=cold_ms,
-                       queue_ms=max(queue_ms, 0.0))
+        return Outcome.from_reply(reply, cold_start_ms=cold_ms, queue_ms=queue_ms)
 
     def _wait_ready(self, name: str, deadline: float) -> None:
         deadline = min(deadline, time.monotonic() + settings.EXECUTION_K8S_READY_TIMEOUT)

@@ -62,11 +62,7 @@ class LocalBackend:
                 os.close(fd)  # releases the lock
         else:
             raise ConnectionError("No runner answered.")
-        return Outcome(response=reply.get("response"), error_type=reply.get("error_type"),
-                       error_message=reply.get("error_message", ""),
-                       stack_trace=reply.get("stack_trace", ""), stdout=reply.get("stdout", ""),
-                       run_ms=reply.get("duration_ms", 0.0), cold_start_ms=cold_ms,
-                       queue_ms=max(queue_ms, 0.0))
+        return Outcome.from_reply(reply, cold_start_ms=cold_ms, queue_ms=queue_ms)
 
     def warm(self, target: RunTarget) -> None:
         """Start a runner, without waiting for it, if the target has none ready or starting
