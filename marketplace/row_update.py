@@ -9,15 +9,15 @@ and COMMIT. Here the statement's text is built from the models' own fields once 
 and reused, and each value goes through its field's own ``get_db_prep_save``, as the ORM
 would convert it.
 
-A chain on PostgreSQL is one statement of data-modifying CTEs: atomic by itself, each step
-reading the one it follows (``RETURNING``), which also orders them and their row locks (a
-step that changes several rows is finished only at the end of the statement, so the rows it
-locks after its first come last). As in any single statement, a chain must not change the
-same row twice (PostgreSQL applies only one of the changes). On other databases (SQLite) the
-same steps run one by one in a transaction.
+A chain on PostgreSQL is one statement of data-modifying CTEs (an error undoes every step),
+each step reading the one it follows (``RETURNING``), which also orders them and their row
+locks (a step that changes several rows is finished only at the end of the statement, so the
+rows it locks after its first come last). As in any single statement, a chain must not
+change the same row twice (PostgreSQL applies only one of the changes). On other databases
+(SQLite) the same steps run one by one in a transaction.
 
-A chain is not all or nothing: the steps before one that changes nothing stay written. To
-undo them, run the chain in a transaction and raise in it.
+But a step that changes nothing is not an error: the steps before it stay written. To undo
+them then, run the chain in a transaction and raise in it.
 """
 from dataclasses import dataclass, field
 
