@@ -16,13 +16,10 @@ from marketplace.redis_client import redis_client
 TTL_SECONDS = 900
 
 
-def available() -> bool:
-    return bool(settings.REDIS_URL) and not settings.CELERY_TASK_ALWAYS_EAGER
-
-
 def direct() -> bool:
     """Whether sync calls get their results over this channel (else Celery's backend)."""
-    return available() and settings.EXECUTION_RESULT_CHANNEL == "redis-list"
+    return (bool(settings.REDIS_URL) and not settings.CELERY_TASK_ALWAYS_EAGER
+            and settings.EXECUTION_RESULT_CHANNEL == "redis-list")
 
 
 def _key(invocation_pk: int) -> str:

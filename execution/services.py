@@ -361,11 +361,12 @@ def _call_context(invocation: Invocation, timeout: float):
 def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str = "",
                       error_message: str = "", queue_ms: float = 0.0,
                       platform_fault: bool = False) -> dict:
-    """Close the call, bill it (or release its hold) and store its envelope, all in one
-    transaction and once: the row is closed by one conditional UPDATE, so of two finishers
-    (a worker and a caller giving up on it) the second changes nothing and gets the stored
-    envelope. ``platform_fault``: the call failed through the platform, not the algorithm
-    (the tree under a root is refunded)."""
+    """Close the call, bill it (or release its hold) and store its envelope, once: the row
+    is closed by a conditional UPDATE in the same statement as its usage (in one transaction
+    with whatever else closing writes), so of two finishers (a worker and a caller giving up
+    on it) the second changes nothing and gets the stored envelope. ``platform_fault``: the
+    call failed through the platform, not the algorithm (the tree under a root is refunded,
+    in billing's own transaction)."""
     options = invocation.options
     fields = {"cold_start_ms": invocation.cold_start_ms, "run_ms": invocation.run_ms}
     stdout, stack = "", ""
@@ -397,11 +398,9 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     for name, value in fields.items():
         setattr(invocation, name, value)
     session = invocation.parent_id is None and _has_session(invocation)
-    # The common call closes in one statement (call, usage, hold); a refund, a callback or
-    # the tree's session make more writes, all in one transaction with it.
-    several = session or (platform_fault and invocation.parent_id is None) or bool(
-        options.get("callback"))
-    with transaction.atomic() if several else nullcontext():
+    # The common call closes in one statement (call, usage, hold); a callback or the tree's
+    # session make more writes, all in one transaction with it.
+    with transaction.atomic() if session or options.get("callback") else nullcontext():
         if not billing_services.usage_finish(invocation=invocation, succeeded=not error_type,
                                              platform_fault=platform_fault, closing=closing):
             # Already closed (by the other of two finishers): its stored envelope stands.

@@ -18,7 +18,7 @@ from django.utils import timezone
 from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
 from marketplace.errors import PaymentRequiredError
 from marketplace.models import ApiKey
-from marketplace.row_update import Insert, Update, write_chain
+from marketplace.row_update import Insert, Update, row_update, write_chain
 
 from .ledger import (account_for_organization, account_for_user, ledger_post, move_balances,
                      platform_account)
@@ -208,17 +208,17 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False,
     # A refund, or a hold counted against key caps, takes several statements: one
     # transaction, its rows locked in the order admission and settlement lock them.
     with transaction.atomic() if refund or capped else nullcontext():
-        steps = [closing] if closing is not None else []
+        first = [closing] if closing is not None else []  # in the usage's own chain
         if refund:
             # The call's own row first (as every closer takes it), then the accounts the
             # refund moves, in id order.
-            if steps and write_chain(steps)[0] is None:
+            if first and write_chain(first)[0] is None:
                 return False
-            steps = []
+            first = []
             _lock_accounts_of_trace(invocation.trace_id)
-        done, usage_at = _close_usage(usage, steps, succeeded=succeeded,
+        done, usage_at = _close_usage(usage, first, succeeded=succeeded,
                                       run_ms=invocation.run_ms or 0.0)
-        if steps and steps[0] is closing and done[0] is None:
+        if first and done[0] is None:
             return False
         if usage_at is not None and done[usage_at] is not None and succeeded:
             transaction.on_commit(schedule_settlement)
@@ -251,18 +251,15 @@ def _close_usage(usage: UsageRecord | None, steps: list, *, succeeded: bool,
     steps = [*steps, Update(UsageRecord, usage.pk, set=changes,
                             where={"status": UsageRecord.Status.HELD})]
     usage_at = len(steps) - 1
-    release = Update(Account, usage.payer_id, add={"reserved": -excess}, after=usage_at)
-    if not excess:
+    if excess and not usage.cap_month:
+        steps.append(Update(Account, usage.payer_id, add={"reserved": -excess}))
         return write_chain(steps), usage_at
-    if not usage.cap_month:
-        return write_chain([*steps, release]), usage_at
-    # Every cap row before the payer's row, as admission and settlement lock them: in a
-    # separate statement (one statement would finish a multi-row step only at its end).
     done = write_chain(steps)
-    if done[usage_at] is not None:
+    if excess and done[usage_at] is not None:
+        # Every cap row before the payer's row, as admission and settlement lock them: in
+        # separate statements (one statement would finish a multi-row step only at its end).
         _cap_spend(usage, reserved=-excess)
-        release.after = None
-        write_chain([release])
+        row_update(Account, usage.payer_id, add={"reserved": -excess})
     return done, usage_at
 
 
