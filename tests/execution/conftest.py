@@ -2,6 +2,7 @@
 import json
 import os
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -59,6 +60,19 @@ def _stop_test_runners():
             os.kill(json.loads(status.read_text())["pid"], signal.SIGTERM)
         except (OSError, ValueError, KeyError):
             pass
+
+
+def assert_timeout_is_quick_and_harmless(client, path: str) -> None:
+    """``timeout=1`` on a call that sleeps: a TimeoutError within 2 s, and the next call to
+    the same algorithm is answered (its runner was replaced)."""
+    from Algorithmia.errors import AlgorithmException
+
+    started = time.monotonic()
+    with pytest.raises(AlgorithmException) as raised:
+        client.algo(path).set_options(timeout=1).pipe({"action": "sleep", "seconds": 30})
+    assert time.monotonic() - started < 2
+    assert raised.value.error_type == "TimeoutError"
+    assert client.algo(path).pipe("again").result == "echo: again"
 
 
 def unique() -> str:
