@@ -80,6 +80,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2, "max_size": env.int("DATABASE_POOL_MAX", default=20), "timeout": 10}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool(
+        "DATABASE_PREPARED", default=True):
+    # The call path's few writes (marketplace.row_update) are prepared once per connection.
+    # Django's own queries bind on the client and are never prepared. Off behind a pooler in
+    # transaction mode that cannot carry prepared statements (PgBouncer before 1.21).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web tier read while a worker writes; the timeout rides out short locks.
     DATABASES["default"].setdefault("OPTIONS", {}).update(

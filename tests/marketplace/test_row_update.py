@@ -154,3 +154,33 @@ def test_a_value_too_long_for_its_column_is_treated_as_the_orm_treats_it():
     expected = outcome(by_orm)
     assert expected in ("DataError", path)
     assert outcome(by_chain) == expected
+
+
+@pytest.mark.services
+def test_on_postgresql_a_chain_is_prepared_once_per_connection_and_errors_stay_djangos():
+    """The call path's statements bind on the server and are prepared on the connection
+    (PostgreSQL parses and plans them once, not on every call), with Django's own error
+    types and query log still around them."""
+    from django.db import IntegrityError, connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    assert connection.vendor == "postgresql"
+    account, other = (Account.objects.get(user=UserFactory()) for _ in range(2))
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(4):
+            assert write_chain([Update(Account, account.pk, add={"reserved": 2}),
+                                Update(Account, other.pk, add={"balance": 3})]
+                               ) == [account.pk, other.pk]
+    assert len(queries) == 4 and queries[0]["sql"].startswith('WITH s0 AS (UPDATE "billing')
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE "
+                       "'WITH s0 AS (UPDATE \"billing_account\" SET \"reserved\"%%'")
+        assert cursor.fetchone()[0] == 1  # one statement, however many times it ran
+    assert Account.objects.get(pk=account.pk).reserved == 8
+    assert Account.objects.get(pk=other.pk).balance == other.balance + 12
+    call = _call()
+    call.save()
+    duplicate = _call()
+    duplicate.request_id = call.request_id  # unique: the database refuses it
+    with pytest.raises(IntegrityError), transaction.atomic():
+        write_chain([Insert(duplicate)])
