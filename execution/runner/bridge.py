@@ -6,12 +6,8 @@ that socket: it forwards each HTTP request to the platform's API with the key of
 being served (a short-lived key derived from it), so the algorithm's code holds no key and a
 request between calls is refused. Standard library only.
 """
-import http.client
 import os
-import socketserver
 import threading
-import urllib.parse
-from http.server import BaseHTTPRequestHandler
 
 HOP_HEADERS = {"connection", "keep-alive", "proxy-authorization", "te", "trailers",
                "transfer-encoding", "upgrade", "host", "authorization", "content-length"}
@@ -34,7 +30,14 @@ class CallContext:
             return self.api_key, self.api_base
 
 
-def serve(socket_path: str, context: CallContext) -> socketserver.ThreadingUnixStreamServer:
+def serve(socket_path: str, context: CallContext) -> "socketserver.ThreadingUnixStreamServer":
+    # Imported here, not with the module: only composing algorithms' runners serve the
+    # bridge, and every runner's imports are part of its cold start.
+    import http.client
+    import socketserver
+    import urllib.parse
+    from http.server import BaseHTTPRequestHandler
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 

@@ -19,7 +19,6 @@ import struct
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from execution.runner import bridge, sandbox
 from execution.runner.process import AlgorithmProcess, CallResult, LoadFailed, Limits
@@ -213,6 +212,9 @@ def _write_status(spec: dict, status: dict) -> None:
 
 def serve_http(spec: dict, process: AlgorithmProcess, port: int) -> None:
     """The Kubernetes transport: POST /call with the same JSON; GET /healthz for readiness."""
+    # The HTTP server is imported only by the runners that serve HTTP: a local runner's
+    # imports are part of every cold start (http.server is about half of them).
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     one_at_a_time = threading.Lock()  # one algorithm process: calls take turns
 
@@ -254,6 +256,7 @@ def serve_http(spec: dict, process: AlgorithmProcess, port: int) -> None:
 def serve_http_failed(port: int, error: str) -> None:
     """A runner pod whose algorithm failed to load: ready (so calls reach it), and every call
     answered with the load error, rather than a pod that never becomes ready."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     class Handler(BaseHTTPRequestHandler):
         def _json(self, status: int, payload: dict) -> None:
