@@ -50,10 +50,14 @@ class Stack:
         subprocess.run(["redis-cli", "-n", self.env["REDIS_URL"].rsplit("/", 1)[1], "flushdb"],
                        capture_output=True)
         self.manage("migrate", "--noinput")
-        self._spawn([str(BIN / "celery"), "-A", "marketplace", "worker", "-Q",
-                     "default,builds,execution,billing", "-P", "threads", "-c", str(celery_concurrency * 4),
-                     "-l", "WARNING",
-                     "--without-gossip", "--without-mingle", "--without-heartbeat"])
+        split = os.environ.get("BENCH_SPLIT_WORKERS") == "1"
+        groups = ([("execution", celery_concurrency * 4), ("default,builds,billing", 2)] if split
+                  else [("default,builds,execution,billing", celery_concurrency * 4)])
+        for index, (queues, threads) in enumerate(groups):
+            self._spawn([str(BIN / "celery"), "-A", "marketplace", "worker", "-Q", queues,
+                         "-n", f"bench{index}@%h", "-P", "threads", "-c", str(threads),
+                         "-l", "WARNING",
+                         "--without-gossip", "--without-mingle", "--without-heartbeat"])
         self._spawn([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-w",
                      str(web_workers), "--access-logfile", "/dev/null",
                      "marketplace.asgi:application"])

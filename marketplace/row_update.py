@@ -146,16 +146,22 @@ def _cursor():
             else connection.make_cursor(raw))
 
 
-def write_chain(steps: list) -> list:
+def write_chain(steps: list, *, wait_for_disk: bool = True) -> list:
     """Run ``Update`` and ``Insert`` steps in order, each only if the step it follows changed
     a row (see ``after``). Returns, per step, what it wrote (the inserted row's id, the
     updated row's id, or a true value for an update by ``where``) or None where it changed
-    nothing or did not run."""
+    nothing or did not run.
+
+    ``wait_for_disk=False`` (PostgreSQL): the chain's transaction commits without waiting
+    for its WAL to reach the disk (``synchronous_commit`` off for that transaction only,
+    set inside the statement; in an enclosing transaction, for all of it). A crash of the
+    database server can then lose it, with whatever committed in the last moments before
+    the crash, never part of it: ``commit_without_waiting_for_disk``."""
     for step in steps:
         if isinstance(step, Update) and not step.set and not step.add:
             raise ValueError("An Update step needs something to set or add.")
     if connection.vendor == "postgresql":
-        done = _chain_postgresql(steps)
+        done = _chain_postgresql(steps, wait_for_disk)
     else:
         done = _chain_one_by_one(steps)
     for step, written in zip(steps, done):
@@ -193,11 +199,11 @@ def _chain_one_by_one(steps: list) -> list:
     return done
 
 
-def _chain_postgresql(steps: list) -> list:
-    shape = tuple((step.shape(), _after(steps, index), step.matches_nothing()
-                   if isinstance(step, Update) else False)
-                  for index, step in enumerate(steps))
-    sql = _cached(shape, lambda: _chain_sql(steps))
+def _chain_postgresql(steps: list, wait_for_disk: bool) -> list:
+    shape = (wait_for_disk, *((step.shape(), _after(steps, index), step.matches_nothing()
+                               if isinstance(step, Update) else False)
+                              for index, step in enumerate(steps)))
+    sql = _cached(shape, lambda: _chain_sql(steps, wait_for_disk))
     params = []
     for index, step in enumerate(steps):
         if isinstance(step, Insert):
@@ -208,9 +214,9 @@ def _chain_postgresql(steps: list) -> list:
     return list(_execute(sql, params, fetch=True))
 
 
-def _chain_sql(steps: list) -> str:
+def _chain_sql(steps: list, wait_for_disk: bool = True) -> str:
     quote = connection.ops.quote_name
-    parts = []
+    parts = [] if wait_for_disk else [f"nowait AS ({NO_WAIT_SQL})"]
     for index, step in enumerate(steps):
         after = _after(steps, index)
         pk_column = quote((step.instance if isinstance(step, Insert) else step.model)
@@ -234,7 +240,22 @@ def _chain_sql(steps: list) -> str:
             body = f"{step.sql()}{condition} RETURNING {pk_column} AS id"
         parts.append(f"s{index} AS ({body})")
     columns = ", ".join(f"(SELECT id FROM s{index} LIMIT 1)" for index in range(len(steps)))
-    return f"WITH {', '.join(parts)} SELECT {columns}"
+    # A CTE that only reads runs only if the statement reads it.
+    return f"WITH {', '.join(parts)} SELECT {columns}{'' if wait_for_disk else ' FROM nowait'}"
+
+
+# is_local: this transaction only (an autocommit statement's own, or the enclosing one).
+NO_WAIT_SQL = "SELECT set_config('synchronous_commit', 'off', true)"
+
+
+def commit_without_waiting_for_disk() -> None:
+    """Inside a transaction on PostgreSQL: it commits without waiting for its WAL to reach
+    the disk. Only for writes that may be lost whole if the database server crashes
+    (never in part: PostgreSQL stays consistent, and anything committed later that waited
+    for the disk carries everything before it). Elsewhere, nothing."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(NO_WAIT_SQL)
 
 
 def _cast_type(found) -> str:

@@ -18,7 +18,8 @@ from django.utils import timezone
 from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
 from marketplace.errors import PaymentRequiredError
 from marketplace.models import ApiKey
-from marketplace.row_update import Insert, Update, row_update, write_chain
+from marketplace.row_update import (Insert, Update, commit_without_waiting_for_disk,
+                                     row_update, write_chain)
 
 from .ledger import (account_for_organization, account_for_user, ledger_post, move_balances,
                      platform_account)
@@ -135,7 +136,7 @@ def _reserve(invocation, key: ApiKey, capped: list[ApiKey]) -> UsageRecord:
         steps.append(Insert(usage, links={"invocation_id": len(steps) - 1}))
     else:
         steps.append(Insert(usage))
-    done = write_chain(steps)
+    done = write_chain(steps, wait_for_disk=settings.CALL_WRITES_WAIT_FOR_DISK)
     if done[-1] is not None:
         return usage
     failed = done.index(None)
@@ -216,8 +217,10 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False,
                 return False
             first = []
             _lock_accounts_of_trace(invocation.trace_id)
-        done, usage_at = _close_usage(usage, first, succeeded=succeeded,
-                                      run_ms=invocation.run_ms or 0.0)
+        # A refund's transaction moves credits back: it waits for the disk.
+        done, usage_at = _close_usage(
+            usage, first, succeeded=succeeded, run_ms=invocation.run_ms or 0.0,
+            wait_for_disk=refund or settings.CALL_WRITES_WAIT_FOR_DISK)
         if first and done[0] is None:
             return False
         if usage_at is not None and done[usage_at] is not None and succeeded:
@@ -230,13 +233,13 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False,
     return True
 
 
-def _close_usage(usage: UsageRecord | None, steps: list, *, succeeded: bool,
-                 run_ms: float) -> tuple[list, int | None]:
+def _close_usage(usage: UsageRecord | None, steps: list, *, succeeded: bool, run_ms: float,
+                 wait_for_disk: bool) -> tuple[list, int | None]:
     """Run ``steps`` and close the hold after them: the usage row (only while held), then
     the key caps' and the payer's reservations (only if the usage row was closed). Returns
     what ``write_chain`` wrote and the usage step's index."""
     if usage is None:
-        return (write_chain(steps) if steps else []), None
+        return (write_chain(steps, wait_for_disk=wait_for_disk) if steps else []), None
     now = timezone.now()
     if succeeded:
         compute = min(compute_cost(run_ms), usage.held - usage.royalty)
@@ -253,8 +256,8 @@ def _close_usage(usage: UsageRecord | None, steps: list, *, succeeded: bool,
     usage_at = len(steps) - 1
     if excess and not usage.cap_month:
         steps.append(Update(Account, usage.payer_id, add={"reserved": -excess}))
-        return write_chain(steps), usage_at
-    done = write_chain(steps)
+        return write_chain(steps, wait_for_disk=wait_for_disk), usage_at
+    done = write_chain(steps, wait_for_disk=wait_for_disk)
     if excess and done[usage_at] is not None:
         # Every cap row before the payer's row, as admission and settlement lock them: in
         # separate statements (one statement would finish a multi-row step only at its end).
@@ -332,6 +335,11 @@ def usage_settle_pending(*, limit: int = 2000, trace_id=None, wait: bool = False
     done = 0
     while True:
         with transaction.atomic():
+            if trace_id is None and not settings.CALL_WRITES_WAIT_FOR_DISK:
+                # A batch lost to a crash of the database is settled again (its calls are
+                # pending again); one that waited would hold the payers' rows, and every
+                # admission behind them, through the disk's slowest flushes.
+                commit_without_waiting_for_disk()
             pending = UsageRecord.objects.select_for_update(skip_locked=not wait).filter(
                 status=UsageRecord.Status.PENDING)
             if trace_id is not None:

@@ -292,6 +292,11 @@ BILLING_SIGNUP_GRANT = env.int("BILLING_SIGNUP_GRANT", default=10_000 * 1_000_00
 BILLING_COMPUTE_RATE = env.int("BILLING_COMPUTE_RATE", default=1_000_000)
 BILLING_CORES_PER_RUNNER = env.int("BILLING_CORES_PER_RUNNER", default=1)
 BILLING_AUTHOR_SHARE_PERCENT = 70
+# The call path's writes on PostgreSQL (a call's row and hold when admitted and closed, and
+# the settlement batches) commit without waiting for the disk: a crash of the database
+# server can lose the last moments of them, whole (a lost call is reaped unbilled, a lost
+# batch settled again). Top-ups, refunds, payouts and everything else always wait.
+CALL_WRITES_WAIT_FOR_DISK = env.bool("CALL_WRITES_WAIT_FOR_DISK", default=False)
 # Finished calls are written to the ledger in batches, this long after the first of them.
 BILLING_SETTLE_DELAY_SECONDS = env.float("BILLING_SETTLE_DELAY_SECONDS", default=0.25)
 # Credit packs: name -> (US cents, credits).
