@@ -119,31 +119,52 @@ def row_update(model, pk, *, set: dict | None = None, add: dict | None = None,
 
 def _execute(sql: str, params: list, *, fetch: bool = False):
     """The rows changed, or with ``fetch`` the first row returned."""
-    with _cursor() as cursor:
+    if _prepared():
+        cursor, sql = _prepared_cursor(), _cached(("numbered", sql), lambda: _numbered(sql))
+    else:
+        cursor = connection.cursor()
+    with cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() if fetch else cursor.rowcount
 
 
-def _cursor():
-    """Django's cursor; on PostgreSQL with prepared statements on (``DATABASE_PREPARED``),
-    one that binds its parameters on the server, so that psycopg prepares each of these
-    few statements once per connection (after ``prepare_threshold`` runs) and PostgreSQL
-    stops parsing and planning it on every call. Django's own cursors bind on the client,
-    where a statement's text differs with each value and cannot be prepared; parsing and
-    planning a chain cost more than running it (0.58 against 0.22 ms an admission,
-    ``docs/benchmarks.md``). Still Django's wrapper: its error translation, its checks and
-    its query log."""
-    if connection.vendor != "postgresql" or connection.settings_dict["OPTIONS"].get(
-            "prepare_threshold") is None:
-        return connection.cursor()
-    from django.db.backends.postgresql.base import ServerBindingCursor
+def _prepared() -> bool:
+    """On PostgreSQL with prepared statements on (``DATABASE_PREPARED``), these few
+    statements are prepared once per connection (after ``prepare_threshold`` runs), and
+    PostgreSQL stops parsing and planning them on every call. Django's own cursors bind
+    on the client, where a statement's text differs with each value and cannot be
+    prepared; parsing and planning a chain cost more than running it (0.58 against 0.22 ms
+    an admission, ``docs/benchmarks.md``)."""
+    return (connection.vendor == "postgresql"
+            and connection.settings_dict["OPTIONS"].get("prepare_threshold") is not None)
+
+
+def _prepared_cursor():
+    """A cursor binding on the server with PostgreSQL's own ``$n`` placeholders (psycopg's
+    ``RawCursor``: a statement's text is not parsed again on every call, as a ``%s`` one
+    with more than 50 parameters would be), inside Django's wrapper: its error
+    translation, its checks and its query log."""
+    import psycopg
 
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     connection.validate_thread_sharing()
-    raw = ServerBindingCursor(connection.connection)
+    raw = psycopg.RawCursor(connection.connection)
     return (connection.make_debug_cursor(raw) if connection.queries_logged
             else connection.make_cursor(raw))
+
+
+def _numbered(sql: str) -> str:
+    """``%s`` placeholders as ``$1``, ``$2``, ... (and ``%%`` as ``%``)."""
+    parts, number = sql.split("%%"), 0
+    for index, part in enumerate(parts):
+        pieces = part.split("%s")
+        numbered = [pieces[0]]
+        for piece in pieces[1:]:
+            number += 1
+            numbered.append(f"${number}{piece}")
+        parts[index] = "".join(numbered)
+    return "%".join(parts)
 
 
 def write_chain(steps: list, *, wait_for_disk: bool = True) -> list:
