@@ -27,7 +27,9 @@ def _key(invocation_pk: int) -> str:
 
 
 def publish(invocation_pk: int, envelope: dict) -> None:
-    pipe = redis_client().pipeline()
+    # One round trip, no MULTI/EXEC: nothing else writes the key, and its expiry only
+    # bounds how long an answer nobody waits for lingers.
+    pipe = redis_client().pipeline(transaction=False)
     pipe.rpush(_key(invocation_pk), json.dumps(envelope))
     pipe.expire(_key(invocation_pk), TTL_SECONDS)
     pipe.execute()
