@@ -111,8 +111,8 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
     call's trace, one level deeper, at most MAX_CALL_DEPTH deep.
     """
     # Only keys derived for a running call (they have a parent key) can make child calls.
-    parent = (Invocation.objects.filter(derived_key=key).first()
-              if is_derived(key) else None)
+    parent = (Invocation.objects.filter(derived_key=key)
+              .only("trace_id", "depth", "options").first() if is_derived(key) else None)
     if parent is not None and parent.depth + 1 >= MAX_CALL_DEPTH:
         raise InputError(f"Algorithms may call each other at most {MAX_CALL_DEPTH} levels "
                          "deep; this call would go deeper.")
@@ -421,12 +421,15 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
 
 
 def _has_session(invocation: Invocation) -> bool:
-    """Whether the call's tree may have a data://.session: only composing algorithms (those
-    given a derived key) reach one."""
-    if invocation.derived_key_id is not None:
-        return True
+    """Whether the call's tree has a data://.session: only composing algorithms (those
+    given a derived key) reach one, and most trees never make one (then closing the call
+    needs no transaction)."""
     algorithm = invocation.algorithm if invocation.algorithm_id else None
-    return bool(algorithm and algorithm.pipeline_enabled)
+    if invocation.derived_key_id is None and not (algorithm and algorithm.pipeline_enabled):
+        return False
+    from datastore.services import session_exists
+
+    return session_exists(trace_id=invocation.trace_id)
 
 
 def _hand_back(invocation: Invocation, envelope: dict) -> None:

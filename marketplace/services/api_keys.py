@@ -286,7 +286,8 @@ def _authenticate_uncached(raw: str, digest: str) -> ApiKey:
     if key.organization_id is not None and not key.creator_manages_org:
         # An organization key speaks for its maker; it stops when they stop running the org.
         raise AuthError("This key's creator no longer administers its organization.")
-    api_key_mark_used(key=key)
+    if not is_derived(key):  # a derived key's one use is its call's child, in the call tree
+        api_key_mark_used(key=key)
     return key
 
 
@@ -322,9 +323,10 @@ def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float
         expires_at = parent.expires_at
     prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(KEY_PREFIX_LENGTH))
     raw = f"ak_{prefix}_{secrets.token_urlsafe(32)}"
-    key = ApiKey.objects.create(
+    key = ApiKey.objects.create(  # by ids: the parent's user and organization are not read
         name=name[:100], prefix=prefix, key_hash=hash_key(raw), last4=raw[-4:],
-        user=parent.user, organization=parent.organization, created_by=parent.created_by,
+        user_id=parent.user_id, organization_id=parent.organization_id,
+        created_by_id=parent.created_by_id,
         algo_patterns=list(parent.algo_patterns),
         data_access=(ApiKey.DataAccess.READ if parent.allows_data(ApiKey.DataAccess.READ)
                      else ApiKey.DataAccess.NONE),
