@@ -342,17 +342,18 @@ def _call_context(invocation: Invocation, timeout: float):
     """For a pipeline-enabled algorithm: a key derived from this call, for its own calls."""
     if not invocation.algorithm.pipeline_enabled or invocation.api_key_id is None:
         return {}, None
-    issued = api_key_create_derived(parent=invocation.api_key,
-                                    name=f"call {invocation.request_id}",
-                                    lifetime_seconds=timeout + 60)
-    # Running, whichever way it was dispatched: a derived key reads data only while its
-    # call runs (datastore.services.served_call). Never a call already closed (by a caller
-    # that stopped waiting, or the reaper): that one is not run.
-    if not Invocation.objects.filter(
-            pk=invocation.pk, status__in=[Invocation.Status.QUEUED, Invocation.Status.RUNNING]
-    ).update(derived_key=issued.key, status=Invocation.Status.RUNNING,
-             started_at=invocation.started_at or timezone.now()):
-        api_key_retire(key=issued.key)
+    # Running, with its key, in the statement that writes the key, whichever way it was
+    # dispatched: a derived key reads data only while its call runs
+    # (datastore.services.served_call). Never a call already closed (by a caller that
+    # stopped waiting, or the reaper): that one is not run, and gets no key.
+    issued = api_key_create_derived(
+        parent=invocation.api_key, name=f"call {invocation.request_id}",
+        lifetime_seconds=timeout + 60, then=Update(
+            Invocation, invocation.pk, links={"derived_key_id": 0},
+            set={"status": Invocation.Status.RUNNING,
+                 "started_at": invocation.started_at or timezone.now()},
+            where={"status": (Invocation.Status.QUEUED, Invocation.Status.RUNNING)}))
+    if issued is None:
         raise CallClosed()
     invocation.derived_key_id = issued.key.pk
     return {"api_key": issued.raw, "api_base": invocation.options.get("api_base", "")}, issued.key

@@ -19,7 +19,7 @@ change the same row twice (PostgreSQL applies only one of the changes). On other
 But a step that changes nothing is not an error: the steps before it stay written. To undo
 them then, run the chain in a transaction and raise in it.
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.db import connection, models, transaction
 
@@ -35,7 +35,8 @@ class Update:
     ``IN``. ``check``: a condition in SQL on the table's own columns and its parameters,
     e.g. ``("balance >= reserved + %s", [held])``. ``after``: in a chain, the index of the
     step that must have changed a row for this one to run (the previous one by default;
-    None: always)."""
+    None: always). ``links``: in a chain, columns (attnames) set to the id an earlier step
+    wrote (``{"derived_key_id": 0}``)."""
     model: type
     pk: object = None
     set: dict = field(default_factory=dict)
@@ -43,9 +44,11 @@ class Update:
     where: dict = field(default_factory=dict)
     check: tuple | None = None
     after: object = PREVIOUS
+    links: dict = field(default_factory=dict)
 
     def shape(self) -> tuple:
         return ("update", self.model, self.pk is None, tuple(self.set), tuple(self.add),
+                tuple(sorted(self.links.items())),
                 tuple((name, len(value) if isinstance(value, (list, tuple)) else None)
                       for name, value in self.where.items()),
                 self.check[0] if self.check else None)
@@ -59,6 +62,8 @@ class Update:
         column = lambda name: quote(meta.get_field(name).column)  # noqa: E731
         assignments = [f"{column(name)} = %s" for name in self.set]
         assignments += [f"{column(name)} = {column(name)} + %s" for name in self.add]
+        assignments += [f"{column(name)} = (SELECT id FROM s{index} LIMIT 1)"
+                        for name, index in self.links.items()]
         conditions = [] if self.pk is None else [f"{quote(meta.pk.column)} = %s"]
         for name, value in self.where.items():
             conditions.append(f"{column(name)} IN ({', '.join(['%s'] * len(value))})"
@@ -179,7 +184,7 @@ def write_chain(steps: list, *, wait_for_disk: bool = True) -> list:
     database server can then lose it, with whatever committed in the last moments before
     the crash, never part of it: ``commit_without_waiting_for_disk``."""
     for step in steps:
-        if isinstance(step, Update) and not step.set and not step.add:
+        if isinstance(step, Update) and not step.set and not step.add and not step.links:
             raise ValueError("An Update step needs something to set or add.")
     if connection.vendor == "postgresql":
         done = _chain_postgresql(steps, wait_for_disk)
@@ -215,6 +220,9 @@ def _chain_one_by_one(steps: list) -> list:
             elif step.matches_nothing():
                 done.append(None)
             else:
+                if step.links:  # the ids are known here: plain values
+                    step = replace(step, links={}, set={**step.set, **{
+                        name: done[index] for name, index in step.links.items()}})
                 changed = _execute(_cached(step.shape(), step.sql), step.params())
                 done.append((step.pk if step.pk is not None else True) if changed else None)
     return done

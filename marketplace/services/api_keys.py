@@ -17,6 +17,7 @@ from marketplace.epoch_cache import EpochCache
 from marketplace.errors import AuthError, InputError, PermissionDeniedError
 from marketplace.models import ApiKey, Membership, Organization, User
 from marketplace.models.api_keys import pattern_covers
+from marketplace.row_update import Insert, Update, write_chain
 
 from .audit import audit_record
 
@@ -309,7 +310,8 @@ def api_key_mark_used(*, key: ApiKey) -> None:
     key.last_used_at = moment
 
 
-def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float) -> IssuedKey:
+def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float,
+                           then: Update | None = None) -> IssuedKey | None:
     """A short-lived key for an algorithm's own calls while it serves ``parent``'s call.
 
     It may call what the parent may call and read data (only what the Data API lets a
@@ -317,13 +319,16 @@ def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float
     the caller's private data), nothing else (no writes, no management); it belongs to
     the same owner (so the root caller pays for the whole tree), and is retired when the
     call ends. Not audited one by one: the invocation tree records each use.
+
+    ``then``: a write made with the key, in the same statement (its ``links`` name the key
+    as step 0). If it changes nothing, no key is issued (None): the one written is retired.
     """
     expires_at = timezone.now() + timedelta(seconds=lifetime_seconds)
     if parent.expires_at and parent.expires_at < expires_at:
         expires_at = parent.expires_at
     prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(KEY_PREFIX_LENGTH))
     raw = f"ak_{prefix}_{secrets.token_urlsafe(32)}"
-    key = ApiKey.objects.create(  # by ids: the parent's user and organization are not read
+    key = ApiKey(  # by ids: the parent's user and organization are not read
         name=name[:100], prefix=prefix, key_hash=hash_key(raw), last4=raw[-4:],
         user_id=parent.user_id, organization_id=parent.organization_id,
         created_by_id=parent.created_by_id,
@@ -331,6 +336,13 @@ def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float
         data_access=(ApiKey.DataAccess.READ if parent.allows_data(ApiKey.DataAccess.READ)
                      else ApiKey.DataAccess.NONE),
         can_manage=False, expires_at=expires_at, parent=parent)
+    # Written without post_save, whose receiver does nothing for a new key; a call's own
+    # write, so as the call's other writes (CALL_WRITES_WAIT_FOR_DISK).
+    written = write_chain([Insert(key), *([then] if then is not None else [])],
+                          wait_for_disk=settings.CALL_WRITES_WAIT_FOR_DISK)
+    if then is not None and written[1] is None:
+        api_key_retire(key=key)
+        return None
     return IssuedKey(key=key, raw=raw)
 
 

@@ -49,3 +49,8 @@ def test_a_composing_call_closed_before_it_starts_is_not_reopened(user, raw_key,
     stored = Invocation.objects.get(pk=invocation.pk)
     assert (stored.status, stored.derived_key_id) == ("failed", None)
     assert UsageRecord.objects.get(request_id=invocation.request_id).status == "released"
+    # The key written with the running mark that changed nothing is retired at once.
+    from marketplace.models import ApiKey
+
+    [written] = ApiKey.objects.filter(name=f"call {invocation.request_id}")
+    assert written.revoked_at is not None

@@ -156,6 +156,27 @@ def test_a_value_too_long_for_its_column_is_treated_as_the_orm_treats_it():
     assert outcome(by_chain) == expected
 
 
+def test_an_update_can_set_a_column_to_the_id_a_step_before_it_wrote():
+    """``links`` on an Update: the id of a row inserted earlier in the same chain; when the
+    update matches nothing, the insert before it stays (undoing it is the caller's)."""
+    from billing.models import UsageRecord
+
+    account = Account.objects.get(user=UserFactory())
+    parked = _usage(_call(), account, 5)
+    parked.save()
+    call = _call()
+    done = write_chain([Insert(call), Update(UsageRecord, parked.pk, links={"invocation_id": 0},
+                                             set={"held": 6}, where={"status": "held"})])
+    assert done == [call.pk, parked.pk]
+    stored = UsageRecord.objects.get(pk=parked.pk)
+    assert (stored.invocation_id, stored.held) == (call.pk, 6)
+    other = _call()
+    done = write_chain([Insert(other), Update(UsageRecord, parked.pk, links={"invocation_id": 0},
+                                              set={"held": 7}, where={"status": "settled"})])
+    assert done == [other.pk, None] and Invocation.objects.filter(pk=other.pk).exists()
+    assert UsageRecord.objects.get(pk=parked.pk).invocation_id == call.pk
+
+
 @pytest.mark.services
 def test_on_postgresql_a_chain_is_prepared_once_per_connection_and_errors_stay_djangos():
     """The call path's statements bind on the server and are prepared on the connection
