@@ -169,8 +169,8 @@ def _capped_chain(key: ApiKey) -> list[ApiKey]:
         seen.add(current.pk)
         if current.monthly_spend_cap is not None:
             chain.append(current)
-        current = (ApiKey.objects.only("parent_id", "monthly_spend_cap")
-                   .filter(pk=current.parent_id).first() if current.parent_id else None)
+        # Authentication reads a key with its parent (a derived key's parent: no query).
+        current = current.parent if current.parent_id else None
     return sorted(chain, key=lambda k: k.pk)
 
 

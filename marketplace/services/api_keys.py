@@ -270,7 +270,8 @@ def _authenticate_uncached(raw: str, digest: str) -> ApiKey:
             role__in=[Membership.Role.OWNER, Membership.Role.ADMIN],
         )
         key = (
-            ApiKey.objects.select_related("user", "organization", "created_by")
+            # With its parent: the caps a call counts against start there (billing).
+            ApiKey.objects.select_related("user", "organization", "created_by", "parent")
             .annotate(creator_manages_org=Exists(creator_manages_org))
             .filter(prefix=parts[0]).first()
         )
