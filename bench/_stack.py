@@ -26,7 +26,8 @@ def wait_until_up(url: str, timeout: float = 60) -> None:
 
 
 class Stack:
-    """gunicorn (uvicorn workers) + a Celery worker on Redis + PostgreSQL, in a scratch var/."""
+    """gunicorn (uvicorn workers) + Celery workers on Redis (one for calls, one for the other
+    queues) + PostgreSQL, in a scratch var/."""
 
     def __init__(self, port: int, database: str, redis_db: int = 9):
         self.port, self.processes = port, []
@@ -50,10 +51,9 @@ class Stack:
         subprocess.run(["redis-cli", "-n", self.env["REDIS_URL"].rsplit("/", 1)[1], "flushdb"],
                        capture_output=True)
         self.manage("migrate", "--noinput")
-        split = os.environ.get("BENCH_SPLIT_WORKERS") == "1"
-        groups = ([("execution", celery_concurrency * 4), ("default,builds,billing", 2)] if split
-                  else [("default,builds,execution,billing", celery_concurrency * 4)])
-        for index, (queues, threads) in enumerate(groups):
+        # As deployed (docs/deploy.md): calls on their own worker, the rest beside it.
+        for index, (queues, threads) in enumerate([("execution", celery_concurrency * 4),
+                                                   ("default,builds,billing", 2)]):
             self._spawn([str(BIN / "celery"), "-A", "marketplace", "worker", "-Q", queues,
                          "-n", f"bench{index}@%h", "-P", "threads", "-c", str(threads),
                          "-l", "WARNING",

@@ -26,7 +26,8 @@ def documents() -> list[dict]:
 
 def test_every_rendered_object_validates(documents):
     kinds = sorted(doc["kind"] for doc in documents)
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Deployment", "Deployment", "Job",
+    assert kinds == ["ConfigMap", "Deployment", "Deployment", "Deployment", "Deployment",
+                     "Deployment", "Job",
                      "Namespace", "Namespace", "Role", "RoleBinding", "Service", "ServiceAccount"]
     for doc in documents:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
@@ -35,7 +36,7 @@ def test_every_rendered_object_validates(documents):
 def test_every_pod_runs_locked_down(documents):
     pods = [doc["spec"]["template"]["spec"] for doc in documents
             if doc["kind"] in ("Deployment", "Job")]
-    assert len(pods) == 5
+    assert len(pods) == 6
     for pod in pods:
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -71,6 +72,24 @@ def test_the_execution_backends_rights_are_exactly_what_its_code_calls(documents
     workers = [doc for doc in documents if doc["kind"] == "Deployment"
                and doc["spec"]["template"]["spec"].get("serviceAccountName")]
     assert [doc["metadata"]["name"] for doc in workers] == ["algostore-worker"]
+
+
+def test_every_queue_has_workers_and_calls_have_theirs_to_themselves(documents):
+    """Every queue a task is routed to is consumed, and the execution workers take calls
+    only: settlement in the same process would hold its interpreter lock while calls
+    close."""
+    from django.conf import settings
+
+    consumed = {}
+    for doc in documents:
+        if doc["kind"] == "Deployment":
+            command = doc["spec"]["template"]["spec"]["containers"][0]["command"]
+            if command[:3] == ["celery", "-A", "marketplace"] and command[3] == "worker":
+                consumed[doc["metadata"]["name"]] = set(command[command.index("-Q") + 1]
+                                                        .split(","))
+    routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+    assert routed | {settings.CELERY_TASK_DEFAULT_QUEUE} <= set().union(*consumed.values())
+    assert consumed["algostore-worker"] == {"execution"}
 
 
 def test_the_configuration_lets_pods_reach_the_platform_inside_the_cluster(documents):
