@@ -18,3 +18,10 @@ errorlog = "-"
 # string (signed URLs carry their signature there): method and path only.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):
+    """The app is loaded: keep its startup objects out of the garbage collector's scans."""
+    from marketplace.process_start import freeze_startup_objects
+
+    freeze_startup_objects()

@@ -7,6 +7,7 @@ run them.
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "marketplace.settings.local")
 
@@ -16,3 +17,12 @@ broker.register()  # before any connection: redis:// brokers use its transport
 app = Celery("algostore")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_ready.connect
+def _freeze_startup_objects(**kwargs) -> None:
+    """The worker has loaded its tasks: keep its startup objects out of the garbage
+    collector's scans (``marketplace.process_start``)."""
+    from marketplace.process_start import freeze_startup_objects
+
+    freeze_startup_objects()
