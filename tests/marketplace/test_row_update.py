@@ -177,6 +177,18 @@ def test_an_update_can_set_a_column_to_the_id_a_step_before_it_wrote():
     assert UsageRecord.objects.get(pk=parked.pk).invocation_id == call.pk
 
 
+def test_a_check_may_use_a_literal_percent_sign_as_the_orm_spells_it():
+    """``%%`` is a percent sign and ``%s`` a parameter, in every form a statement is sent
+    (PostgreSQL's own ``$n`` placeholders for prepared statements included)."""
+    account = Account.objects.get(user=UserFactory())
+    Account.objects.filter(pk=account.pk).update(reserved=4)
+    odd_only = dict(add={"reserved": 1}, check=("reserved %% 2 = %s", [1]))
+    assert write_chain([Update(Account, account.pk, **odd_only)]) == [None]  # 4 is even
+    assert row_update(Account, account.pk, add={"reserved": 1}) == 1
+    assert write_chain([Update(Account, account.pk, **odd_only)]) == [account.pk]  # 5 is odd
+    assert Account.objects.get(pk=account.pk).reserved == 6
+
+
 @pytest.mark.services
 def test_on_postgresql_a_chain_is_prepared_once_per_connection_and_errors_stay_djangos():
     """The call path's statements bind on the server and are prepared on the connection
