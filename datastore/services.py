@@ -223,10 +223,6 @@ def _space_collection(path: DataPath, *, write: bool) -> Collection:
     return collection
 
 
-def session_exists(*, trace_id) -> bool:
-    return Collection.objects.filter(name=f"~session~{trace_id.hex}").exists()
-
-
 def session_delete(*, trace_id) -> int:
     """The root call ended: its tree's data://.session goes with it."""
     collection = Collection.objects.filter(name=f"~session~{trace_id.hex}").first()

@@ -58,7 +58,7 @@ class InvokeFastPath:
             logger.exception("Unhandled error admitting a call to %s/%s", owner, name)
             return await _send_json(send, 500, _INTERNAL_ERROR, scope, headers)
         try:
-            envelope = await results.wait_async(invocation.pk,
+            envelope = await results.wait_async(invocation.request_id,
                                                 services.invocation_wait_seconds(invocation))
         except Exception:  # the result channel failed: the call ends here, unbilled
             logger.exception("Lost the result channel of %s", invocation.request_id)

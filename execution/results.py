@@ -22,16 +22,18 @@ def direct() -> bool:
             and settings.EXECUTION_RESULT_CHANNEL == "redis-list")
 
 
-def _key(invocation_pk: int) -> str:
-    return f"algostore:result:{invocation_pk}"
+def _key(request_id) -> str:
+    # By request id, never by row id: a row id can be issued again after a crash of the
+    # database loses the row (call writes need not wait for the disk), a request id not.
+    return f"algostore:result:{request_id}"
 
 
-def publish(invocation_pk: int, envelope: dict) -> None:
+def publish(request_id, envelope: dict) -> None:
     # One round trip, no MULTI/EXEC: nothing else writes the key, and its expiry only
     # bounds how long an answer nobody waits for lingers.
     pipe = redis_client().pipeline(transaction=False)
-    pipe.rpush(_key(invocation_pk), json.dumps(envelope))
-    pipe.expire(_key(invocation_pk), TTL_SECONDS)
+    pipe.rpush(_key(request_id), json.dumps(envelope))
+    pipe.expire(_key(request_id), TTL_SECONDS)
     pipe.execute()
 
 
@@ -48,20 +50,20 @@ def _waiting_options() -> dict:
 _waiting_client = None
 
 
-def wait(invocation_pk: int, timeout: float) -> dict | None:
+def wait(request_id, timeout: float) -> dict | None:
     global _waiting_client
     if _waiting_client is None:
         import redis
 
         _waiting_client = redis.Redis.from_url(settings.REDIS_URL, **_waiting_options())
-    item = _waiting_client.blpop([_key(invocation_pk)], timeout=max(timeout, 1))
+    item = _waiting_client.blpop([_key(request_id)], timeout=max(timeout, 1))
     return json.loads(item[1]) if item else None
 
 
 _async_clients: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # one per loop
 
 
-async def wait_async(invocation_pk: int, timeout: float) -> dict | None:
+async def wait_async(request_id, timeout: float) -> dict | None:
     """``wait`` for an event loop: the request holds no thread while its call runs."""
     import asyncio
 
@@ -73,5 +75,5 @@ async def wait_async(invocation_pk: int, timeout: float) -> dict | None:
         # No cap on the pool: each waiting call holds one connection while its call runs.
         client = _async_clients[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL,
                                                                       **_waiting_options())
-    item = await client.blpop([_key(invocation_pk)], timeout=max(timeout, 1))
+    item = await client.blpop([_key(request_id)], timeout=max(timeout, 1))
     return json.loads(item[1]) if item else None

@@ -211,13 +211,19 @@ def _target(invocation: Invocation) -> RunTarget:
         artifact_sha256=build.artifact_sha256)
 
 
-def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None) -> dict:
+def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None,
+                   request_id: str | None = None) -> dict:
     """Run a call on the backend and finish it; a finished call is never run again.
 
     ``row``: the call's row as the web tier just wrote it (``invocation_row``), sent with a
     sync call on its first delivery, so the worker neither reads it back nor marks it
     running: a sync call's caller is waiting on the answer, not polling its status. Async
     calls, and any message delivered again, read the row and skip a finished call.
+
+    ``request_id``: the call's, to check the row read back is still that call's. Call
+    writes need not wait for the disk, so a crash of the database can lose an admitted
+    call, whose id may then be issued again to another; a message for the lost call must
+    not run its input as the other call.
     """
     if row is not None:
         invocation = _invocation_from_row(invocation_pk, row)
@@ -225,7 +231,9 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
         # Not the big text columns (the build's log, the docs, a stored result).
         invocation = (Invocation.objects.select_related("algorithm", "build")
                       .defer("result", "stdout", "build__logs", "algorithm__summary")
-                      .get(pk=invocation_pk))
+                      .filter(pk=invocation_pk).first())
+        if invocation is None or (request_id and str(invocation.request_id) != request_id):
+            return _lost_to_the_database(request_id)
         if invocation.status in Invocation.FINISHED:
             _hand_back(invocation, invocation.result)  # a caller may still be waiting
             return invocation.result
@@ -248,7 +256,7 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
     try:
         context, derived = _call_context(invocation, timeout)
     except CallClosed:
-        return Invocation.objects.values_list("result", flat=True).get(pk=invocation.pk)
+        return _stored_envelope(invocation)
     try:
         backend, target = get_backend(), _target(invocation)
         if backend.is_cold(target):
@@ -352,7 +360,8 @@ def _call_context(invocation: Invocation, timeout: float):
             Invocation, invocation.pk, links={"derived_key_id": 0},
             set={"status": Invocation.Status.RUNNING,
                  "started_at": invocation.started_at or timezone.now()},
-            where={"status": (Invocation.Status.QUEUED, Invocation.Status.RUNNING)}))
+            where={"status": (Invocation.Status.QUEUED, Invocation.Status.RUNNING),
+                   "request_id": invocation.request_id}))
     if issued is None:
         raise CallClosed()
     invocation.derived_key_id = issued.key.pk
@@ -394,20 +403,24 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     fields.update(error_type=error_type, error_message=error_message[:1000], result=envelope,
                   stdout=stdout[-100_000:], queue_ms=queue_ms, finished_at=finished_at,
                   total_ms=(finished_at - invocation.created_at).total_seconds() * 1000)
+    # By id and request id: call writes need not wait for the disk, so after a crash of the
+    # database an id this worker holds may have been issued again, to another call.
     closing = Update(Invocation, invocation.pk, set=fields, where={
-        "status": (Invocation.Status.QUEUED, Invocation.Status.RUNNING)})
+        "status": (Invocation.Status.QUEUED, Invocation.Status.RUNNING),
+        "request_id": invocation.request_id})
     for name, value in fields.items():
         setattr(invocation, name, value)
-    session = invocation.parent_id is None and _has_session(invocation)
-    # The common call closes in one statement (call, usage, hold); a callback or the tree's
-    # session make more writes, all in one transaction with it.
-    with transaction.atomic() if session or options.get("callback") else nullcontext():
+    session = invocation.parent_id is None and _may_have_session(invocation)
+    # The common call closes in one statement (call, usage, hold); a callback makes more
+    # writes, in one transaction with it.
+    with transaction.atomic() if options.get("callback") else nullcontext():
         if not billing_services.usage_finish(invocation=invocation, succeeded=not error_type,
                                              platform_fault=platform_fault, closing=closing):
             # Already closed (by the other of two finishers): its stored envelope stands.
-            return Invocation.objects.values_list("result", flat=True).get(pk=invocation.pk)
-        if session:
-            from datastore.services import session_delete  # the tree's data://.session
+            return _stored_envelope(invocation)
+        if session:  # the tree's data://.session, once the call is closed: most trees
+            # never make one (then this is one SELECT, and the close needed no transaction)
+            from datastore.services import session_delete
 
             session_delete(trace_id=invocation.trace_id)
         from execution.webhooks import schedule
@@ -421,16 +434,13 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     return envelope
 
 
-def _has_session(invocation: Invocation) -> bool:
-    """Whether the call's tree has a data://.session: only composing algorithms (those
-    given a derived key) reach one, and most trees never make one (then closing the call
-    needs no transaction)."""
+def _may_have_session(invocation: Invocation) -> bool:
+    """Whether the call's tree may have a data://.session: only composing algorithms (those
+    given a derived key) reach one."""
+    if invocation.derived_key_id is not None:
+        return True
     algorithm = invocation.algorithm if invocation.algorithm_id else None
-    if invocation.derived_key_id is None and not (algorithm and algorithm.pipeline_enabled):
-        return False
-    from datastore.services import session_exists
-
-    return session_exists(trace_id=invocation.trace_id)
+    return bool(algorithm and algorithm.pipeline_enabled)
 
 
 def _hand_back(invocation: Invocation, envelope: dict) -> None:
@@ -438,7 +448,7 @@ def _hand_back(invocation: Invocation, envelope: dict) -> None:
     from execution import results
 
     if invocation.options.get("output") != "void" and results.direct():
-        transaction.on_commit(lambda: results.publish(invocation.pk, envelope))
+        transaction.on_commit(lambda: results.publish(invocation.request_id, envelope))
 
 
 def _announce(invocation: Invocation, event: dict) -> None:
@@ -487,7 +497,7 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
         invocation_send(invocation=invocation, payload=payload, wait=wait)
         if not wait:
             return None
-        envelope = results.wait(invocation.pk, invocation_wait_seconds(invocation))
+        envelope = results.wait(invocation.request_id, invocation_wait_seconds(invocation))
         return envelope if envelope is not None else invocation_lost(invocation=invocation)
     from marketplace.celery import app
 
@@ -504,7 +514,36 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
 
 
 def _task_args(invocation: Invocation, payload: dict, wait: bool) -> list:
-    return [invocation.pk, payload] + ([invocation_row(invocation)] if wait else [])
+    return [invocation.pk, payload, invocation_row(invocation) if wait else None,
+            str(invocation.request_id)]
+
+
+def _stored_envelope(invocation: Invocation) -> dict:
+    """The envelope the call was closed with (by whichever closer came first), found by its
+    request id: its row id may be another call's (``_lost_to_the_database``)."""
+    stored = Invocation.objects.filter(request_id=invocation.request_id).values_list(
+        "result", flat=True).first()
+    if stored is None:
+        logger.error("The call %s has no row of its own any more", invocation.request_id)
+        return _lost_envelope()
+    return stored
+
+
+def _lost_envelope() -> dict:
+    return {"error": {"message": "The call was lost by the platform's database; it is not "
+                                 "billed.", "error_type": "InternalError"}}
+
+
+def _lost_to_the_database(request_id: str | None) -> dict:
+    """A message for a call whose row is gone (lost by a crash of the database), or is now
+    another call's: nothing is run or written; a caller still waiting is told."""
+    from execution import results
+
+    logger.error("A message for the call %s found no row of its own: not run", request_id)
+    envelope = _lost_envelope()
+    if request_id and results.direct():
+        results.publish(request_id, envelope)
+    return envelope
 
 
 def invocation_send(*, invocation: Invocation, payload: dict, wait: bool) -> None:
@@ -544,7 +583,7 @@ def invocation_reap_stuck() -> int:
     candidates = Invocation.objects.filter(
         status__in=[Invocation.Status.QUEUED, Invocation.Status.RUNNING],
         created_at__lt=now - timedelta(seconds=grace))
-    for invocation in candidates.only("pk", "options", "created_at"):
+    for invocation in candidates.only("pk", "request_id", "options", "created_at"):
         limit = float(invocation.options.get("timeout", 300)) + grace
         if (now - invocation.created_at).total_seconds() > limit:
             invocation_finish(invocation=invocation, error_type="InternalError",

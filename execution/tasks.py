@@ -3,7 +3,8 @@ from celery import shared_task
 
 
 @shared_task(name="execution.invoke", bind=True, acks_late=True, reject_on_worker_lost=True)
-def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None) -> dict:
+def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
+           request_id: str | None = None) -> dict:
     """Run one call. Redelivered after a worker died mid-call, it runs the call again unless
     it already finished, in which case the stored result is returned (a redelivered message
     never trusts the row it carries: the call is read back)."""
@@ -16,7 +17,8 @@ def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None) -> 
     # The call's algorithm, build and secrets come from caches whose epochs are read once.
     with epochs_read_once(resolutions, environments):
         return invocation_run(invocation_pk=invocation_pk, payload=payload,
-                              row=None if redelivered else row)
+                              row=None if redelivered else row,
+                              request_id=request_id or (row or {}).get("request_id"))
 
 
 @shared_task(name="execution.deliver_webhook", bind=True, max_retries=None)

@@ -105,14 +105,18 @@ def usage_reserve(*, invocation, key: ApiKey) -> UsageRecord:
                                organization_id=algorithm.owner_org_id))
     if not capped and all(holder in _account_ids or holder[1] is None for holder in holders):
         # One statement: the payer's hold is its first write, so a refusal writes nothing.
-        return _reserve(invocation, key, capped)
+        return _reserve(invocation, key, capped,
+                        wait_for_disk=settings.CALL_WRITES_WAIT_FOR_DISK)
     # A refusal raises inside the transaction, which undoes what came before the step that
     # failed (a cap's hold taken before the payer's was refused) and any account opened.
+    # It waits for the disk: an account opened here is remembered by id (_account_ids),
+    # and an id lost to a crash of the database could be issued again, to someone else.
     with transaction.atomic():
-        return _reserve(invocation, key, capped)
+        return _reserve(invocation, key, capped, wait_for_disk=True)
 
 
-def _reserve(invocation, key: ApiKey, capped: list[ApiKey]) -> UsageRecord:
+def _reserve(invocation, key: ApiKey, capped: list[ApiKey], *,
+             wait_for_disk: bool) -> UsageRecord:
     payer_id = _account_id(user_id=key.user_id, organization_id=key.organization_id)
     algorithm = invocation.algorithm
     author_id = author_account_id(algorithm) if algorithm else None
@@ -136,7 +140,7 @@ def _reserve(invocation, key: ApiKey, capped: list[ApiKey]) -> UsageRecord:
         steps.append(Insert(usage, links={"invocation_id": len(steps) - 1}))
     else:
         steps.append(Insert(usage))
-    done = write_chain(steps, wait_for_disk=settings.CALL_WRITES_WAIT_FOR_DISK)
+    done = write_chain(steps, wait_for_disk=wait_for_disk)
     if done[-1] is not None:
         return usage
     failed = done.index(None)
@@ -251,8 +255,11 @@ def _close_usage(usage: UsageRecord | None, steps: list, *, succeeded: bool, run
         excess = usage.held
         changes = {"held": 0, "royalty": 0, "status": UsageRecord.Status.RELEASED,
                    "billable": False, "finished_at": now, "settled_at": now}
+    # By id and request id (an id may be issued again after a crash of the database: call
+    # writes need not wait for the disk); the hold's release runs only after this step.
     steps = [*steps, Update(UsageRecord, usage.pk, set=changes,
-                            where={"status": UsageRecord.Status.HELD})]
+                            where={"status": UsageRecord.Status.HELD,
+                                   "request_id": usage.request_id})]
     usage_at = len(steps) - 1
     if excess and not usage.cap_month:
         steps.append(Update(Account, usage.payer_id, add={"reserved": -excess}))
@@ -277,10 +284,12 @@ def _held_usage(invocation) -> UsageRecord | None:
     admitted), or read back."""
     hold = getattr(invocation, "usage_hold", None)
     if hold is not None:
-        return UsageRecord(**hold, status=UsageRecord.Status.HELD)
+        return UsageRecord(**hold, status=UsageRecord.Status.HELD,
+                           request_id=invocation.request_id)
     return (UsageRecord.objects.filter(request_id=invocation.request_id,
                                        status=UsageRecord.Status.HELD)
-            .only("pk", "held", "royalty", "payer_id", "cap_keys", "cap_month").first())
+            .only("pk", "request_id", "held", "royalty", "payer_id", "cap_keys", "cap_month")
+            .first())
 
 
 def _lock_accounts_of_trace(trace_id) -> None:

@@ -350,7 +350,10 @@ def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float
 def api_key_retire(*, key: ApiKey) -> None:
     """End a derived key at once (its call finished). Derived keys are never cached, so
     no process needs telling."""
-    ApiKey.objects.filter(pk=key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    # By id and prefix: a derived key need not wait for the disk when it is written, so after
+    # a crash of the database its id may have been issued again, to another key.
+    ApiKey.objects.filter(pk=key.pk, prefix=key.prefix, revoked_at__isnull=True).update(
+        revoked_at=timezone.now())
     if not is_derived(key):
         authenticated_keys.bump_on_commit()
 

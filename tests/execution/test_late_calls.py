@@ -54,3 +54,43 @@ def test_a_composing_call_closed_before_it_starts_is_not_reopened(user, raw_key,
 
     [written] = ApiKey.objects.filter(name=f"call {invocation.request_id}")
     assert written.revoked_at is not None
+
+
+LOST = {"error": {"message": "The call was lost by the platform's database; it is not "
+                             "billed.", "error_type": "InternalError"}}
+
+
+def _now_another_calls(invocation) -> str:
+    """The call's rows as if a crash of the database lost them and their ids went to
+    another call (call writes need not wait for the disk): same ids, another request id."""
+    import uuid
+
+    other = uuid.uuid4()
+    Invocation.objects.filter(pk=invocation.pk).update(request_id=other, trace_id=other)
+    UsageRecord.objects.filter(request_id=invocation.request_id).update(request_id=other)
+    return other
+
+
+def test_a_message_whose_row_is_now_another_calls_does_not_run_it(probe, user, raw_key,
+                                                                   builds_run):
+    invocation, payload = admit(user, raw_key, "probe")
+    other = _now_another_calls(invocation)
+    envelope = services.invocation_run(invocation_pk=invocation.pk, payload=payload,
+                                       request_id=str(invocation.request_id))
+    assert envelope == LOST
+    stored = Invocation.objects.get(pk=invocation.pk)
+    assert (stored.request_id, stored.status, stored.run_ms) == (other, "queued", None)
+
+
+def test_a_worker_never_closes_another_call_that_got_its_calls_id(probe, user, raw_key,
+                                                                  builds_run):
+    invocation, payload = admit(user, raw_key, "probe")
+    row = services.invocation_row(invocation)  # what a sync call's message carries
+    reserved = Account.objects.get(user=user).reserved
+    other = _now_another_calls(invocation)
+    envelope = services.invocation_run(invocation_pk=invocation.pk, payload=payload, row=row)
+    assert envelope == LOST  # it ran, and nobody else's call was closed with its answer
+    stored = Invocation.objects.get(pk=invocation.pk)
+    assert (stored.status, stored.result) == ("queued", None)
+    usage = UsageRecord.objects.get(request_id=other)
+    assert (usage.status, Account.objects.get(user=user).reserved) == ("held", reserved)

@@ -308,3 +308,18 @@ def test_making_a_key_leaves_every_cached_key_cached_and_derived_keys_are_never_
     services.api_key_revoke(key=key, actor=user)  # any other change to a key: forgotten
     with pytest.raises(AuthError, match="revoked"):
         services.api_key_authenticate(raw=raw_key)
+
+
+def test_retiring_a_derived_key_never_revokes_another_key_that_got_its_id(user, raw_key):
+    """A derived key need not wait for the disk when written: after a crash of the database
+    its id may be another key's, which retiring the lost one must leave alone."""
+    from marketplace.models import ApiKey
+
+    key = services.api_key_authenticate(raw=raw_key)
+    derived = services.api_key_create_derived(parent=key, name="call y", lifetime_seconds=60)
+    ApiKey.objects.filter(pk=derived.key.pk).update(prefix="z" * len(derived.key.prefix))
+    services.api_key_retire(key=derived.key)
+    assert ApiKey.objects.get(pk=derived.key.pk).revoked_at is None
+    ApiKey.objects.filter(pk=derived.key.pk).update(prefix=derived.key.prefix)
+    services.api_key_retire(key=derived.key)
+    assert ApiKey.objects.get(pk=derived.key.pk).revoked_at is not None
