@@ -525,6 +525,8 @@ def _stored_envelope(invocation: Invocation) -> dict:
         "result", flat=True).first()
     if stored is None:
         logger.error("The call %s has no row of its own any more", invocation.request_id)
+        if getattr(invocation, "unwatched", False):  # a worker's sync call: its caller waits
+            return _lost_to_the_database(str(invocation.request_id))
         return _lost_envelope()
     return stored
 
@@ -539,7 +541,7 @@ def _lost_to_the_database(request_id: str | None) -> dict:
     another call's: nothing is run or written; a caller still waiting is told."""
     from execution import results
 
-    logger.error("A message for the call %s found no row of its own: not run", request_id)
+    logger.error("The call %s found no row of its own", request_id)
     envelope = _lost_envelope()
     if request_id and results.direct():
         results.publish(request_id, envelope)
