@@ -23,7 +23,7 @@ from marketplace.dispatch import run_eagerly
 from marketplace.errors import ApplicationError, InputError, NotFoundError, PermissionDeniedError
 from marketplace.models import ApiKey, User
 from marketplace.row_update import Update
-from marketplace.services import api_key_create_derived, api_key_retire
+from marketplace.services import api_key_create_derived, api_key_retire, api_key_retiring
 from marketplace.services.api_keys import is_derived
 
 ALGORITHM_ERRORS = {"AlgorithmError", "LoadingError", "TimeoutError", "OutOfMemoryError"}
@@ -265,7 +265,7 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
                                  on_stdout=_stdout_streamer(invocation))
     except TimeoutError as error:
         return invocation_finish(invocation=invocation, error_type="TimeoutError",
-                                 error_message=str(error), queue_ms=queued_ms)
+                                 error_message=str(error), queue_ms=queued_ms, retire=derived)
     except ApplicationError:
         raise
     except Exception as error:  # the platform's fault, not the algorithm's
@@ -274,11 +274,15 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
             invocation=invocation, error_type="LoadingError" if load else "InternalError",
             error_message=(f"The algorithm failed to load: {str(error)[-2000:]}" if load
                            else f"The call could not be run ({type(error).__name__})."),
-            queue_ms=queued_ms, platform_fault=not load)
+            queue_ms=queued_ms, platform_fault=not load, retire=derived)
+    else:
+        return invocation_finish(invocation=invocation, outcome=outcome, queue_ms=queued_ms,
+                                 retire=derived)
     finally:
-        if derived is not None:
+        # The derived key is retired in the statement that closes the call; here only if the
+        # call never got that far.
+        if derived is not None and not getattr(invocation, "derived_key_retired", False):
             api_key_retire(key=derived)
-    return invocation_finish(invocation=invocation, outcome=outcome, queue_ms=queued_ms)
 
 
 _ROW_FIELDS = ("request_id", "trace_id", "parent_id", "depth", "algorithm_id", "algorithm_path",
@@ -370,13 +374,14 @@ def _call_context(invocation: Invocation, timeout: float):
 
 def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str = "",
                       error_message: str = "", queue_ms: float = 0.0,
-                      platform_fault: bool = False) -> dict:
+                      platform_fault: bool = False, retire: ApiKey | None = None) -> dict:
     """Close the call, bill it (or release its hold) and store its envelope, once: the row
     is closed by a conditional UPDATE in the same statement as its usage (in one transaction
     with whatever else closing writes), so of two finishers (a worker and a caller giving up
     on it) the second changes nothing and gets the stored envelope. ``platform_fault``: the
     call failed through the platform, not the algorithm (the tree under a root is refunded,
-    in billing's own transaction)."""
+    in billing's own transaction). ``retire``: the call's derived key, retired in the same
+    statement whether or not this finisher is the one that closes the call."""
     options = invocation.options
     fields = {"cold_start_ms": invocation.cold_start_ms, "run_ms": invocation.run_ms}
     stdout, stack = "", ""
@@ -414,9 +419,11 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     # The common call closes in one statement (call, usage, hold); a callback makes more
     # writes, in one transaction with it.
     with transaction.atomic() if options.get("callback") else nullcontext():
-        if not billing_services.usage_finish(invocation=invocation, succeeded=not error_type,
-                                             platform_fault=platform_fault, closing=closing):
-            # Already closed (by the other of two finishers): its stored envelope stands.
+        closed = billing_services.usage_finish(
+            invocation=invocation, succeeded=not error_type, platform_fault=platform_fault,
+            closing=closing, also=[api_key_retiring(key=retire)] if retire is not None else [])
+        invocation.derived_key_retired = retire is not None
+        if not closed:  # already closed (by the other of two finishers): its envelope stands
             return _stored_envelope(invocation)
         if session:  # the tree's data://.session, once the call is closed: most trees
             # never make one (then this is one SELECT, and the close needed no transaction)

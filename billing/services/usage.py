@@ -195,7 +195,7 @@ def _key_spend_id(key: ApiKey, month: str) -> int:
 
 
 def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False,
-                 closing: Update | None = None) -> bool:
+                 closing: Update | None = None, also: list = ()) -> bool:
     """Close a finished call's usage: a failed call's hold is released at once; a successful
     one's hold shrinks to its real price at once (so a caller's credits are never tied up
     waiting for settlement) and the call waits, pending, for the batch that writes the
@@ -206,7 +206,9 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False,
     ``closing``: the write that closes the call itself (its Invocation row, conditionally).
     The usage is closed in the same statement, and only if that write changed the row; the
     usage row too is closed only while still held, so a late duplicate changes nothing.
-    Returns whether ``closing`` changed its row (True without one)."""
+    ``also``: writes made in the same statement whatever ``closing`` changed (steps with
+    ``after=None``, e.g. retiring the call's derived key). Returns whether ``closing``
+    changed its row (True without one)."""
     refund = platform_fault and invocation.parent_id is None
     usage = _held_usage(invocation)
     capped = usage is not None and bool(usage.cap_month)
@@ -217,13 +219,15 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False,
         if refund:
             # The call's own row first (as every closer takes it), then the accounts the
             # refund moves, in id order.
-            if first and write_chain(first)[0] is None:
-                return False
-            first = []
+            if first or also:
+                written = write_chain([*first, *also])
+                if first and written[0] is None:
+                    return False
+            first, also = [], []
             _lock_accounts_of_trace(invocation.trace_id)
         # A refund's transaction moves credits back: it waits for the disk.
         done, usage_at = _close_usage(
-            usage, first, succeeded=succeeded, run_ms=invocation.run_ms or 0.0,
+            usage, first, also, succeeded=succeeded, run_ms=invocation.run_ms or 0.0,
             wait_for_disk=refund or settings.CALL_WRITES_WAIT_FOR_DISK)
         if first and done[0] is None:
             return False
@@ -237,13 +241,15 @@ def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False,
     return True
 
 
-def _close_usage(usage: UsageRecord | None, steps: list, *, succeeded: bool, run_ms: float,
-                 wait_for_disk: bool) -> tuple[list, int | None]:
+def _close_usage(usage: UsageRecord | None, steps: list, also: list, *, succeeded: bool,
+                 run_ms: float, wait_for_disk: bool) -> tuple[list, int | None]:
     """Run ``steps`` and close the hold after them: the usage row (only while held), then
-    the key caps' and the payer's reservations (only if the usage row was closed). Returns
-    what ``write_chain`` wrote and the usage step's index."""
+    the key caps' and the payer's reservations (only if the usage row was closed); ``also``
+    last, in the same statement. Returns what ``write_chain`` wrote and the usage step's
+    index."""
     if usage is None:
-        return (write_chain(steps, wait_for_disk=wait_for_disk) if steps else []), None
+        return (write_chain([*steps, *also], wait_for_disk=wait_for_disk)
+                if steps or also else []), None
     now = timezone.now()
     if succeeded:
         compute = min(compute_cost(run_ms), usage.held - usage.royalty)
@@ -263,8 +269,8 @@ def _close_usage(usage: UsageRecord | None, steps: list, *, succeeded: bool, run
     usage_at = len(steps) - 1
     if excess and not usage.cap_month:
         steps.append(Update(Account, usage.payer_id, add={"reserved": -excess}))
-        return write_chain(steps, wait_for_disk=wait_for_disk), usage_at
-    done = write_chain(steps, wait_for_disk=wait_for_disk)
+        return write_chain([*steps, *also], wait_for_disk=wait_for_disk), usage_at
+    done = write_chain([*steps, *also], wait_for_disk=wait_for_disk)
     if excess and done[usage_at] is not None:
         # Every cap row before the payer's row, as admission and settlement lock them: in
         # separate statements (one statement would finish a multi-row step only at its end).

@@ -347,6 +347,15 @@ def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float
     return IssuedKey(key=key, raw=raw)
 
 
+def api_key_retiring(*, key: ApiKey) -> Update:
+    """``api_key_retire`` of a derived key as a step of another write's statement (it runs
+    whatever the steps before it changed)."""
+    if not is_derived(key):
+        raise ValueError("Only a derived key is retired in another write's statement.")
+    return Update(ApiKey, key.pk, set={"revoked_at": timezone.now()},
+                  where={"prefix": key.prefix}, check=("revoked_at IS NULL", []), after=None)
+
+
 def api_key_retire(*, key: ApiKey) -> None:
     """End a derived key at once (its call finished). Derived keys are never cached, so
     no process needs telling."""

@@ -323,3 +323,21 @@ def test_retiring_a_derived_key_never_revokes_another_key_that_got_its_id(user, 
     ApiKey.objects.filter(pk=derived.key.pk).update(prefix=derived.key.prefix)
     services.api_key_retire(key=derived.key)
     assert ApiKey.objects.get(pk=derived.key.pk).revoked_at is not None
+
+
+def test_a_derived_key_is_retired_in_another_writes_statement_whatever_it_changed(user,
+                                                                                raw_key):
+    """How a call's close retires its derived key: a step of the closing statement that runs
+    even when the close itself changes nothing (the other of two finishers came first)."""
+    from billing.models import Account
+    from marketplace.models import ApiKey
+    from marketplace.row_update import Update, write_chain
+
+    key = services.api_key_authenticate(raw=raw_key)
+    derived = services.api_key_create_derived(parent=key, name="call z", lifetime_seconds=60)
+    done = write_chain([Update(Account, 10 ** 12, add={"reserved": 1}),  # no such row
+                        services.api_key_retiring(key=derived.key)])
+    assert done == [None, derived.key.pk]
+    assert ApiKey.objects.get(pk=derived.key.pk).revoked_at is not None
+    with pytest.raises(ValueError):
+        services.api_key_retiring(key=key)  # a key someone holds is revoked, not retired
