@@ -317,13 +317,18 @@ def schedule_settlement() -> None:
 
     if time.monotonic() < _scheduled_here_until:
         return  # this process scheduled a run that has not started: the call joins it
-    if cache.add(SETTLE_SCHEDULED, 1, timeout=5):
-        from marketplace.celery import app
+    if cache.get(SETTLE_SCHEDULED):
+        return  # a run is queued and has not started: the call joins it
+    from marketplace.celery import app
 
-        _remember_scheduled()
-        # A short wait gathers the calls finishing meanwhile into the same batch.
-        app.send_task("billing.settle", queue="billing",
-                      countdown=settings.BILLING_SETTLE_DELAY_SECONDS)
+    # Sent, then marked: a process killed in between leaves a run queued, never a mark
+    # without a run (which kept every call finishing after it out of the ledger until the
+    # next beat). Two processes may both send: runs skip each other's rows.
+    # A short wait gathers the calls finishing meanwhile into the same batch.
+    app.send_task("billing.settle", queue="billing",
+                  countdown=settings.BILLING_SETTLE_DELAY_SECONDS)
+    cache.set(SETTLE_SCHEDULED, 1, timeout=5)
+    _remember_scheduled()
 
 
 SETTLE_SCHEDULED = "billing:settle-scheduled"

@@ -93,3 +93,41 @@ def test_with_the_setting_on_every_call_write_waits(settings, monkeypatch):
                                            closing=_closing(call))
         usage_services.usage_settle_pending()
         assert commit_waits_for_disk()
+
+
+def test_a_process_killed_while_scheduling_settlement_leaves_a_run_queued(settings,
+                                                                          monkeypatch):
+    """Settlement is sent, then marked as scheduled: a process that dies between the two
+    leaves a run queued, never a mark without a run (which kept every call finishing
+    after it out of the ledger until the next beat: seen when a test killed a worker)."""
+    import django.core.cache
+
+    from marketplace.celery import app
+
+    real = django.core.cache.cache
+    real.delete(usage_services.SETTLE_SCHEDULED)
+
+    class DiesOnSet:  # the process is killed as it marks the run (whichever way it marks)
+        get, delete = staticmethod(real.get), staticmethod(real.delete)
+
+        def set(self, *args, **kwargs):
+            raise SystemExit("killed")
+
+        def add(self, *args, **kwargs):
+            real.add(*args, **kwargs)
+            raise SystemExit("killed")
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    sent = []
+    monkeypatch.setattr(app, "send_task", lambda name, **options: sent.append(name))
+    monkeypatch.setattr(usage_services, "_scheduled_here_until", 0.0)
+    monkeypatch.setattr(django.core.cache, "cache", DiesOnSet())
+    with pytest.raises(SystemExit):
+        usage_services.schedule_settlement()
+    assert sent == ["billing.settle"] and real.get(usage_services.SETTLE_SCHEDULED) is None
+    monkeypatch.setattr(django.core.cache, "cache", real)
+    usage_services.schedule_settlement()  # the next call (another process): sent and marked
+    monkeypatch.setattr(usage_services, "_scheduled_here_until", 0.0)
+    usage_services.schedule_settlement()  # marked: it joins the queued run
+    assert sent == ["billing.settle", "billing.settle"]
+    real.delete(usage_services.SETTLE_SCHEDULED)
