@@ -269,9 +269,8 @@ def _close_usage(usage: UsageRecord | None, steps: list, also: list, *, succeede
     usage_at = len(steps) - 1
     if excess and not usage.cap_month:
         steps.append(Update(Account, usage.payer_id, add={"reserved": -excess}))
-        return write_chain([*steps, *also], wait_for_disk=wait_for_disk), usage_at
     done = write_chain([*steps, *also], wait_for_disk=wait_for_disk)
-    if excess and done[usage_at] is not None:
+    if excess and usage.cap_month and done[usage_at] is not None:
         # Every cap row before the payer's row, as admission and settlement lock them: in
         # separate statements (one statement would finish a multi-row step only at its end).
         _cap_spend(usage, reserved=-excess)
