@@ -347,22 +347,25 @@ def api_key_create_derived(*, parent: ApiKey, name: str, lifetime_seconds: float
     return IssuedKey(key=key, raw=raw)
 
 
+def _retiring(key: ApiKey) -> Update:
+    # By id and prefix: a derived key need not wait for the disk when it is written, so after
+    # a crash of the database its id may have been issued again, to another key.
+    return Update(ApiKey, key.pk, set={"revoked_at": timezone.now()},
+                  where={"prefix": key.prefix}, check=("revoked_at IS NULL", []), after=None)
+
+
 def api_key_retiring(*, key: ApiKey) -> Update:
     """``api_key_retire`` of a derived key as a step of another write's statement (it runs
     whatever the steps before it changed)."""
     if not is_derived(key):
         raise ValueError("Only a derived key is retired in another write's statement.")
-    return Update(ApiKey, key.pk, set={"revoked_at": timezone.now()},
-                  where={"prefix": key.prefix}, check=("revoked_at IS NULL", []), after=None)
+    return _retiring(key)
 
 
 def api_key_retire(*, key: ApiKey) -> None:
     """End a derived key at once (its call finished). Derived keys are never cached, so
     no process needs telling."""
-    # By id and prefix: a derived key need not wait for the disk when it is written, so after
-    # a crash of the database its id may have been issued again, to another key.
-    ApiKey.objects.filter(pk=key.pk, prefix=key.prefix, revoked_at__isnull=True).update(
-        revoked_at=timezone.now())
+    write_chain([_retiring(key)])
     if not is_derived(key):
         authenticated_keys.bump_on_commit()
 
