@@ -258,6 +258,16 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
     except CallClosed:
         return _stored_envelope(invocation)
     try:
+        return _run_and_finish(invocation, payload, timeout, context, derived, queued_ms)
+    except BaseException:
+        if derived is not None:  # the call never reached the statement that retires its key
+            api_key_retire(key=derived)
+        raise
+
+
+def _run_and_finish(invocation: Invocation, payload: dict, timeout: float, context: dict,
+                    derived: ApiKey | None, queued_ms: float) -> dict:
+    try:
         backend, target = get_backend(), _target(invocation)
         if backend.is_cold(target):
             _prewarm_successors(backend, invocation)
@@ -275,14 +285,8 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
             error_message=(f"The algorithm failed to load: {str(error)[-2000:]}" if load
                            else f"The call could not be run ({type(error).__name__})."),
             queue_ms=queued_ms, platform_fault=not load, retire=derived)
-    else:
-        return invocation_finish(invocation=invocation, outcome=outcome, queue_ms=queued_ms,
-                                 retire=derived)
-    finally:
-        # The derived key is retired in the statement that closes the call; here only if the
-        # call never got that far.
-        if derived is not None and not getattr(invocation, "derived_key_retired", False):
-            api_key_retire(key=derived)
+    return invocation_finish(invocation=invocation, outcome=outcome, queue_ms=queued_ms,
+                             retire=derived)
 
 
 _ROW_FIELDS = ("request_id", "trace_id", "parent_id", "depth", "algorithm_id", "algorithm_path",
@@ -422,7 +426,6 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
         closed = billing_services.usage_finish(
             invocation=invocation, succeeded=not error_type, platform_fault=platform_fault,
             closing=closing, also=[api_key_retiring(key=retire)] if retire is not None else [])
-        invocation.derived_key_retired = retire is not None
         if not closed:  # already closed (by the other of two finishers): its envelope stands
             return _stored_envelope(invocation)
         if session:  # the tree's data://.session, once the call is closed: most trees
@@ -530,27 +533,23 @@ def _stored_envelope(invocation: Invocation) -> dict:
     request id: its row id may be another call's (``_lost_to_the_database``)."""
     stored = Invocation.objects.filter(request_id=invocation.request_id).values_list(
         "result", flat=True).first()
-    if stored is None:
-        logger.error("The call %s has no row of its own any more", invocation.request_id)
-        if getattr(invocation, "unwatched", False):  # a worker's sync call: its caller waits
-            return _lost_to_the_database(str(invocation.request_id))
-        return _lost_envelope()
-    return stored
+    if stored is not None:
+        return stored
+    # A worker's sync call (``unwatched``): its caller waits on the result channel.
+    return _lost_to_the_database(str(invocation.request_id),
+                                 tell=getattr(invocation, "unwatched", False))
 
 
-def _lost_envelope() -> dict:
-    return {"error": {"message": "The call was lost by the platform's database; it is not "
-                                 "billed.", "error_type": "InternalError"}}
-
-
-def _lost_to_the_database(request_id: str | None) -> dict:
-    """A message for a call whose row is gone (lost by a crash of the database), or is now
-    another call's: nothing is run or written; a caller still waiting is told."""
+def _lost_to_the_database(request_id: str | None, *, tell: bool = True) -> dict:
+    """The answer for a call whose row is gone (lost by a crash of the database), or is now
+    another call's: nothing more is run or written for it; with ``tell``, a caller still
+    waiting on the result channel is told."""
     from execution import results
 
     logger.error("The call %s found no row of its own", request_id)
-    envelope = _lost_envelope()
-    if request_id and results.direct():
+    envelope = {"error": {"message": "The call was lost by the platform's database; it is "
+                                     "not billed.", "error_type": "InternalError"}}
+    if tell and request_id and results.direct():
         results.publish(request_id, envelope)
     return envelope
 
