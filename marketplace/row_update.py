@@ -21,7 +21,7 @@ them then, run the chain in a transaction and raise in it.
 """
 from dataclasses import dataclass, field, replace
 
-from django.db import connection, models, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 
 _SQL: dict = {}
 PREVIOUS = "previous"
@@ -57,8 +57,8 @@ class Update:
         return any(isinstance(value, (list, tuple)) and not value
                    for value in self.where.values())  # IN () (and is not SQL everywhere)
 
-    def sql(self) -> str:
-        quote, meta = connection.ops.quote_name, self.model._meta
+    def sql(self, db=None) -> str:
+        quote, meta = (db or _db()).ops.quote_name, self.model._meta
         column = lambda name: quote(meta.get_field(name).column)  # noqa: E731
         assignments = [f"{column(name)} = %s" for name in self.set]
         assignments += [f"{column(name)} = {column(name)} + %s" for name in self.add]
@@ -73,9 +73,9 @@ class Update:
         return (f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "
                 f"WHERE {' AND '.join(conditions or ['1 = 1'])}")
 
-    def params(self) -> list:
-        fields = self.model._meta
-        params = [fields.get_field(name).get_db_prep_save(value, connection)
+    def params(self, db=None) -> list:
+        db, fields = db or _db(), self.model._meta
+        params = [fields.get_field(name).get_db_prep_save(value, db)
                   for name, value in self.set.items()]
         params += list(self.add.values())
         if self.pk is not None:
@@ -83,7 +83,7 @@ class Update:
         for name, value in self.where.items():
             found = fields.get_field(name)
             values = value if isinstance(value, (list, tuple)) else [value]
-            params += [found.get_db_prep_value(item, connection) for item in values]
+            params += [found.get_db_prep_value(item, db) for item in values]
         return params + list(self.check[1] if self.check else ())
 
 
@@ -104,10 +104,11 @@ class Insert:
     def shape(self) -> tuple:
         return ("insert", type(self.instance), tuple(sorted(self.links.items())))
 
-    def values(self) -> list:
+    def values(self, db=None) -> list:
         """Each column's value as the ORM would store it (``auto_now_add`` applied)."""
+        db = db or _db()
         return [None if found.attname in self.links else
-                found.get_db_prep_save(found.pre_save(self.instance, True), connection)
+                found.get_db_prep_save(found.pre_save(self.instance, True), db)
                 for found in self.fields()]
 
 
@@ -119,44 +120,51 @@ def row_update(model, pk, *, set: dict | None = None, add: dict | None = None,
         raise ValueError("row_update needs something to set or add.")
     if step.matches_nothing():
         return 0
-    return _execute(_cached(step.shape(), step.sql), step.params())
+    db = _db()
+    return _execute(db, _cached(step.shape(), lambda: step.sql(db)), step.params(db))
 
 
-def _execute(sql: str, params: list, *, fetch: bool = False):
+def _db():
+    """The default database's connection itself. ``django.db.connection`` is a proxy that
+    looks the connection up in a context-local store on every attribute read: dozens per
+    chain (each field's conversion reads it), a tenth of a chain's client time."""
+    return connections[DEFAULT_DB_ALIAS]
+
+
+def _execute(db, sql: str, params: list, *, fetch: bool = False):
     """The rows changed, or with ``fetch`` the first row returned."""
-    if _prepared():
-        cursor, sql = _prepared_cursor(), _cached(("numbered", sql), lambda: _numbered(sql))
+    if _prepared(db):
+        cursor, sql = _prepared_cursor(db), _cached(("numbered", sql), lambda: _numbered(sql))
     else:
-        cursor = connection.cursor()
+        cursor = db.cursor()
     with cursor:
         cursor.execute(sql, params)
         return cursor.fetchone() if fetch else cursor.rowcount
 
 
-def _prepared() -> bool:
+def _prepared(db) -> bool:
     """On PostgreSQL with prepared statements on (``DATABASE_PREPARED``), these few
     statements are prepared once per connection (after ``prepare_threshold`` runs), and
     PostgreSQL stops parsing and planning them on every call. Django's own cursors bind
     on the client, where a statement's text differs with each value and cannot be
     prepared; parsing and planning a chain cost more than running it (0.58 against 0.22 ms
     an admission, ``docs/benchmarks.md``)."""
-    return (connection.vendor == "postgresql"
-            and connection.settings_dict["OPTIONS"].get("prepare_threshold") is not None)
+    return (db.vendor == "postgresql"
+            and db.settings_dict["OPTIONS"].get("prepare_threshold") is not None)
 
 
-def _prepared_cursor():
+def _prepared_cursor(db):
     """A cursor binding on the server with PostgreSQL's own ``$n`` placeholders (psycopg's
     ``RawCursor``: a statement's text is not parsed again on every call, as a ``%s`` one
     with more than 50 parameters would be), inside Django's wrapper: its error
     translation, its checks and its query log."""
     import psycopg
 
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    raw = psycopg.RawCursor(connection.connection)
-    return (connection.make_debug_cursor(raw) if connection.queries_logged
-            else connection.make_cursor(raw))
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    raw = psycopg.RawCursor(db.connection)
+    return db.make_debug_cursor(raw) if db.queries_logged else db.make_cursor(raw)
 
 
 def _numbered(sql: str) -> str:
@@ -186,17 +194,18 @@ def write_chain(steps: list, *, wait_for_disk: bool = True) -> list:
     for step in steps:
         if isinstance(step, Update) and not step.set and not step.add and not step.links:
             raise ValueError("An Update step needs something to set or add.")
-    if connection.vendor == "postgresql":
-        done = _chain_postgresql(steps, wait_for_disk)
+    db = _db()
+    if db.vendor == "postgresql":
+        done = _chain_postgresql(db, steps, wait_for_disk)
     else:
-        done = _chain_one_by_one(steps)
+        done = _chain_one_by_one(db, steps)
     for step, written in zip(steps, done):
         if isinstance(step, Insert) and written is not None:
             instance = step.instance
             for attname, index in step.links.items():
                 setattr(instance, attname, done[index])
             instance.pk = written
-            instance._state.adding, instance._state.db = False, connection.alias
+            instance._state.adding, instance._state.db = False, db.alias
     return done
 
 
@@ -205,9 +214,9 @@ def _after(steps: list, index: int):
     return (index - 1 if index else None) if after == PREVIOUS else after
 
 
-def _chain_one_by_one(steps: list) -> list:
+def _chain_one_by_one(db, steps: list) -> list:
     done = []
-    with transaction.atomic():
+    with transaction.atomic(using=db.alias):
         for index, step in enumerate(steps):
             after = _after(steps, index)
             if after is not None and done[after] is None:
@@ -223,28 +232,29 @@ def _chain_one_by_one(steps: list) -> list:
                 if step.links:  # the ids are known here: plain values
                     step = replace(step, links={}, set={**step.set, **{
                         name: done[index] for name, index in step.links.items()}})
-                changed = _execute(_cached(step.shape(), step.sql), step.params())
+                changed = _execute(db, _cached(step.shape(), lambda: step.sql(db)),
+                                   step.params(db))
                 done.append((step.pk if step.pk is not None else True) if changed else None)
     return done
 
 
-def _chain_postgresql(steps: list, wait_for_disk: bool) -> list:
+def _chain_postgresql(db, steps: list, wait_for_disk: bool) -> list:
     shape = (wait_for_disk, *((step.shape(), _after(steps, index), step.matches_nothing()
                                if isinstance(step, Update) else False)
                               for index, step in enumerate(steps)))
-    sql = _cached(shape, lambda: _chain_sql(steps, wait_for_disk))
+    sql = _cached(shape, lambda: _chain_sql(db, steps, wait_for_disk))
     params = []
     for index, step in enumerate(steps):
         if isinstance(step, Insert):
-            params += [value for found, value in zip(step.fields(), step.values())
+            params += [value for found, value in zip(step.fields(), step.values(db))
                        if found.attname not in step.links]
         elif not step.matches_nothing():
-            params += step.params()
-    return list(_execute(sql, params, fetch=True))
+            params += step.params(db)
+    return list(_execute(db, sql, params, fetch=True))
 
 
-def _chain_sql(steps: list, wait_for_disk: bool = True) -> str:
-    quote = connection.ops.quote_name
+def _chain_sql(db, steps: list, wait_for_disk: bool = True) -> str:
+    quote = db.ops.quote_name
     parts = [] if wait_for_disk else [f"nowait AS ({NO_WAIT_SQL})"]
     for index, step in enumerate(steps):
         after = _after(steps, index)
@@ -257,7 +267,7 @@ def _chain_sql(steps: list, wait_for_disk: bool = True) -> str:
                 columns.append(quote(found.column))
                 link = step.links.get(found.attname)
                 values.append(f"(SELECT id FROM s{link} LIMIT 1)" if link is not None
-                              else f"CAST(%s AS {_cast_type(found)})")
+                              else f"CAST(%s AS {_cast_type(db, found)})")
             source = f" FROM s{after} LIMIT 1" if after is not None else ""
             body = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "
                     f"SELECT {', '.join(values)}{source} RETURNING {pk_column} AS id")
@@ -266,7 +276,7 @@ def _chain_sql(steps: list, wait_for_disk: bool = True) -> str:
                     "WHERE 1 = 0")
         else:
             condition = f" AND EXISTS (SELECT 1 FROM s{after})" if after is not None else ""
-            body = f"{step.sql()}{condition} RETURNING {pk_column} AS id"
+            body = f"{step.sql(db)}{condition} RETURNING {pk_column} AS id"
         parts.append(f"s{index} AS ({body})")
     columns = ", ".join(f"(SELECT id FROM s{index} LIMIT 1)" for index in range(len(steps)))
     # A CTE that only reads runs only if the statement reads it.
@@ -282,18 +292,19 @@ def commit_without_waiting_for_disk() -> None:
     the disk. Only for writes that may be lost whole if the database server crashes
     (never in part: PostgreSQL stays consistent, and anything committed later that waited
     for the disk carries everything before it). Elsewhere, nothing."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+    db = _db()
+    if db.vendor == "postgresql":
+        with db.cursor() as cursor:
             cursor.execute(NO_WAIT_SQL)
 
 
-def _cast_type(found) -> str:
+def _cast_type(db, found) -> str:
     """The type a value is cast to before it is inserted. Character fields are cast without
     their length: a cast to ``varchar(n)`` would cut a longer value silently, where the
     column refuses it (as the ORM's INSERT does)."""
     if isinstance(found, models.CharField):
-        return connection.ops.cast_char_field_without_max_length
-    return found.cast_db_type(connection)
+        return db.ops.cast_char_field_without_max_length
+    return found.cast_db_type(db)
 
 
 def _cached(shape, build) -> str:
