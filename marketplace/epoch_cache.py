@@ -5,8 +5,18 @@ cache's epoch once its transaction commits — in Redis when configured, so ever
 sees it at its next read; else in this process, the only one. An answer is used only while
 the epoch it was computed under is current, and never longer than its TTL (a backstop for a
 change made behind the services' back, e.g. by hand in the database).
+
+With Redis, a process does not ask for the epochs on every read: a bump increments its
+epoch and publishes the new value in one script, and each process keeps what it is told
+on one subscribed connection (``_Watch``), which it reads without waiting at each use. It
+trusts that only while the connection answers its pings (a pong within the last second):
+Redis writes a bump's message to every subscriber before it answers the bumper, and the
+connection is an ordered stream, so a process that has its pong has every bump made before
+it. Otherwise (a broken or silent connection, a fresh process) it reads the epochs from
+Redis, one round trip, as it did before (``EPOCH_WATCH`` off: always).
 """
 import contextvars
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -16,35 +26,135 @@ from django.db import transaction
 
 # The epochs read once for a unit of work (``epochs_read_once``), by Redis key.
 _read_once: contextvars.ContextVar = contextvars.ContextVar("epochs_read_once", default=None)
+CHANNEL = "algostore:epochs"
+# Increment and publish in one step: subscribers get the bumps in the order they happened.
+_BUMP_SCRIPT = ("local epoch = redis.call('INCR', KEYS[1]) "
+                "redis.call('PUBLISH', ARGV[1], KEYS[1] .. ' ' .. epoch) return epoch")
 
 
 @contextmanager
 def epochs_read_once(*caches: "EpochCache"):
-    """Within the block, each cache's epoch is the one read on entering it, all in one
-    round trip, rather than a round trip at each use. For a unit of work whose cached reads
-    come at its start (a call's admission; a call's run, which reads its algorithm, build
-    and secrets before it starts): what it reads is exact as of its start. A bump inside
-    the block is seen at once (the bumped cache's epoch is read again)."""
+    """Within the block, each cache's epoch is the one read on entering it, all at once
+    rather than at each use. For a unit of work whose cached reads come at its start (a
+    call's admission; a call's run, which reads its algorithm, build and secrets before it
+    starts): what it reads is exact as of its start. A bump inside the block is seen at
+    once (the bumped cache's epoch is read again)."""
     if not settings.REDIS_URL:
         yield
         return
-    from marketplace.redis_client import redis_client
-
     keys = [cache.redis_key for cache in caches]
     outer = _read_once.get()
     if outer is not None:  # inside another unit of work: it reads what it lacks, and keeps it
         missing = [key for key in keys if key not in outer]
         if missing:
-            outer.update({key: int(value or 0) for key, value in zip(
-                missing, redis_client().mget(missing))})
+            outer.update(_current(missing))
         yield
         return
-    token = _read_once.set({key: int(value or 0) for key, value in zip(
-        keys, redis_client().mget(keys))})
+    token = _read_once.set(_current(keys))
     try:
         yield
     finally:
         _read_once.reset(token)
+
+
+def _current(keys: list[str]) -> dict[str, int]:
+    """The epochs now: as this process's watch was told them, or read from Redis."""
+    if settings.EPOCH_WATCH:
+        known = _watch().read(keys)
+        if known is not None:
+            return known
+    from marketplace.redis_client import redis_client
+
+    return {key: int(value or 0) for key, value in zip(keys, redis_client().mget(keys))}
+
+
+class _Watch:
+    """The epochs this process has read, kept current by the bumps Redis pushes to it."""
+
+    PING_EVERY, TRUST_FOR = 0.25, 1.0  # seconds
+
+    def __init__(self):
+        self.pid, self.lock = os.getpid(), threading.Lock()
+        self.pubsub, self.values = None, {}
+        self.answered_at = self.pinged_at = 0.0
+
+    def read(self, keys: list[str]) -> dict[str, int] | None:
+        """The epochs, or None while this process cannot vouch for them (read them)."""
+        import redis
+
+        with self.lock:
+            try:
+                if self.pubsub is None:
+                    self._subscribe()
+                self._drain()
+                now = time.monotonic()
+                if now - self.pinged_at >= self.PING_EVERY:
+                    self.pubsub.ping()
+                    self.pinged_at = now
+                if now - self.answered_at > self.TRUST_FOR:
+                    return None
+                missing = [key for key in keys if key not in self.values]
+                if missing:  # first use here: read once, then kept current by the pushes
+                    from marketplace.redis_client import redis_client
+
+                    for key, value in zip(missing, redis_client().mget(missing)):
+                        self.values[key] = max(self.values.get(key, 0), int(value or 0))
+                return {key: self.values[key] for key in keys}
+            except (redis.RedisError, OSError, ValueError):
+                self._drop()
+                return None
+
+    def told(self, key: str, epoch: int) -> None:
+        """This process bumped ``key`` to ``epoch`` itself."""
+        with self.lock:
+            if key in self.values:
+                self.values[key] = max(self.values[key], epoch)
+
+    def _subscribe(self) -> None:
+        from marketplace.redis_client import redis_client
+
+        self.pubsub = redis_client().pubsub(ignore_subscribe_messages=False)
+        self.pubsub.subscribe(CHANNEL)
+        confirmed = self.pubsub.get_message(timeout=1.0)  # once per connection
+        if not confirmed or confirmed["type"] != "subscribe":
+            raise ValueError("The epoch channel's subscription was not confirmed.")
+        self.values.clear()  # bumps made before the subscription were not heard
+        self.answered_at = self.pinged_at = time.monotonic()
+
+    def _drain(self) -> None:
+        while (message := self.pubsub.get_message(timeout=0)) is not None:
+            if message["type"] == "pong":
+                self.answered_at = time.monotonic()
+            elif message["type"] == "message":
+                key, _, epoch = message["data"].decode().partition(" ")
+                if key in self.values:
+                    self.values[key] = max(self.values[key], int(epoch))
+
+    def _drop(self) -> None:
+        pubsub, self.pubsub = self.pubsub, None
+        self.values.clear()
+        if pubsub is not None:
+            try:
+                pubsub.reset()
+            except Exception:  # already broken: nothing to tidy
+                pass
+
+
+_watcher: _Watch | None = None
+_watcher_lock = threading.Lock()
+
+
+def _watch() -> _Watch:
+    """This process's watch (a forked child makes its own, and leaves its parent's
+    connection alone: closing it would shut the parent's socket too)."""
+    global _watcher
+    watcher = _watcher
+    if watcher is None or watcher.pid != os.getpid():
+        with _watcher_lock:
+            if _watcher is None or _watcher.pid != os.getpid():
+                _watcher = _Watch()
+            watcher = _watcher
+    return watcher
 
 
 class EpochCache:
@@ -60,9 +170,7 @@ class EpochCache:
         if read is not None and self.redis_key in read:
             return read[self.redis_key]
         if settings.REDIS_URL:
-            from marketplace.redis_client import redis_client
-
-            return int(redis_client().get(self.redis_key) or 0)
+            return _current([self.redis_key])[self.redis_key]
         return self._local_epoch
 
     def get(self, key, epoch: int):
@@ -101,7 +209,9 @@ class EpochCache:
         if settings.REDIS_URL:
             from marketplace.redis_client import redis_client
 
-            redis_client().incr(self.redis_key)
+            epoch = int(redis_client().eval(_BUMP_SCRIPT, 1, self.redis_key, CHANNEL))
+            if settings.EPOCH_WATCH:
+                _watch().told(self.redis_key, epoch)
 
     def bump_on_commit(self, *args, **kwargs) -> None:
         """Bump now, and again once the change is committed: the first stops this and every

@@ -96,6 +96,9 @@ AUTH_USER_MODEL = "marketplace.User"
 
 # --- Cache and Channels -----------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Each process keeps the caches' epochs as Redis pushes their bumps to it, rather than
+# reading them on every call (marketplace/epoch_cache.py); off: read them every time.
+EPOCH_WATCH = env.bool("EPOCH_WATCH", default=True)
 if REDIS_URL:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}

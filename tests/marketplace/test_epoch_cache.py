@@ -1,6 +1,13 @@
-"""epochs_read_once: the epochs of several caches in one round trip for a unit of work."""
+"""epochs_read_once: the epochs of several caches read once for a unit of work; and each
+process's watch, which keeps them current from the bumps Redis pushes to it."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
+from marketplace import epoch_cache
 from marketplace.epoch_cache import EpochCache, epochs_read_once
 from marketplace.redis_client import redis_client
 
@@ -21,6 +28,7 @@ class CountingRedis:
 def test_a_unit_of_work_reads_every_epoch_once_and_still_sees_its_own_bumps(
         monkeypatch, settings):
     assert settings.REDIS_URL
+    settings.EPOCH_WATCH = False  # every read asks Redis
     one, two = EpochCache("test-one", ttl_seconds=60), EpochCache("test-two", ttl_seconds=60)
     one.bump()
     counting = CountingRedis(redis_client())
@@ -50,3 +58,88 @@ def test_a_nested_unit_of_work_shares_the_outer_snapshot_and_its_bumps(settings)
             one.bump()
         assert one.epoch() == start_one + 1  # the inner bump is seen after the inner block
         assert two.epoch() == start_two
+
+
+def bump_in_another_process(cache: EpochCache, redis_url: str) -> None:
+    """What ``bump`` sends, sent by another process."""
+    subprocess.run([sys.executable, "-c",
+                    "import redis, sys; from marketplace.epoch_cache import _BUMP_SCRIPT, CHANNEL;"
+                    "redis.Redis.from_url(sys.argv[1]).eval(_BUMP_SCRIPT, 1, sys.argv[2], CHANNEL)",
+                    redis_url, cache.redis_key],
+                   cwd=Path(__file__).resolve().parents[2], check=True, timeout=60)
+
+
+@pytest.fixture
+def watch(settings):
+    settings.EPOCH_WATCH = True
+    before, epoch_cache._watcher = epoch_cache._watcher, epoch_cache._Watch()
+    yield epoch_cache._watcher
+    epoch_cache._watcher._drop()
+    epoch_cache._watcher = before
+
+
+def test_another_process_bump_is_seen_at_the_next_read_without_asking_redis(
+        watch, monkeypatch, settings):
+    one = EpochCache("test-watched", ttl_seconds=60)
+    start = one.epoch()  # subscribes, then reads the epoch once
+    assert one.get_or_set("k", lambda: "computed") == "computed"
+    counting = CountingRedis(redis_client())
+    monkeypatch.setattr("marketplace.redis_client._client", counting)
+
+    assert one.get_or_set("k", lambda: "again") == "computed"
+    with epochs_read_once(one):
+        assert one.epoch() == start
+    assert counting.commands == []  # the watch vouched: no round trip
+
+    bump_in_another_process(one, settings.REDIS_URL)
+    assert one.epoch() == start + 1
+    assert one.get_or_set("k", lambda: "fresh") == "fresh"
+    assert counting.commands == []
+    one.bump()  # this process's own bump is known at once, before its message arrives
+    assert one.epoch() == start + 2
+    assert counting.commands == ["eval"]
+
+
+def test_a_broken_watch_reads_from_redis_and_then_subscribes_again(watch, monkeypatch,
+                                                                    settings):
+    one = EpochCache("test-broken-watch", ttl_seconds=60)
+    start = one.epoch()
+    host, port = watch.pubsub.connection._sock.getsockname()[:2]
+    assert redis_client().client_kill(f"{host}:{port}")  # its connection is gone
+    bump_in_another_process(one, settings.REDIS_URL)  # and nobody tells this process
+    counting = CountingRedis(redis_client())
+    monkeypatch.setattr("marketplace.redis_client._client", counting)
+
+    assert one.epoch() == start + 1  # read from Redis
+    assert counting.commands == ["mget"] and watch.pubsub is None
+    counting.commands.clear()
+    assert one.epoch() == start + 1  # subscribed again: read once more, then pushed
+    assert counting.commands == ["pubsub", "mget"]
+    bump_in_another_process(one, settings.REDIS_URL)
+    counting.commands.clear()
+    assert one.epoch() == start + 2
+    assert counting.commands == []
+
+
+def test_a_silent_watch_is_not_trusted_until_it_answers_a_ping_again(watch, monkeypatch):
+    one = EpochCache("test-silent-watch", ttl_seconds=60)
+    start = one.epoch()
+    monkeypatch.setattr(watch.pubsub, "ping", lambda *args, **kwargs: None)  # no pongs
+    monkeypatch.setattr(watch, "answered_at", time.monotonic() - watch.TRUST_FOR - 0.1)
+    counting = CountingRedis(redis_client())
+    monkeypatch.setattr("marketplace.redis_client._client", counting)
+    assert one.epoch() == start and one.epoch() == start
+    assert counting.commands == ["mget", "mget"]  # asked every time
+
+    monkeypatch.undo()  # pings go out again; once one is answered, the watch vouches
+    monkeypatch.setattr("marketplace.redis_client._client", counting)
+    assert epoch_cache._watch() is watch
+    watch.pinged_at = 0.0
+    one.epoch()
+    counting.commands.clear()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and time.monotonic() - watch.answered_at > 0.5:
+        one.epoch()
+        time.sleep(0.01)
+    counting.commands.clear()
+    assert one.epoch() == start and counting.commands == []
