@@ -18,6 +18,7 @@ from billing import services as billing_services
 from catalog import services as catalog_services
 from execution.artifacts import ensure_artifact
 from execution.backends import RunTarget, get_backend
+from execution.capacity import lent_while_waiting
 from execution.models import Invocation
 from marketplace.dispatch import run_eagerly
 from marketplace.errors import ApplicationError, InputError, NotFoundError, PermissionDeniedError
@@ -271,8 +272,10 @@ def _run_and_finish(invocation: Invocation, payload: dict, timeout: float, conte
         backend, target = get_backend(), _target(invocation)
         if backend.is_cold(target):
             _prewarm_successors(backend, invocation)
-        outcome = backend.invoke(target, payload, timeout, context,
-                                 on_stdout=_stdout_streamer(invocation))
+        # A composing call waits on the calls it makes: it lends its worker slot to them.
+        with lent_while_waiting() if derived is not None else nullcontext():
+            outcome = backend.invoke(target, payload, timeout, context,
+                                     on_stdout=_stdout_streamer(invocation))
     except TimeoutError as error:
         return invocation_finish(invocation=invocation, error_type="TimeoutError",
                                  error_message=str(error), queue_ms=queued_ms, retire=derived)

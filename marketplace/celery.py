@@ -20,9 +20,12 @@ app.autodiscover_tasks()
 
 
 @worker_ready.connect
-def _freeze_startup_objects(**kwargs) -> None:
+def _worker_ready(sender=None, **kwargs) -> None:
     """The worker has loaded its tasks: keep its startup objects out of the garbage
-    collector's scans (``marketplace.process_start``)."""
+    collector's scans (``marketplace.process_start``), and let its calls lend their slots
+    while they wait on calls they make (``execution.capacity``)."""
+    from execution.capacity import worker_ready
     from marketplace.process_start import freeze_startup_objects
 
     freeze_startup_objects()
+    worker_ready(sender)

@@ -112,14 +112,16 @@ def database_url_for_subprocess() -> str:
     return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
 
 
-def start_worker(env_overrides: dict, queues: str = "default,builds,execution,billing"):
-    """Start a real `celery worker` process with the test settings; wait until it answers."""
+def start_worker(env_overrides: dict, queues: str = "default,builds,execution,billing",
+                 pool: tuple = ()):
+    """Start a real `celery worker` process with the test settings; wait until it answers.
+    ``pool``: its pool's options (e.g. ``("-P", "threads")``; Celery's default otherwise)."""
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings.test",
            "DATABASE_URL": database_url_for_subprocess(), **env_overrides}
     log = open(ROOT / "var" / f"celery-worker-{os.getpid()}-{time.time_ns()}.log", "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "marketplace", "worker", "-Q", queues,
-         "-c", "2", "-l", "info", "--without-gossip", "--without-mingle",
+         "-c", "2", *pool, "-l", "info", "--without-gossip", "--without-mingle",
          "-n", f"test-{time.time_ns()}@%h"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )

@@ -287,6 +287,9 @@ EXECUTION_FAST_PATH = env.bool("EXECUTION_FAST_PATH", default=True)
 EXECUTION_PLATFORM_API = env.str("EXECUTION_PLATFORM_API", default="")
 # The Celery queue invocations are sent to.
 EXECUTION_QUEUE = env.str("EXECUTION_QUEUE", default="execution")
+# How many worker slots an execution worker's composing calls may lend at once to the calls
+# they make while they wait on them (execution/capacity.py).
+EXECUTION_MAX_LENT_SLOTS = env.int("EXECUTION_MAX_LENT_SLOTS", default=256)
 
 # --- billing ------------------------------------------------------------------------------
 # Microcredits (1 credit = 1,000,000); 10,000 credits per US dollar.

@@ -1,12 +1,16 @@
 """Composition: SeeFood calls a specialist with a derived key; the tree is recorded."""
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
+import Algorithmia
 import pytest
 from Algorithmia.errors import AlgorithmException
 
 from execution.models import Invocation
 from marketplace.models import ApiKey
 from tests.catalog.conftest import DEMO
+from tests.conftest import require_env, start_worker, stop_worker, wait_for_worker
 from tests.execution.conftest import publish
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -93,3 +97,39 @@ def test_a_cold_start_of_seefood_prewarms_the_specialist_it_usually_calls(client
     assert root.cold_start_ms > 0
     assert child.cold_start_ms == 0  # its runner was started with seefood's, not by this call
     assert backend.runner_count(fruit_target) == 1
+
+
+@pytest.mark.services
+def test_compositions_on_every_thread_of_a_worker_lend_their_slots_to_their_children(
+        live_server, raw_key, user, seefood, settings, builds_run):
+    """Three times as many SeeFood calls at once as the worker has threads: each holds its
+    thread while it waits on the specialist it calls, whose call needs a thread too. Without
+    lending, no specialist ran and every SeeFood call timed out."""
+    require_env("CELERY_BROKER_URL")
+    from marketplace.celery import app
+
+    settings.EXECUTION_QUEUE = queue = f"execution-lend-{os.getpid()}"
+    worker, log = start_worker({"EXECUTION_QUEUE": queue}, queues=queue,
+                               pool=("-P", "threads"))  # 2 threads, as execution workers run
+    foods = ["banana", "carrot", "apple", "potato", "cherry", "onion"]
+
+    def call(food):
+        client = Algorithmia.client(raw_key, api_address=live_server.url)
+        try:
+            return client.algo(f"{user.username}/seefood").set_options(timeout=20).pipe(
+                {"food": food, "owner": user.username}).result
+        finally:
+            client.requestSession.close()
+
+    try:
+        wait_for_worker(app, worker)
+        with ThreadPoolExecutor(len(foods)) as calls:
+            answers = list(calls.map(call, foods))
+    finally:
+        stop_worker(worker, log)
+    assert [(a["verdict"], a["details"]["food"]) for a in answers] == [
+        ("fruit", "banana"), ("vegetable", "carrot"), ("fruit", "apple"),
+        ("vegetable", "potato"), ("fruit", "cherry"), ("vegetable", "onion")]
+    roots = Invocation.objects.filter(algorithm_path=f"{user.username}/seefood")
+    assert roots.count() == 6 and set(roots.values_list("status", flat=True)) == {"succeeded"}
+    assert Invocation.objects.filter(parent__in=roots, status="succeeded").count() == 6

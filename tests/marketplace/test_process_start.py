@@ -24,9 +24,9 @@ def test_a_web_worker_freezes_what_it_loaded_once_the_app_is_loaded():
 def test_a_celery_worker_freezes_what_it_loaded_when_it_is_ready():
     from celery.signals import worker_ready
 
-    from marketplace.celery import _freeze_startup_objects
+    from marketplace.celery import _worker_ready
 
-    assert any(receiver() is _freeze_startup_objects
+    assert any(receiver() is _worker_ready
                for _key, receiver in worker_ready.receivers)
     gc.unfreeze()
     try:
