@@ -52,10 +52,15 @@ class Stack:
                        capture_output=True)
         self.manage("migrate", "--noinput")
         # As deployed (docs/deploy.md): calls on their own worker, the rest beside it.
-        for index, (queues, threads) in enumerate([("execution", celery_concurrency * 4),
-                                                   ("default,builds,billing", 2)]):
+        # Celery imports the pool before the app, from its console script: the project must
+        # be on the path (the platform image sets it too).
+        self.env.update(CELERY_CUSTOM_WORKER_POOL="execution.pool:TaskPool",
+                        PYTHONPATH=str(ROOT))
+        for index, (queues, pool, threads) in enumerate([
+                ("execution", "custom", celery_concurrency * 4),
+                ("default,builds,billing", "threads", 2)]):
             self._spawn([str(BIN / "celery"), "-A", "marketplace", "worker", "-Q", queues,
-                         "-n", f"bench{index}@%h", "-P", "threads", "-c", str(threads),
+                         "-n", f"bench{index}@%h", "-P", pool, "-c", str(threads),
                          "-l", "WARNING",
                          "--without-gossip", "--without-mingle", "--without-heartbeat"])
         self._spawn([str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "-w",

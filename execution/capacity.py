@@ -6,13 +6,14 @@ held by such parents, no child runs and every parent waits until its timeout: 40
 calls, 16 at a time, on one 8-thread execution worker, and 37 ended in a TimeoutError after
 20 s. So while a composing call's runner has it, the call lends its slot: the worker may
 run one more thread and take one more message from the broker (its prefetch count rises,
-as Celery does itself for a task waiting on its ETA). Leaves (the calls of algorithms that
-do not compose) lend nothing: they wait on nobody.
+as Celery does itself for a task waiting on its ETA), and its database connection goes back
+to the pool. Leaves (the calls of algorithms that do not compose) lend nothing: they wait
+on nobody.
 
 A worker lends at most ``EXECUTION_MAX_LENT_SLOTS`` at once; past that, a parent keeps its
 slot (and a flood of parents can again wait on their children until their timeouts). Only
-Celery's threads pool, the one execution workers run (``docs/deploy.md``), can lend: a
-prefork pool's calls run in processes that cannot grow their parent's pool.
+the execution workers' pool can lend (``execution.pool``, Celery's threads pool on an
+executor that can: ``docs/deploy.md``); with another pool a parent keeps its slot.
 """
 import logging
 import threading
@@ -28,13 +29,14 @@ _lent = 0
 
 def worker_ready(consumer) -> None:
     """The Celery worker of this process is up (``worker_ready``): keep what lending needs,
-    if its pool is Celery's threads pool."""
+    if its pool can lend (``execution.pool``)."""
     global _worker
-    from celery.concurrency.thread import TaskPool
+    from execution.pool import LendingThreadExecutor
 
     pool, qos = getattr(consumer, "pool", None), getattr(consumer, "qos", None)
-    if isinstance(pool, TaskPool) and qos is not None:
-        _worker = (pool.executor, qos)
+    executor = getattr(pool, "executor", None)
+    if isinstance(executor, LendingThreadExecutor) and qos is not None:
+        _worker = (executor, qos)
 
 
 def lent_slots() -> int:
@@ -54,18 +56,27 @@ def lent_while_waiting():
         lend = _lent < settings.EXECUTION_MAX_LENT_SLOTS
         if lend:
             _lent += 1
-            # ThreadPoolExecutor starts a thread for a submitted task while it has fewer than
-            # this many and none idle; it never stops one (an idle thread costs nothing).
-            executor._max_workers += 1
     if not lend:
         logger.warning("A composing call keeps its worker slot: %d are lent already", _lent)
         yield
         return
+    _release_database_connection()
+    executor.lend()  # a thread for work already waiting, if any (a child's among it)
     qos.increment_eventually(1)  # the consumer's loop applies it before its next fetch
     try:
         yield
     finally:
+        executor.reclaim()
+        qos.decrement_eventually(1)
         with _lock:
             _lent -= 1
-            executor._max_workers -= 1
-        qos.decrement_eventually(1)
+
+
+def _release_database_connection() -> None:
+    """A waiting call needs no database connection: its thread's goes back to the pool (the
+    worker's threads would otherwise hold one each while they wait, and the pool ran dry),
+    and the thread takes one again when it closes the call."""
+    from django.db import connection
+
+    if not connection.in_atomic_block:
+        connection.close()

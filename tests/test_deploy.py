@@ -116,3 +116,19 @@ def test_images_run_as_a_non_root_user(image):
     dockerfile = (ROOT / "deploy" / "images" / f"{image}.Dockerfile").read_text()
     users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
     assert users and users[-1] == "10001"
+
+
+def test_the_execution_workers_run_the_pool_their_calls_can_lend_slots_from(documents):
+    """Composing calls lend their thread while they wait on their children (execution/
+    capacity.py); only the execution pool can lend, and the worker must be started on it."""
+    from celery.concurrency import get_implementation
+
+    worker = next(doc for doc in documents if doc["kind"] == "Deployment"
+                  and doc["metadata"]["name"] == "algostore-worker")
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[command.index("-P") + 1] == "custom"
+    env = {item["name"]: item["value"] for item in container.get("env", [])}
+    from execution.pool import TaskPool
+
+    assert get_implementation(env["CELERY_CUSTOM_WORKER_POOL"]) is TaskPool

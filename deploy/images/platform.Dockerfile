@@ -1,7 +1,9 @@
 # The platform image: web (gunicorn + uvicorn), Celery workers and beat, migrations.
 # Build from the repository root: docker build -f deploy/images/platform.Dockerfile .
 FROM python:3.11-slim-bookworm
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+# PYTHONPATH: the project importable from the console scripts too (Celery imports the
+# execution workers' pool, execution.pool, before it loads the app).
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PYTHONPATH=/app \
     DJANGO_SETTINGS_MODULE=marketplace.settings.production
 # bubblewrap for the local backend's sandbox (unused when EXECUTION_BACKEND=kubernetes);
 # Node.js and npm for building JavaScript algorithms (the builders run this image).

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -29,6 +30,41 @@ BRIDGE_PORT = 9777
 STARTING_STALE_SECONDS = 180  # a spec this old with no status: its spawner gave up
 READY_CACHE_SECONDS = 1.0  # how long this process trusts the ready runners it last listed
 _KNOWN_READY: dict[str, tuple[float, list[int]]] = {}
+# A caller finding every runner busy waits this long at first, doubling up to the longest,
+# unless a call of this process ends first (_Turns). It used to look again every 5 ms: with
+# dozens of callers waiting, their looking took the worker's interpreter from the calls.
+WAIT_FIRST_SECONDS, WAIT_LONGEST_SECONDS = 0.005, 0.05
+
+
+class _Turns:
+    """The callers of one target in this process that wait for a runner: told when a call
+    of this process ends, one at a time, in the order they began waiting."""
+
+    def __init__(self):
+        self.condition, self.freed = threading.Condition(), 0
+
+    def release(self) -> None:
+        with self.condition:
+            self.freed += 1
+            self.condition.notify()
+
+    def wait(self, freed: int, seconds: float) -> None:
+        """Until a release after the one counted ``freed``, or ``seconds``."""
+        with self.condition:
+            if self.freed == freed:
+                self.condition.wait(seconds)
+
+
+_TURNS: dict[str, _Turns] = {}
+_TURNS_LOCK = threading.Lock()
+
+
+def _turns(pool_key: str) -> _Turns:
+    turns = _TURNS.get(pool_key)
+    if turns is None:
+        with _TURNS_LOCK:
+            turns = _TURNS.setdefault(pool_key, _Turns())
+    return turns
 
 
 class RunnerLoadError(RuntimeError):
@@ -60,6 +96,7 @@ class LocalBackend:
                 self._forget(sock_path)  # a runner that died without tidying up
             finally:
                 os.close(fd)  # releases the lock
+                _turns(target.pool_key).release()
         else:
             raise ConnectionError("No runner answered.")
         return Outcome.from_reply(reply, cold_start_ms=cold_ms, queue_ms=queue_ms)
@@ -68,7 +105,7 @@ class LocalBackend:
         """Start a runner, without waiting for it, if the target has none ready or starting
         (call-graph pre-warming)."""
         if not self._ready_slots(target) and not self._starting_slots(target):
-            self._spawn(target, self._free_slot(target))
+            self._spawn(target, *self._claim_slot(target))
 
     def runner_count(self, target: RunTarget) -> int:
         return len(self._ready_slots(target))
@@ -107,13 +144,16 @@ class LocalBackend:
 
     def _acquire(self, target: RunTarget, deadline: float):
         cold_ms = 0.0
+        turns = _turns(target.pool_key)
         seen_at, seen = _KNOWN_READY.get(target.pool_key, (0.0, []))
         if time.monotonic() - seen_at < READY_CACHE_SECONDS:
             for slot in seen:  # the common case: a runner listed a moment ago is free
                 runner = self._try_lock(target, slot)
                 if runner is not None:
                     return runner, cold_ms
+        pause = WAIT_FIRST_SECONDS
         while True:
+            freed = turns.freed
             ready = self._ready_slots(target)
             _KNOWN_READY[target.pool_key] = (time.monotonic(), ready)
             for slot in ready:
@@ -121,23 +161,24 @@ class LocalBackend:
                 if runner is not None:
                     return runner, cold_ms
             starting = self._starting_slots(target)
-            if starting and not self._ready_slots(target):
-                time.sleep(0.005)  # a cold start is under way (e.g. a pre-warm): wait for it
-                if time.monotonic() > deadline:
-                    raise TimeoutError("No runner became ready before the call's timeout.")
-                continue
-            if len(self._ready_slots(target)) + len(starting) < target.max_runners:
-                slot = self._free_slot(target)
+            # While the only runners are starting (e.g. a pre-warm), wait for them.
+            if (ready or not starting) and len(ready) + len(starting) < target.max_runners:
+                slot, spec = self._claim_slot(target)
                 spawn_started = time.monotonic()
-                self._spawn(target, slot)
+                self._spawn(target, slot, spec)
                 self._wait_ready(target, slot, deadline)
                 cold_ms += (time.monotonic() - spawn_started) * 1000
                 runner = self._try_lock(target, slot)
                 if runner is not None:
                     return runner, cold_ms
             if time.monotonic() > deadline:
-                raise TimeoutError("No runner became free before the call's timeout.")
-            time.sleep(0.005)
+                raise TimeoutError("No runner became free before the call's timeout."
+                                   if not starting or ready else
+                                   "No runner became ready before the call's timeout.")
+            # Every runner is busy (or one is starting, e.g. a pre-warm): wait until a call
+            # in this process ends, or a while (another process's calls end unannounced).
+            turns.wait(freed, min(pause, max(deadline - time.monotonic(), 0.001)))
+            pause = min(pause * 2, WAIT_LONGEST_SECONDS)
 
     def _starting_slots(self, target: RunTarget) -> list[int]:
         """Runners being started now (a spec written, no status yet, not abandoned)."""
@@ -152,12 +193,33 @@ class LocalBackend:
                 slots.append(int(spec.name[1:].split(".")[0]))
         return slots
 
-    def _free_slot(self, target: RunTarget) -> int:
+    def _claim_slot(self, target: RunTarget) -> tuple[int, int]:
+        """A free slot, claimed by creating its spec (the descriptor, to write it into).
+        Exclusive: two callers starting runners at once once took the same slot, and the
+        second runner emptied the first one's /tmp under its algorithm."""
         pool = self._pool_dir(target)
         slot = 0
-        while (pool / f"r{slot}.json").exists() or (pool / f"r{slot}.status").exists():
+        while True:
+            if not (pool / f"r{slot}.status").exists():
+                try:
+                    # The spec may hold the algorithm's secrets: root-only, deleted once read.
+                    return slot, os.open(pool / f"r{slot}.json",
+                                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                except FileExistsError:  # being started by another caller, unless abandoned
+                    if self._abandoned(pool / f"r{slot}.json"):
+                        continue
             slot += 1
-        return slot
+
+    @staticmethod
+    def _abandoned(spec_path: Path) -> bool:
+        """A spec its spawner left long ago with no runner: removed (its slot is free)."""
+        try:
+            if time.time() - spec_path.stat().st_mtime < STARTING_STALE_SECONDS:
+                return False
+            spec_path.unlink()
+        except FileNotFoundError:
+            pass
+        return True
 
     def _spec(self, target: RunTarget, slot: int) -> dict:
         pool = self._pool_dir(target)
@@ -194,12 +256,11 @@ class LocalBackend:
             },
         }
 
-    def _spawn(self, target: RunTarget, slot: int) -> None:
+    def _spawn(self, target: RunTarget, slot: int, descriptor: int) -> None:
+        """Start a runner in a slot claimed with ``_claim_slot`` (its spec's descriptor)."""
         pool = self._pool_dir(target)
         spec = self._spec(target, slot)
         spec_path = pool / f"r{slot}.json"
-        # The spec may hold the algorithm's secrets: root-only, and deleted once it is read.
-        descriptor = os.open(spec_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as handle:
             json.dump(spec, handle)
         (pool / f"r{slot}.lock").touch()

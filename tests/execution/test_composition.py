@@ -109,8 +109,9 @@ def test_compositions_on_every_thread_of_a_worker_lend_their_slots_to_their_chil
     from marketplace.celery import app
 
     settings.EXECUTION_QUEUE = queue = f"execution-lend-{os.getpid()}"
-    worker, log = start_worker({"EXECUTION_QUEUE": queue}, queues=queue,
-                               pool=("-P", "threads"))  # 2 threads, as execution workers run
+    worker, log = start_worker(  # 2 threads, on the pool execution workers run
+        {"EXECUTION_QUEUE": queue, "CELERY_CUSTOM_WORKER_POOL": "execution.pool:TaskPool"},
+        queues=queue, pool=("-P", "custom"))
     foods = ["banana", "carrot", "apple", "potato", "cherry", "onion"]
 
     def call(food):
