@@ -560,13 +560,15 @@ def _lost_to_the_database(request_id: str | None, *, tell: bool = True) -> dict:
 def invocation_send(*, invocation: Invocation, payload: dict, wait: bool) -> None:
     """Queue the call by name, its result to come back over the direct result channel
     (``execution.results``): nothing is kept for a result backend."""
+    from marketplace.broker import publish_options
     from marketplace.celery import app
 
     # argsrepr: the call's id, not a repr of its input (Celery's saferepr of the payload
     # was a twentieth of the web tier's time, and an input is not for the worker's logs).
     app.send_task("execution.invoke", args=_task_args(invocation, payload, wait),
                   queue=settings.EXECUTION_QUEUE, ignore_result=True, result_cls=_SentTask,
-                  argsrepr=f"({invocation.pk}, <input>)", kwargsrepr="{}")
+                  argsrepr=f"({invocation.pk}, <input>)", kwargsrepr="{}",
+                  **publish_options())
 
 
 def invocation_wait_seconds(invocation: Invocation) -> float:

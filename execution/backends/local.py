@@ -178,7 +178,8 @@ class LocalBackend:
             # Every runner is busy (or one is starting, e.g. a pre-warm): wait until a call
             # in this process ends, or a while (another process's calls end unannounced).
             turns.wait(freed, min(pause, max(deadline - time.monotonic(), 0.001)))
-            pause = min(pause * 2, WAIT_LONGEST_SECONDS)
+            if ready:  # a starting runner announces nothing: look again soon for it
+                pause = min(pause * 2, WAIT_LONGEST_SECONDS)
 
     def _starting_slots(self, target: RunTarget) -> list[int]:
         """Runners being started now (a spec written, no status yet, not abandoned)."""
