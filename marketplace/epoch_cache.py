@@ -28,8 +28,15 @@ from django.db import transaction
 _read_once: contextvars.ContextVar = contextvars.ContextVar("epochs_read_once", default=None)
 CHANNEL = "algostore:epochs"
 # Increment and publish in one step: subscribers get the bumps in the order they happened.
-_BUMP_SCRIPT = ("local epoch = redis.call('INCR', KEYS[1]) "
-                "redis.call('PUBLISH', ARGV[1], KEYS[1] .. ' ' .. epoch) return epoch")
+# A missing epoch (never bumped, flushed, or evicted) starts from the server's clock in
+# microseconds, so an epoch never goes back to a value it had: processes keep the highest
+# they were told, and entries cached under an old value must never match again.
+_BUMP_SCRIPT = ("if redis.call('EXISTS', KEYS[1]) == 0 then "
+                "local now = redis.call('TIME') "
+                "redis.call('SET', KEYS[1], now[1] .. string.format('%06d', now[2])) end "
+                "local epoch = redis.call('INCR', KEYS[1]) "
+                "redis.call('PUBLISH', ARGV[1], KEYS[1] .. ' ' .. string.format('%d', epoch)) "
+                "return epoch")
 
 
 @contextmanager

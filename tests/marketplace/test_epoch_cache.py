@@ -30,7 +30,7 @@ def test_a_unit_of_work_reads_every_epoch_once_and_still_sees_its_own_bumps(
     assert settings.REDIS_URL
     settings.EPOCH_WATCH = False  # every read asks Redis
     one, two = EpochCache("test-one", ttl_seconds=60), EpochCache("test-two", ttl_seconds=60)
-    one.bump()
+    one.bump(), two.bump()  # both epochs exist: from here a bump adds one
     counting = CountingRedis(redis_client())
     monkeypatch.setattr("marketplace.redis_client._client", counting)
     start_one, start_two = one.epoch(), two.epoch()
@@ -51,6 +51,7 @@ def test_a_unit_of_work_reads_every_epoch_once_and_still_sees_its_own_bumps(
 
 def test_a_nested_unit_of_work_shares_the_outer_snapshot_and_its_bumps(settings):
     one, two = EpochCache("test-three", ttl_seconds=60), EpochCache("test-four", ttl_seconds=60)
+    one.bump(), two.bump()
     start_one, start_two = one.epoch(), two.epoch()
     with epochs_read_once(one):
         with epochs_read_once(one, two):
@@ -81,6 +82,7 @@ def watch(settings):
 def test_another_process_bump_is_seen_at_the_next_read_without_asking_redis(
         watch, monkeypatch, settings):
     one = EpochCache("test-watched", ttl_seconds=60)
+    one.bump()
     start = one.epoch()  # subscribes, then reads the epoch once
     assert one.get_or_set("k", lambda: "computed") == "computed"
     counting = CountingRedis(redis_client())
@@ -103,6 +105,7 @@ def test_another_process_bump_is_seen_at_the_next_read_without_asking_redis(
 def test_a_broken_watch_reads_from_redis_and_then_subscribes_again(watch, monkeypatch,
                                                                     settings):
     one = EpochCache("test-broken-watch", ttl_seconds=60)
+    one.bump()
     start = one.epoch()
     host, port = watch.pubsub.connection._sock.getsockname()[:2]
     assert redis_client().client_kill(f"{host}:{port}")  # its connection is gone
@@ -123,6 +126,7 @@ def test_a_broken_watch_reads_from_redis_and_then_subscribes_again(watch, monkey
 
 def test_a_silent_watch_is_not_trusted_until_it_answers_a_ping_again(watch, monkeypatch):
     one = EpochCache("test-silent-watch", ttl_seconds=60)
+    one.bump()
     start = one.epoch()
     monkeypatch.setattr(watch.pubsub, "ping", lambda *args, **kwargs: None)  # no pongs
     monkeypatch.setattr(watch, "answered_at", time.monotonic() - watch.TRUST_FOR - 0.1)
@@ -143,3 +147,18 @@ def test_a_silent_watch_is_not_trusted_until_it_answers_a_ping_again(watch, monk
         time.sleep(0.01)
     counting.commands.clear()
     assert one.epoch() == start and counting.commands == []
+
+
+def test_an_epoch_lost_in_redis_starts_again_above_every_value_it_had(watch, settings):
+    """A flushed or evicted epoch: its next bump must still differ from, and exceed, what
+    processes hold (they keep the highest they were told), or stale entries would stand."""
+    one = EpochCache("test-lost-epoch", ttl_seconds=60)
+    one.bump()
+    start = one.epoch()
+    assert one.get_or_set("k", lambda: "before") == "before"
+    redis_client().delete(one.redis_key)  # FLUSHDB, an eviction
+    bump_in_another_process(one, settings.REDIS_URL)
+    assert one.epoch() > start
+    assert one.get_or_set("k", lambda: "after") == "after"
+    one.bump()
+    assert one.epoch() > start + 1 and one.get_or_set("k", lambda: "again") == "again"
