@@ -1,5 +1,8 @@
 """Shared fixtures: users, keys, API clients, and real services for pass 2 of `make test`."""
+import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -167,3 +170,27 @@ def builds_run(request, settings):
     """Eager builds (no broker) need nothing; with a broker, a real worker must be running."""
     if not settings.CELERY_TASK_ALWAYS_EAGER:
         request.getfixturevalue("celery_worker")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_test_runners():
+    """Runners outlive calls by design; the suite's own are stopped when it ends, and any a
+    run before this one left (killed, or stopped mid-start) are cleared before it starts."""
+    from django.conf import settings
+
+    run_dir = Path(settings.EXECUTION_RUN_DIR)
+    _stop_runners(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    yield
+    _stop_runners(run_dir)
+
+
+def _stop_runners(run_dir: Path) -> None:
+    for status in run_dir.glob("*/r*.status"):
+        try:
+            pid = json.loads(status.read_text())["pid"]
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, KeyError):
+            continue
+        if b"execution.runner.server" in command and str(run_dir).encode() in command:
+            os.kill(pid, signal.SIGTERM)  # only a runner of this run dir (pids are reused)

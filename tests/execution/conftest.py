@@ -1,14 +1,10 @@
 """Execution fixtures: real algorithms, built and published, called through the full stack."""
-import json
-import os
-import signal
 import time
 import uuid
 from pathlib import Path
 
 import Algorithmia
 import pytest
-from django.conf import settings
 
 from catalog import builder, services
 from catalog.models import Build
@@ -48,18 +44,6 @@ def client(live_server, raw_key, builds_run):
     client = Algorithmia.client(raw_key, api_address=live_server.url)
     yield client
     client.requestSession.close()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _stop_test_runners():
-    """Runners outlive calls by design; the suite's own are stopped when it ends."""
-    yield
-    run_dir = Path(settings.EXECUTION_RUN_DIR)
-    for status in run_dir.glob("*/r*.status"):
-        try:
-            os.kill(json.loads(status.read_text())["pid"], signal.SIGTERM)
-        except (OSError, ValueError, KeyError):
-            pass
 
 
 def assert_timeout_is_quick_and_harmless(client, path: str) -> None:
