@@ -3,7 +3,7 @@ import pytest
 
 from billing.models import Account
 from marketplace import services as marketplace_services
-from tests.execution.conftest import _stop_test_runners, bundle_files, publish  # noqa: F401
+from tests.execution.conftest import bundle_files, publish  # noqa: F401
 from tests.factories import UserFactory
 
 CREDIT = 1_000_000
