@@ -34,7 +34,8 @@ $(STAMP): requirements.txt requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 worker: setup
-	$(BIN)/celery -A marketplace worker -l info -Q default,builds,execution,billing -P threads -c 8
+	PYTHONPATH=$(CURDIR) CELERY_CUSTOM_WORKER_POOL=execution.pool:TaskPool \
+	  $(BIN)/celery -A marketplace worker -l info -Q default,builds,execution,billing -P custom -c 8
 
 beat: setup
 	$(BIN)/celery -A marketplace beat -l info -s var/celerybeat-schedule
