@@ -23,7 +23,7 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 _lock = threading.Lock()
-_worker = None  # this process's Celery worker (its thread executor and its QoS), if any
+_worker = None  # this process's Celery worker (its thread executor and its consumer), if any
 _lent = 0
 
 
@@ -33,10 +33,9 @@ def worker_ready(consumer) -> None:
     global _worker
     from execution.pool import LendingThreadExecutor
 
-    pool, qos = getattr(consumer, "pool", None), getattr(consumer, "qos", None)
-    executor = getattr(pool, "executor", None)
-    if isinstance(executor, LendingThreadExecutor) and qos is not None:
-        _worker = (executor, qos)
+    executor = getattr(getattr(consumer, "pool", None), "executor", None)
+    if isinstance(executor, LendingThreadExecutor) and hasattr(consumer, "qos"):
+        _worker = (executor, consumer)
 
 
 def lent_slots() -> int:
@@ -51,7 +50,7 @@ def lent_while_waiting():
     if worker is None:
         yield
         return
-    executor, qos = worker
+    executor, consumer = worker
     with _lock:
         lend = _lent < settings.EXECUTION_MAX_LENT_SLOTS
         if lend:
@@ -60,14 +59,21 @@ def lent_while_waiting():
         logger.warning("A composing call keeps its worker slot: %d are lent already", _lent)
         yield
         return
-    _release_database_connection()
-    executor.lend()  # a thread for work already waiting, if any (a child's among it)
-    qos.increment_eventually(1)  # the consumer's loop applies it before its next fetch
+    lent_thread, qos = False, None
     try:
+        _release_database_connection()
+        executor.lend()  # a thread for work already waiting, if any (a child's among it)
+        lent_thread = True
+        # The consumer's current QoS (it makes a new one when it reconnects to the broker);
+        # its loop applies the change before its next fetch.
+        qos = consumer.qos
+        qos.increment_eventually(1)
         yield
     finally:
-        executor.reclaim()
-        qos.decrement_eventually(1)
+        if qos is not None:
+            qos.decrement_eventually(1)
+        if lent_thread:
+            executor.reclaim()
         with _lock:
             _lent -= 1
 

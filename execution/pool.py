@@ -11,11 +11,14 @@ Here a thread is idle only while it waits for work, and work that waits finds a 
 whenever the limit allows one.
 """
 import itertools
+import logging
 import queue
 import threading
 from concurrent.futures import Executor, Future
 
 from celery.concurrency import thread
+
+logger = logging.getLogger(__name__)
 
 
 class LendingThreadExecutor(Executor):
@@ -75,7 +78,13 @@ class LendingThreadExecutor(Executor):
                                       name=f"execution-{next(self._names)}")
             self._threads.add(worker)
             self._idle += 1  # it takes work as soon as it runs
-            worker.start()
+            try:
+                worker.start()
+            except RuntimeError:  # no thread to be had (a process limit): the running take it
+                self._threads.discard(worker)
+                self._idle -= 1
+                logger.warning("Could not start a worker thread; %d run", len(self._threads))
+                return
 
     def _run(self) -> None:
         me = threading.current_thread()

@@ -37,6 +37,30 @@ _BUMP_SCRIPT = ("if redis.call('EXISTS', KEYS[1]) == 0 then "
                 "local epoch = redis.call('INCR', KEYS[1]) "
                 "redis.call('PUBLISH', ARGV[1], KEYS[1] .. ' ' .. string.format('%d', epoch)) "
                 "return epoch")
+# Reading seeds a missing epoch the same way: a read never answers 0 (or any value it had
+# before it was lost), so nothing cached under a lost epoch can match again.
+_READ_SCRIPT = ("local now = redis.call('TIME') "
+                "local seed = now[1] .. string.format('%06d', now[2]) "
+                "for _, key in ipairs(KEYS) do redis.call('SET', key, seed, 'NX') end "
+                "return redis.call('MGET', unpack(KEYS))")
+_read_sha = None
+
+
+def _read_from_redis(keys: list[str]) -> list[int]:
+    """The epochs as Redis has them, a missing one seeded (one round trip)."""
+    global _read_sha
+    import redis
+
+    from marketplace.redis_client import redis_client
+
+    client = redis_client()
+    if _read_sha is not None:
+        try:
+            return [int(value) for value in client.evalsha(_read_sha, len(keys), *keys)]
+        except redis.exceptions.NoScriptError:
+            pass  # Redis restarted and forgot it
+    _read_sha = client.script_load(_READ_SCRIPT)
+    return [int(value) for value in client.evalsha(_read_sha, len(keys), *keys)]
 
 
 @contextmanager
@@ -70,9 +94,7 @@ def _current(keys: list[str]) -> dict[str, int]:
         known = _watch().read(keys)
         if known is not None:
             return known
-    from marketplace.redis_client import redis_client
-
-    return {key: int(value or 0) for key, value in zip(keys, redis_client().mget(keys))}
+    return dict(zip(keys, _read_from_redis(keys)))
 
 
 class _Watch:
@@ -96,16 +118,14 @@ class _Watch:
                 self._drain()
                 now = time.monotonic()
                 if now - self.pinged_at >= self.PING_EVERY:
-                    self.pubsub.ping()
+                    self.pubsub.ping(repr(now))  # its pong says when it was sent
                     self.pinged_at = now
                 if now - self.answered_at > self.TRUST_FOR:
                     return None
                 missing = [key for key in keys if key not in self.values]
                 if missing:  # first use here: read once, then kept current by the pushes
-                    from marketplace.redis_client import redis_client
-
-                    for key, value in zip(missing, redis_client().mget(missing)):
-                        self.values[key] = max(self.values.get(key, 0), int(value or 0))
+                    for key, value in zip(missing, _read_from_redis(missing)):
+                        self.values[key] = max(self.values.get(key, 0), value)
                 return {key: self.values[key] for key in keys}
             except (redis.RedisError, OSError, ValueError):
                 self._drop()
@@ -131,7 +151,9 @@ class _Watch:
     def _drain(self) -> None:
         while (message := self.pubsub.get_message(timeout=0)) is not None:
             if message["type"] == "pong":
-                self.answered_at = time.monotonic()
+                # Proof of everything published before its ping was sent, not since: a pong
+                # left unread through a long idle must not vouch for the idle.
+                self.answered_at = max(self.answered_at, float(message["data"] or 0))
             elif message["type"] == "message":
                 key, _, epoch = message["data"].decode().partition(" ")
                 if key in self.values:

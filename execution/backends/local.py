@@ -206,21 +206,9 @@ class LocalBackend:
                     # The spec may hold the algorithm's secrets: root-only, deleted once read.
                     return slot, os.open(pool / f"r{slot}.json",
                                          os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                except FileExistsError:  # being started by another caller, unless abandoned
-                    if self._abandoned(pool / f"r{slot}.json"):
-                        continue
+                except FileExistsError:
+                    pass  # being started (or left by a spawner that gave up): not reused
             slot += 1
-
-    @staticmethod
-    def _abandoned(spec_path: Path) -> bool:
-        """A spec its spawner left long ago with no runner: removed (its slot is free)."""
-        try:
-            if time.time() - spec_path.stat().st_mtime < STARTING_STALE_SECONDS:
-                return False
-            spec_path.unlink()
-        except FileNotFoundError:
-            pass
-        return True
 
     def _spec(self, target: RunTarget, slot: int) -> dict:
         pool = self._pool_dir(target)
