@@ -16,15 +16,12 @@ the execution workers' pool can lend (``execution.pool``, Celery's threads pool 
 executor that can: ``docs/deploy.md``); with another pool a parent keeps its slot.
 """
 import logging
-import threading
 from contextlib import contextmanager
 
 from django.conf import settings
 
 logger = logging.getLogger(__name__)
-_lock = threading.Lock()
 _worker = None  # this process's Celery worker (its thread executor and its consumer), if any
-_lent = 0
 
 
 def worker_ready(consumer) -> None:
@@ -38,32 +35,22 @@ def worker_ready(consumer) -> None:
         _worker = (executor, consumer)
 
 
-def lent_slots() -> int:
-    return _lent
-
-
 @contextmanager
 def lent_while_waiting():
     """Within the block, the running call lends its worker slot to the calls it makes."""
-    global _lent
     worker = _worker
     if worker is None:
         yield
         return
     executor, consumer = worker
-    with _lock:
-        lend = _lent < settings.EXECUTION_MAX_LENT_SLOTS
-        if lend:
-            _lent += 1
-    if not lend:
-        logger.warning("A composing call keeps its worker slot: %d are lent already", _lent)
+    _release_database_connection()
+    if not executor.lend(settings.EXECUTION_MAX_LENT_SLOTS):
+        logger.warning("A composing call keeps its worker slot: %d are lent already",
+                       executor.lent)
         yield
         return
-    lent_thread, qos = False, None
+    qos = None
     try:
-        _release_database_connection()
-        executor.lend()  # a thread for work already waiting, if any (a child's among it)
-        lent_thread = True
         # The consumer's current QoS (it makes a new one when it reconnects to the broker);
         # its loop applies the change before its next fetch.
         qos = consumer.qos
@@ -72,10 +59,7 @@ def lent_while_waiting():
     finally:
         if qos is not None:
             qos.decrement_eventually(1)
-        if lent_thread:
-            executor.reclaim()
-        with _lock:
-            _lent -= 1
+        executor.reclaim()
 
 
 def _release_database_connection() -> None:

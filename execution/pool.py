@@ -22,13 +22,13 @@ logger = logging.getLogger(__name__)
 
 
 class LendingThreadExecutor(Executor):
-    """Runs submitted work on at most ``limit`` threads; ``lend`` raises the limit by one
-    (starting a thread at once if work waits), ``reclaim`` lowers it again."""
+    """Runs submitted work on at most ``limit`` threads plus those lent: ``lend`` raises the
+    limit by one (starting a thread at once if work waits), ``reclaim`` lowers it again."""
 
     _names = itertools.count()
 
     def __init__(self, limit: int):
-        self._limit, self._work = limit, queue.SimpleQueue()
+        self._base, self._limit, self._work = limit, limit, queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
         self._idle = self._waiting = 0  # threads waiting for work; work waiting for a thread
@@ -44,10 +44,18 @@ class LendingThreadExecutor(Executor):
             self._start_threads()
         return future
 
-    def lend(self) -> None:
+    def lend(self, most: int) -> bool:
+        """One more thread, unless ``most`` are lent already (then False)."""
         with self._lock:
+            if self._limit - self._base >= most:
+                return False
             self._limit += 1
             self._start_threads()
+            return True
+
+    @property
+    def lent(self) -> int:
+        return self._limit - self._base
 
     def reclaim(self) -> None:
         with self._lock:

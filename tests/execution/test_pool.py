@@ -28,9 +28,9 @@ def test_work_waiting_behind_busy_threads_gets_a_lent_thread_at_once():
         c = executor.submit(blocking(lent, release))
         time.sleep(0.2)
         assert not lent.is_set() and not c.running()  # both threads are busy: it waits
-        executor.lend()
+        assert executor.lend(1) and not executor.lend(1)  # at most one lent here
         assert lent.wait(5)  # the lent thread took it
-        assert len(executor._threads) == 3
+        assert len(executor._threads) == 3 and executor.lent == 1
         executor.reclaim()
         release.set()
         assert [f.result(5) for f in (a, b, c)] == ["done"] * 3
