@@ -43,24 +43,21 @@ _READ_SCRIPT = ("local now = redis.call('TIME') "
                 "local seed = now[1] .. string.format('%06d', now[2]) "
                 "for _, key in ipairs(KEYS) do redis.call('SET', key, seed, 'NX') end "
                 "return redis.call('MGET', unpack(KEYS))")
-_read_sha = None
+_read_script = None
 
 
 def _read_from_redis(keys: list[str]) -> list[int]:
-    """The epochs as Redis has them, a missing one seeded (one round trip)."""
-    global _read_sha
-    import redis
+    """The epochs as Redis has them, a missing one seeded (one round trip: redis-py's
+    ``Script`` sends its hash, and the script itself only if Redis has forgotten it)."""
+    global _read_script
+    from redis.commands.core import Script
 
     from marketplace.redis_client import redis_client
 
     client = redis_client()
-    if _read_sha is not None:
-        try:
-            return [int(value) for value in client.evalsha(_read_sha, len(keys), *keys)]
-        except redis.exceptions.NoScriptError:
-            pass  # Redis restarted and forgot it
-    _read_sha = client.script_load(_READ_SCRIPT)
-    return [int(value) for value in client.evalsha(_read_sha, len(keys), *keys)]
+    if _read_script is None:
+        _read_script = Script(client, _READ_SCRIPT)
+    return [int(value) for value in _read_script(keys=keys, client=client)]
 
 
 @contextmanager
