@@ -37,32 +37,13 @@ def sequential(url: str, headers: dict, body: bytes, calls: int) -> list[float]:
     return latencies
 
 
-async def _load(url: str, headers: dict, body: bytes, calls: int, concurrency: int) -> float:
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    remaining = iter(range(calls))
-    async with aiohttp.ClientSession(connector=connector) as session:
-        async def worker():
-            for _ in remaining:
-                async with session.post(url, data=body, headers=headers) as response:
-                    payload = await response.read()
-                    assert response.status == 200 and b'"error"' not in payload, payload
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return calls / (time.perf_counter() - started)
-
-
-def throughput(url, headers, body, calls, concurrency) -> float:
-    return asyncio.run(_load(url, headers, body, calls, concurrency))
-
-
-async def _composed(url: str, headers: dict, body: bytes, calls: int, concurrency: int):
-    """Calls at ``concurrency`` that each wait on a call of their own: how many answered,
-    their p50 and p99, and calls per second. Failures are counted, not raised."""
-    latencies, failed = [], 0
+async def _load(url: str, headers: dict, body: bytes, calls: int, concurrency: int) -> dict:
+    """``calls`` calls, ``concurrency`` at a time: how many answered and how many failed,
+    their p50 and p99, and calls per second."""
+    latencies, failures = [], []
     remaining = iter(range(calls))
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
         async def worker():
-            nonlocal failed
             for _ in remaining:
                 started = time.perf_counter()
                 async with s.post(url, data=body, headers=headers) as response:
@@ -70,13 +51,20 @@ async def _composed(url: str, headers: dict, body: bytes, calls: int, concurrenc
                 if response.status == 200 and b'"error"' not in payload:
                     latencies.append((time.perf_counter() - started) * 1000)
                 else:
-                    failed += 1
+                    failures.append(payload)
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return {"ok": len(latencies), "failed": failed, "rps": calls / elapsed,
-            "p50": pct(latencies, .5) if latencies else 0.0,
+    return {"ok": len(latencies), "failed": len(failures), "first_failure": failures[:1],
+            "rps": calls / elapsed, "p50": pct(latencies, .5) if latencies else 0.0,
             "p99": pct(latencies, .99) if latencies else 0.0}
+
+
+def throughput(url, headers, body, calls, concurrency) -> float:
+    """Calls per second; every call must answer."""
+    measured = asyncio.run(_load(url, headers, body, calls, concurrency))
+    assert not measured["failed"], measured["first_failure"]
+    return measured["rps"]
 
 
 def measure_floor(port: int, calls: int, load_calls: int) -> dict:
@@ -132,8 +120,8 @@ def measure_stack(port: int, calls: int, load_calls: int, web_workers: int = 6) 
         direct = sequential(f"{base}/fruit", headers, b'"banana"', max(calls // 3, 50))
         # Composition under load: four times as many SeeFood calls at once as the execution
         # worker has threads, each waiting on its specialist's call (timeout 30 s each).
-        crowd = asyncio.run(_composed(f"{base}/seefood?timeout=30", headers, b'"banana"',
-                                      max(load_calls // 5, 100), 32))
+        crowd = asyncio.run(_load(f"{base}/seefood?timeout=30", headers, b'"banana"',
+                                  max(load_calls // 5, 100), 32))
     finally:
         stack.stop()
     return {"p50": pct(latencies, .5), "p99": pct(latencies, .99), "rps": rps,
