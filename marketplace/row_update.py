@@ -131,15 +131,24 @@ def _db():
     return connections[DEFAULT_DB_ALIAS]
 
 
-def _execute(db, sql: str, params: list, *, fetch: bool = False):
-    """The rows changed, or with ``fetch`` the first row returned."""
+def _execute(db, sql: str, params: list, *, fetch: bool | str = False):
+    """The rows changed, or with ``fetch`` the first row returned (``fetch="all"``: every
+    row)."""
     if _prepared(db):
         cursor, sql = _prepared_cursor(db), _cached(("numbered", sql), lambda: _numbered(sql))
     else:
         cursor = db.cursor()
     with cursor:
         cursor.execute(sql, params)
+        if fetch == "all":
+            return cursor.fetchall()
         return cursor.fetchone() if fetch else cursor.rowcount
+
+
+def statement_rows(sql: str, params: list) -> list[tuple]:
+    """Every row of one statement written for the default database (``%s`` placeholders),
+    bound on the server and prepared as the call path's writes are (``_prepared``)."""
+    return _execute(_db(), sql, params, fetch="all")
 
 
 def _prepared(db) -> bool:

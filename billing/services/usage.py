@@ -6,12 +6,13 @@ word. Closing a call (in the transaction that closes its Invocation) shrinks or 
 its hold once; a batch settler then writes each finished call into the ledger exactly once
 (``usage_settle_pending``).
 """
+import functools
 import math
 import time
 from contextlib import nullcontext
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, OuterRef, Subquery
 from django.utils import timezone
 
@@ -19,7 +20,7 @@ from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRec
 from marketplace.errors import PaymentRequiredError
 from marketplace.models import ApiKey
 from marketplace.row_update import (Insert, Update, commit_without_waiting_for_disk,
-                                     row_update, write_chain)
+                                     row_update, statement_rows, write_chain)
 
 from .ledger import (account_for_organization, account_for_user, ledger_post, move_balances,
                      platform_account)
@@ -359,16 +360,20 @@ def usage_settle_pending(*, limit: int = 2000, trace_id=None, wait: bool = False
                 # pending again); one that waited would hold the payers' rows, and every
                 # admission behind them, through the disk's slowest flushes.
                 commit_without_waiting_for_disk()
-            pending = UsageRecord.objects.select_for_update(skip_locked=not wait).filter(
-                status=UsageRecord.Status.PENDING)
-            if trace_id is not None:
-                pending = pending.filter(trace_id=trace_id)
-            batch = list(pending.order_by("pk")[:limit])
-            if not batch:
-                return done
-            _settle_batch(batch)
-            done += len(batch)
-        if len(batch) < limit:
+            if connection.vendor == "postgresql":
+                settled = _settle_batch_in_one_statement(limit=limit, trace_id=trace_id,
+                                                         skip_locked=not wait)
+            else:
+                pending = UsageRecord.objects.select_for_update(skip_locked=not wait).filter(
+                    status=UsageRecord.Status.PENDING)
+                if trace_id is not None:
+                    pending = pending.filter(trace_id=trace_id)
+                batch = list(pending.order_by("pk")[:limit])
+                if batch:
+                    _settle_batch(batch)
+                settled = len(batch)
+            done += settled
+        if settled < limit:
             return done
 
 
@@ -424,6 +429,99 @@ def _settle_batch(batch: list[UsageRecord]) -> None:
         UsageRecord.objects.filter(pk__in=released_ids).update(
             status=UsageRecord.Status.RELEASED, settled_at=now, billable=False)
     move_balances(moves, release)  # last: the account rows stay locked only until the commit
+
+
+def _settle_batch_in_one_statement(*, limit: int, trace_id, skip_locked: bool) -> int:
+    """``_settle_batch`` on PostgreSQL, its per-call work in one statement: the batch's
+    rows locked, a charge and its entries per billed call, the rows settled or released;
+    what the accounts and key caps must move comes back summed, and moves in id order
+    (as every posting locks them). The ORM's way built a model instance for every row and
+    entry: about half a millisecond of a settler's CPU per call. Returns how many calls
+    it settled or released."""
+    revenue = platform_account(Account.Kind.REVENUE)
+    now = timezone.now()
+    rows = statement_rows(_settle_sql(skip_locked), [
+        trace_id, trace_id, limit, settings.BILLING_AUTHOR_SHARE_PERCENT, now, revenue, revenue,
+        revenue, now, now])
+    moves, release, spend, settled = {}, {}, {}, 0
+    for kind, target, month, first, second in rows:
+        if kind == "move":
+            moves[target] = first
+        elif kind == "release":
+            release[target] = first
+        elif kind == "spend":
+            spend[(target, month)] = (first, second)
+        else:
+            settled = target
+    for (key_id, month), (held, spent) in sorted(spend.items()):
+        KeySpend.objects.filter(key_id=key_id, month=month).update(
+            reserved=F("reserved") - held, spent=F("spent") + spent)
+    move_balances(moves, release)  # last: the account rows stay locked only until the commit
+    return settled
+
+
+@functools.cache
+def _settle_sql(skip_locked: bool) -> str:
+    """The statement of ``_settle_batch_in_one_statement``; its parameters: a trace id (or
+    None) twice, the batch's size, the author's share in percent, the time, the revenue
+    account's id three times, the time twice."""
+    usage, charge, entry = (model._meta.db_table for model in (UsageRecord, LedgerTransaction,
+                                                               Entry))
+    status, kinds = UsageRecord.Status, Entry.Kind
+    lock = "FOR UPDATE SKIP LOCKED" if skip_locked else "FOR UPDATE"
+    return f"""
+WITH batch AS (
+    SELECT id, request_id, trace_id, payer_id, author_id, cap_keys, cap_month, held, royalty,
+           compute, billable, algorithm_path, version_text, version_id
+    FROM {usage} WHERE status = '{status.PENDING}'
+        AND (CAST(%s AS uuid) IS NULL OR trace_id = CAST(%s AS uuid))
+    ORDER BY id LIMIT CAST(%s AS integer) {lock}),
+settling AS (
+    SELECT batch.*,
+           batch.billable AND NOT EXISTS (
+               SELECT 1 FROM {usage} root
+               WHERE root.request_id = batch.trace_id AND root.tree_refunded) AS bill,
+           CAST(floor(CAST(batch.royalty AS numeric) * CAST(%s AS integer) / 100)
+                AS bigint) AS author_share
+    FROM batch),
+charges AS (
+    INSERT INTO {charge} (kind, memo, request_id, trace_id, created_at)
+    SELECT '{LedgerTransaction.Kind.USAGE}', left(algorithm_path || '/' || version_text, 300),
+           request_id, trace_id, CAST(%s AS timestamptz)
+    FROM settling WHERE bill ORDER BY id
+    RETURNING id, request_id),
+lines AS (
+    SELECT settling.request_id, settling.version_id, line.*
+    FROM settling CROSS JOIN LATERAL (VALUES
+        (1, payer_id, -(royalty + compute), '{kinds.CHARGE}'),
+        (2, coalesce(author_id, CAST(%s AS bigint)), author_share, '{kinds.ROYALTY}'),
+        (3, CAST(%s AS bigint), royalty - author_share, '{kinds.PLATFORM_FEE}'),
+        (4, CAST(%s AS bigint), compute, '{kinds.COMPUTE}'))
+        AS line (position, account_id, amount, kind)
+    WHERE settling.bill AND line.amount <> 0),
+entries AS (
+    INSERT INTO {entry} (transaction_id, account_id, amount, kind, version_id, created_at)
+    SELECT charges.id, lines.account_id, lines.amount, lines.kind, lines.version_id,
+           CAST(%s AS timestamptz)
+    FROM lines JOIN charges USING (request_id) ORDER BY charges.id, lines.position),
+closed AS (
+    UPDATE {usage} SET
+        status = CASE WHEN settling.bill THEN '{status.SETTLED}' ELSE '{status.RELEASED}' END,
+        settled_at = CAST(%s AS timestamptz), billable = settling.bill,
+        transaction_id = charges.id
+    FROM settling LEFT JOIN charges USING (request_id)
+    WHERE {usage}.id = settling.id)
+SELECT 'move', account_id, CAST(NULL AS text), CAST(sum(amount) AS bigint),
+       CAST(NULL AS bigint) FROM lines GROUP BY account_id
+UNION ALL
+SELECT 'release', payer_id, NULL, CAST(sum(held) AS bigint), NULL FROM settling GROUP BY payer_id
+UNION ALL
+SELECT 'spend', CAST(key_id AS bigint), cap_month, CAST(sum(held) AS bigint),
+       CAST(sum(CASE WHEN bill THEN royalty + compute ELSE 0 END) AS bigint)
+FROM settling CROSS JOIN LATERAL jsonb_array_elements_text(cap_keys) AS capped (key_id)
+WHERE cap_month <> '' GROUP BY 2, 3
+UNION ALL
+SELECT 'count', count(*), NULL, NULL, NULL FROM settling"""
 
 
 @transaction.atomic(savepoint=False)
