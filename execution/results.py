@@ -7,7 +7,9 @@ per thread, and opens new connections for each request under ASGI). Without Redi
 Celery result backend is used.
 """
 import json
+import threading
 import weakref
+from contextlib import contextmanager
 
 from django.conf import settings
 
@@ -30,11 +32,44 @@ def _key(request_id) -> str:
 
 def publish(request_id, envelope: dict) -> None:
     # One round trip, no MULTI/EXEC: nothing else writes the key, and its expiry only
-    # bounds how long an answer nobody waits for lingers.
+    # bounds how long an answer nobody waits for lingers. Published by the task running the
+    # call, it acknowledges the task's broker message too (``acknowledging``).
     pipe = redis_client().pipeline(transaction=False)
     pipe.rpush(_key(request_id), json.dumps(envelope))
     pipe.expire(_key(request_id), TTL_SECONDS)
+    message, acknowledged = getattr(_thread, "acknowledging", None), None
+    if message is not None:
+        from marketplace.broker import acknowledge_in
+
+        acknowledged = acknowledge_in(pipe, message)
     pipe.execute()
+    if acknowledged is not None:
+        _thread.acknowledging = None
+        acknowledged()
+
+
+_thread = threading.local()
+
+
+def accepted(message) -> None:
+    """The broker message of the task the current pool thread is about to run (called by
+    the ``execution.invoke`` task's request as the pool accepts it)."""
+    _thread.accepted = message
+
+
+@contextmanager
+def acknowledging(task_id: str):
+    """Within the block, the first result published from this thread acknowledges the
+    running task's broker message in the same round trip: the call is closed and written by
+    then, so the message has nothing left to deliver again."""
+    message, _thread.accepted = getattr(_thread, "accepted", None), None
+    if message is not None and (message.headers or {}).get("id") != task_id:
+        message = None  # not this task's (a task accepted but never run)
+    _thread.acknowledging = message
+    try:
+        yield
+    finally:
+        _thread.acknowledging = None
 
 
 def _waiting_options() -> dict:

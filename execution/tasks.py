@@ -1,8 +1,22 @@
 """Celery tasks of the execution tier (queue ``execution``)."""
 from celery import shared_task
+from celery.worker.request import Request
 
 
-@shared_task(name="execution.invoke", bind=True, acks_late=True, reject_on_worker_lost=True)
+class InvokeRequest(Request):
+    """Celery's request for a call, which tells the pool thread about to run it its broker
+    message, so that the call's result acknowledges it in the same round trip
+    (``execution.results.acknowledging``)."""
+
+    def on_accepted(self, pid, time_accepted):
+        from execution import results
+
+        results.accepted(self.message)  # in the thread that runs the task, just before it
+        super().on_accepted(pid, time_accepted)
+
+
+@shared_task(name="execution.invoke", bind=True, acks_late=True, reject_on_worker_lost=True,
+             Request="execution.tasks:InvokeRequest")
 def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
            request_id: str | None = None) -> dict:
     """Run one call. Redelivered after a worker died mid-call, it runs the call again unless
@@ -10,12 +24,13 @@ def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
     never trusts the row it carries: the call is read back)."""
     from catalog.resolution_cache import resolutions
     from catalog.services.secrets import environments
+    from execution import results
     from execution.services import invocation_run
     from marketplace.epoch_cache import epochs_read_once
 
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     # The call's algorithm, build and secrets come from caches whose epochs are read once.
-    with epochs_read_once(resolutions, environments):
+    with epochs_read_once(resolutions, environments), results.acknowledging(self.request.id):
         return invocation_run(invocation_pk=invocation_pk, payload=payload,
                               row=None if redelivered else row,
                               request_id=request_id or (row or {}).get("request_id"))

@@ -78,3 +78,64 @@ def test_unacknowledged_messages_are_kept_until_acknowledged_and_restored_if_nev
             assert again.payload == {"n": 2}
             again.ack()
         client.delete(queue)
+
+
+def test_a_message_acknowledged_with_its_tasks_last_write_needs_no_round_trip_of_its_own():
+    import redis
+
+    url = os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/2"
+    other_db = 1 if not url.rstrip("/").endswith("/1") else 3
+    results = redis.Redis.from_url(url.rsplit("/", 1)[0] + f"/{other_db}")
+    queue, result_key = f"test-ack-with-{time.time_ns()}", f"test-result-{time.time_ns()}"
+    with Connection(url) as connection:
+        channel = connection.default_channel
+        qos, client = channel.qos, channel.client
+        with connection.SimpleQueue(queue) as simple:
+            simple.put({"n": 1})
+            message = simple.get(timeout=5)
+            tag = message.delivery_tag
+            assert client.hexists(qos.unacked_key, tag)
+            pipe = results.pipeline(transaction=False)
+            pipe.rpush(result_key, "answer")
+            done = broker.acknowledge_in(pipe, message)
+            assert done is not None
+            pipe.execute()
+            done()
+            # Gone from the broker's database, in the same round trip as the result...
+            assert not client.hexists(qos.unacked_key, tag)
+            assert client.zscore(qos.unacked_index_key, tag) is None
+            # ...which landed in its own database, and the connection is back on it.
+            assert results.lrange(result_key, 0, -1) == [b"answer"]
+            assert not client.exists(result_key)
+            results.set(result_key + ":after", 1)
+            assert not client.exists(result_key + ":after")
+
+            def no_round_trip(*args, **kwargs):
+                raise AssertionError("the acknowledgement went to Redis again")
+
+            qos._remove_from_indices = no_round_trip
+            message.ack()
+            assert message.acknowledged and tag not in qos._removed
+            del qos._remove_from_indices
+            simple.put({"n": 2})  # the next message takes the usual way
+            second = simple.get(timeout=5)
+            second.ack()
+            assert not client.hexists(qos.unacked_key, second.delivery_tag)
+        client.delete(queue)
+    results.delete(result_key, result_key + ":after")
+
+
+def test_another_server_is_not_acknowledged_through():
+    import redis
+
+    url = os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/2"
+    elsewhere = redis.Redis(host="localhost", port=6379, db=1)  # another host name
+    with Connection(url) as connection:
+        with connection.SimpleQueue(f"test-ack-elsewhere-{time.time_ns()}") as simple:
+            simple.put({"n": 1})
+            message = simple.get(timeout=5)
+            assert broker.acknowledge_in(elsewhere.pipeline(), message) is None
+            message.ack()
+            assert not connection.default_channel.client.hexists(
+                connection.default_channel.qos.unacked_key, message.delivery_tag)
+            simple.queue.delete()
