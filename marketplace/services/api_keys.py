@@ -1,5 +1,6 @@
 """Issuing, authenticating and revoking API keys (STYLE.md item 14)."""
 import copy
+import functools
 import hashlib
 import hmac
 import secrets
@@ -10,7 +11,6 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from marketplace.epoch_cache import EpochCache
@@ -263,18 +263,7 @@ def api_key_authenticate(*, raw: str) -> ApiKey:
 
 def _authenticate_uncached(raw: str, digest: str) -> ApiKey:
     parts = _split(raw.strip())
-    key = None
-    if parts is not None:
-        creator_manages_org = Membership.objects.filter(
-            organization=OuterRef("organization_id"), user=OuterRef("created_by_id"),
-            role__in=[Membership.Role.OWNER, Membership.Role.ADMIN],
-        )
-        key = (
-            # With its parent: the caps a call counts against start there (billing).
-            ApiKey.objects.select_related("user", "organization", "created_by", "parent")
-            .annotate(creator_manages_org=Exists(creator_manages_org))
-            .filter(prefix=parts[0]).first()
-        )
+    key = _key_by_prefix(parts[0]) if parts is not None else None
     # Constant-time comparison of the whole key's hash, never of the raw secret.
     if key is None or not hmac.compare_digest(key.key_hash, digest):
         raise AuthError("Invalid API key.")
@@ -291,6 +280,80 @@ def _authenticate_uncached(raw: str, digest: str) -> ApiKey:
     if not is_derived(key):  # a derived key's one use is its call's child, in the call tree
         api_key_mark_used(key=key)
     return key
+
+
+# The key's row, then its user's, organization's, creator's and parent's (the caps a call
+# counts against start at the parent: billing), each absent where the key has none.
+_KEY_JOINS = (("k", ApiKey, None), ("u", User, "user"), ("o", Organization, "organization"),
+              ("c", User, "created_by"), ("p", ApiKey, "parent"))
+
+
+def _key_by_prefix(prefix: str) -> ApiKey | None:
+    """The key with this prefix, with its user, organization, creator and parent, and
+    whether its creator administers its organization (``creator_manages_org``): one
+    statement whose text is built once. The ORM compiled the same query (four joins, an
+    EXISTS, an ordering) for every key it checked: 4.5 ms of CPU on this machine's slow
+    phase, against 0.3 ms of database time, and a derived key, new with every composed
+    call, is never cached."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    from marketplace.row_update import statement_rows
+
+    db = connections[DEFAULT_DB_ALIAS]
+    sql, readers = _key_query(db.vendor)
+    rows = statement_rows(sql, [Membership.Role.OWNER, Membership.Role.ADMIN, prefix])
+    if not rows:
+        return None
+    row, start, found = rows[0], 0, []
+    for model, fields, converters in readers:
+        values = list(row[start:start + len(fields)])
+        start += len(fields)
+        for index, column, field_converters in converters:
+            for converter in field_converters:
+                values[index] = converter(values[index], column, db)
+        found.append(None if values[0] is None else model.from_db(
+            DEFAULT_DB_ALIAS, [field.attname for field in fields], values))
+    key = found[0]
+    for (_alias, _model, relation), related in zip(_KEY_JOINS[1:], found[1:]):
+        setattr(key, relation, related)  # None too: read, and known to be absent
+    key.creator_manages_org = bool(row[start])
+    return key
+
+
+@functools.cache
+def _key_query(vendor: str):
+    """``_key_by_prefix``'s statement (``%s``: the two administering roles, the prefix) and,
+    per joined model, its fields (the primary key first) and their converters from the
+    database's values, as the ORM applies them."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    db = connections[DEFAULT_DB_ALIAS]
+    quote, columns, readers, joins = db.ops.quote_name, [], [], []
+    for alias, model, relation in _KEY_JOINS:
+        meta = model._meta
+        fields = [meta.pk, *(field for field in meta.concrete_fields if field is not meta.pk)]
+        columns += [f"{alias}.{quote(field.column)}" for field in fields]
+        converters = []
+        for index, field in enumerate(fields):
+            column = field.get_col(alias)
+            found = db.ops.get_db_converters(column) + field.get_db_converters(db)
+            if found:
+                converters.append((index, column, found))
+        readers.append((model, fields, converters))
+        if relation is not None:
+            joins.append(f"LEFT JOIN {quote(meta.db_table)} {alias} ON {alias}."
+                         f"{quote(meta.pk.column)} = k."
+                         f"{quote(ApiKey._meta.get_field(relation).column)}")
+    membership = Membership._meta
+    manages = (f"EXISTS (SELECT 1 FROM {quote(membership.db_table)} m WHERE "
+               f"m.{quote(membership.get_field('organization').column)} = "
+               f"k.{quote(ApiKey._meta.get_field('organization').column)} AND "
+               f"m.{quote(membership.get_field('user').column)} = "
+               f"k.{quote(ApiKey._meta.get_field('created_by').column)} AND "
+               f"m.{quote(membership.get_field('role').column)} IN (%s, %s))")
+    sql = (f"SELECT {', '.join(columns)}, {manages} FROM {quote(ApiKey._meta.db_table)} k "
+           f"{' '.join(joins)} WHERE k.{quote(ApiKey._meta.get_field('prefix').column)} = %s")
+    return sql, readers
 
 
 _last_marked: dict[int, float] = {}

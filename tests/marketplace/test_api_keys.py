@@ -341,3 +341,33 @@ def test_a_derived_key_is_retired_in_another_writes_statement_whatever_it_change
     assert ApiKey.objects.get(pk=derived.key.pk).revoked_at is not None
     with pytest.raises(ValueError):
         services.api_key_retiring(key=key)  # a key someone holds is revoked, not retired
+
+
+def test_an_uncached_key_is_read_in_one_query_with_all_a_call_needs(db,
+                                                                    django_assert_num_queries):
+    """An organization's key, derived for a call (never cached, never marked used): the
+    one statement brings the key as the ORM reads it, its organization, creator, parent,
+    and whether its creator still administers the organization."""
+    from marketplace.services.api_keys import _authenticate_uncached, hash_key
+
+    admin = MembershipFactory(role=Membership.Role.ADMIN)
+    issued = services.api_key_create(
+        created_by=admin.user, name="org", organization=admin.organization,
+        scopes=services.KeyScopes(["algo://alice/*"], "read", False))
+    parent = services.api_key_authenticate(raw=issued.raw)
+    derived = services.api_key_create_derived(parent=parent, name="call y", lifetime_seconds=60)
+    with django_assert_num_queries(1):
+        key = _authenticate_uncached(derived.raw, hash_key(derived.raw))
+        assert key.organization == admin.organization and key.user is None
+        assert key.created_by == admin.user and key.parent.pk == parent.pk
+        assert key.creator_manages_org is True
+    stored = ApiKey.objects.get(pk=derived.key.pk)
+    for field in ApiKey._meta.concrete_fields:
+        assert getattr(key, field.attname) == getattr(stored, field.attname), field.name
+    assert key.algo_patterns == ["algo://alice/*"] and key.expires_at.tzinfo is not None
+    admin.role = Membership.Role.MEMBER
+    admin.save()
+    with pytest.raises(AuthError, match="no longer administers"):
+        _authenticate_uncached(derived.raw, hash_key(derived.raw))
+    with django_assert_num_queries(1), pytest.raises(AuthError, match="Invalid"):
+        _authenticate_uncached("ak_nosuchkey_secret", "0" * 64)
