@@ -1,5 +1,6 @@
 """Invocations: admitting a call, running it on a backend, finishing it exactly once."""
 import base64
+import functools
 import json
 import logging
 import re
@@ -23,7 +24,7 @@ from execution.models import Invocation
 from marketplace.dispatch import run_eagerly
 from marketplace.errors import ApplicationError, InputError, NotFoundError, PermissionDeniedError
 from marketplace.models import ApiKey, User
-from marketplace.row_update import Update
+from marketplace.row_update import RowReader, Update, statement_rows
 from marketplace.services import api_key_create_derived, api_key_retire, api_key_retiring
 from marketplace.services.api_keys import is_derived
 
@@ -112,8 +113,7 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
     call's trace, one level deeper, at most MAX_CALL_DEPTH deep.
     """
     # Only keys derived for a running call (they have a parent key) can make child calls.
-    parent = (Invocation.objects.filter(derived_key=key)
-              .only("trace_id", "depth", "options").first() if is_derived(key) else None)
+    parent = _call_of_derived_key(key.pk) if is_derived(key) else None
     if parent is not None and parent.depth + 1 >= MAX_CALL_DEPTH:
         raise InputError(f"Algorithms may call each other at most {MAX_CALL_DEPTH} levels "
                          "deep; this call would go deeper.")
@@ -144,6 +144,25 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
     usage = billing_services.usage_reserve(invocation=invocation, key=key)
     invocation.usage_hold = billing_services.usage_hold_of(usage)
     return invocation
+
+
+def _call_of_derived_key(key_id: int) -> Invocation | None:
+    """The call a derived key was made for (its trace, depth and options), in a statement
+    built once: the ORM compiled its query anew for every composed call."""
+    sql, reader = _derived_key_call_query()
+    rows = statement_rows(sql, [key_id])
+    return reader.instance(rows[0]) if rows else None
+
+
+@functools.cache
+def _derived_key_call_query() -> tuple[str, RowReader]:
+    from django.db import connection
+
+    reader = RowReader(Invocation, "i", ("trace_id", "depth", "options"))
+    quote = connection.ops.quote_name
+    column = quote(Invocation._meta.get_field("derived_key").column)
+    return (f"SELECT {', '.join(reader.columns)} FROM {quote(Invocation._meta.db_table)} i "
+            f"WHERE i.{column} = %s"), reader
 
 
 S3_URI = re.compile(r"s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]/[^\s\"'\\]*")

@@ -151,6 +151,38 @@ def statement_rows(sql: str, params: list) -> list[tuple]:
     return _execute(_db(), sql, params, fetch="all")
 
 
+class RowReader:
+    """Model instances from a hand-written statement's columns (``columns``, in order),
+    converted from the database's values as the ORM converts them: for reads on the call
+    path, whose ORM queries are compiled anew each time (several times the statement's own
+    cost). Fields not read are deferred, as with ``only``."""
+
+    def __init__(self, model, alias: str, field_names: tuple[str, ...] | None = None):
+        db, meta = connections[DEFAULT_DB_ALIAS], model._meta
+        fields = [meta.pk, *(meta.get_field(name) for name in field_names)] if field_names \
+            else [meta.pk, *(found for found in meta.concrete_fields if found is not meta.pk)]
+        self.model, self.fields = model, fields
+        self.attnames = [found.attname for found in fields]
+        self.columns = [f"{alias}.{db.ops.quote_name(found.column)}" for found in fields]
+        self.converters = []
+        for index, found in enumerate(fields):
+            column = found.get_col(alias)
+            converters = db.ops.get_db_converters(column) + found.get_db_converters(db)
+            if converters:
+                self.converters.append((index, column, converters))
+
+    def instance(self, values):
+        """The instance the values (this reader's columns) describe; None for a missing row
+        of an outer join (no primary key)."""
+        if values[0] is None:
+            return None
+        values, db = list(values), connections[DEFAULT_DB_ALIAS]
+        for index, column, converters in self.converters:
+            for converter in converters:
+                values[index] = converter(values[index], column, db)
+        return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, values)
+
+
 def _prepared(db) -> bool:
     """On PostgreSQL with prepared statements on (``DATABASE_PREPARED``), these few
     statements are prepared once per connection (after ``prepare_threshold`` runs), and

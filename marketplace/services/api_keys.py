@@ -17,7 +17,7 @@ from marketplace.epoch_cache import EpochCache
 from marketplace.errors import AuthError, InputError, PermissionDeniedError
 from marketplace.models import ApiKey, Membership, Organization, User
 from marketplace.models.api_keys import pattern_covers
-from marketplace.row_update import Insert, Update, write_chain
+from marketplace.row_update import Insert, RowReader, Update, statement_rows, write_chain
 
 from .audit import audit_record
 
@@ -295,24 +295,14 @@ def _key_by_prefix(prefix: str) -> ApiKey | None:
     EXISTS, an ordering) for every key it checked: 4.5 ms of CPU on this machine's slow
     phase, against 0.3 ms of database time, and a derived key, new with every composed
     call, is never cached."""
-    from django.db import DEFAULT_DB_ALIAS, connections
-
-    from marketplace.row_update import statement_rows
-
-    db = connections[DEFAULT_DB_ALIAS]
-    sql, readers = _key_query(db.vendor)
+    sql, readers = _key_query()
     rows = statement_rows(sql, [Membership.Role.OWNER, Membership.Role.ADMIN, prefix])
     if not rows:
         return None
     row, start, found = rows[0], 0, []
-    for model, fields, converters in readers:
-        values = list(row[start:start + len(fields)])
-        start += len(fields)
-        for index, column, field_converters in converters:
-            for converter in field_converters:
-                values[index] = converter(values[index], column, db)
-        found.append(None if values[0] is None else model.from_db(
-            DEFAULT_DB_ALIAS, [field.attname for field in fields], values))
+    for reader in readers:
+        found.append(reader.instance(row[start:start + len(reader.columns)]))
+        start += len(reader.columns)
     key = found[0]
     for (_alias, _model, relation), related in zip(_KEY_JOINS[1:], found[1:]):
         setattr(key, relation, related)  # None too: read, and known to be absent
@@ -321,38 +311,28 @@ def _key_by_prefix(prefix: str) -> ApiKey | None:
 
 
 @functools.cache
-def _key_query(vendor: str):
-    """``_key_by_prefix``'s statement (``%s``: the two administering roles, the prefix) and,
-    per joined model, its fields (the primary key first) and their converters from the
-    database's values, as the ORM applies them."""
-    from django.db import DEFAULT_DB_ALIAS, connections
+def _key_query() -> tuple[str, list[RowReader]]:
+    """``_key_by_prefix``'s statement (``%s``: the two administering roles, the prefix) and
+    a reader per joined model."""
+    from django.db import connection
 
-    db = connections[DEFAULT_DB_ALIAS]
-    quote, columns, readers, joins = db.ops.quote_name, [], [], []
+    quote, readers, joins = connection.ops.quote_name, [], []
+    column = {name: quote(ApiKey._meta.get_field(name).column)
+              for name in ("user", "organization", "created_by", "parent", "prefix")}
     for alias, model, relation in _KEY_JOINS:
-        meta = model._meta
-        fields = [meta.pk, *(field for field in meta.concrete_fields if field is not meta.pk)]
-        columns += [f"{alias}.{quote(field.column)}" for field in fields]
-        converters = []
-        for index, field in enumerate(fields):
-            column = field.get_col(alias)
-            found = db.ops.get_db_converters(column) + field.get_db_converters(db)
-            if found:
-                converters.append((index, column, found))
-        readers.append((model, fields, converters))
+        readers.append(RowReader(model, alias))
         if relation is not None:
-            joins.append(f"LEFT JOIN {quote(meta.db_table)} {alias} ON {alias}."
-                         f"{quote(meta.pk.column)} = k."
-                         f"{quote(ApiKey._meta.get_field(relation).column)}")
-    membership = Membership._meta
-    manages = (f"EXISTS (SELECT 1 FROM {quote(membership.db_table)} m WHERE "
-               f"m.{quote(membership.get_field('organization').column)} = "
-               f"k.{quote(ApiKey._meta.get_field('organization').column)} AND "
-               f"m.{quote(membership.get_field('user').column)} = "
-               f"k.{quote(ApiKey._meta.get_field('created_by').column)} AND "
-               f"m.{quote(membership.get_field('role').column)} IN (%s, %s))")
-    sql = (f"SELECT {', '.join(columns)}, {manages} FROM {quote(ApiKey._meta.db_table)} k "
-           f"{' '.join(joins)} WHERE k.{quote(ApiKey._meta.get_field('prefix').column)} = %s")
+            joins.append(f"LEFT JOIN {quote(model._meta.db_table)} {alias} ON "
+                         f"{alias}.{quote(model._meta.pk.column)} = k.{column[relation]}")
+    member = {name: quote(Membership._meta.get_field(name).column)
+              for name in ("organization", "user", "role")}
+    manages = (f"EXISTS (SELECT 1 FROM {quote(Membership._meta.db_table)} m WHERE "
+               f"m.{member['organization']} = k.{column['organization']} AND "
+               f"m.{member['user']} = k.{column['created_by']} AND "
+               f"m.{member['role']} IN (%s, %s))")
+    columns = ", ".join(name for reader in readers for name in reader.columns)
+    sql = (f"SELECT {columns}, {manages} FROM {quote(ApiKey._meta.db_table)} k "
+           f"{' '.join(joins)} WHERE k.{column['prefix']} = %s")
     return sql, readers
 
 
