@@ -148,8 +148,9 @@ def _lost(invocation):
 
 
 # Made once: asgiref's wrapper costs a fiftieth of the web tier's time per call to build.
-_start_in_thread = sync_to_async(_start, thread_sensitive=False)
-_lost_in_thread = sync_to_async(_lost, thread_sensitive=False)
+# (The functions are looked up at each call, as a direct call would.)
+_start_in_thread = sync_to_async(lambda **call: _start(**call), thread_sensitive=False)
+_lost_in_thread = sync_to_async(lambda invocation: _lost(invocation), thread_sensitive=False)
 
 
 def _headers(scope) -> dict[str, str] | None:
