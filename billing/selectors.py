@@ -197,7 +197,8 @@ def ledger_problems() -> list[str]:
     sums = dict(Entry.objects.values("account").annotate(total=Sum("amount"))
                 .values_list("account", "total"))
     holding = [UsageRecord.Status.HELD, UsageRecord.Status.PENDING]
-    holds = dict(UsageRecord.objects.filter(status__in=holding).values("payer")
+    holds = dict(UsageRecord.objects.filter(settled_at__isnull=True, status__in=holding)
+                 .values("payer")
                  .annotate(total=Sum("held")).values_list("payer", "total"))
     for account in Account.objects.all():
         if account.balance != sums.get(account.pk, 0):
@@ -216,16 +217,18 @@ def ledger_problems() -> list[str]:
                                                     UsageRecord.Status.RELEASED])
     problems += [f"successful call {rid} was not billed"
                  for rid in unsettled.values_list("request_id", flat=True)[:100]]
-    late = UsageRecord.objects.filter(status=UsageRecord.Status.PENDING,
-                                      finished_at__lt=timezone.now() - timedelta(minutes=10))
+    late = UsageRecord.objects.filter(
+        settled_at__isnull=True, status=UsageRecord.Status.PENDING,
+        finished_at__lt=timezone.now() - timedelta(minutes=10))
     problems += [f"finished call {rid} has waited over 10 minutes to be settled"
                  for rid in late.values_list("request_id", flat=True)[:100]]
     charged_failures = Invocation.objects.filter(
         status=Invocation.Status.FAILED, usage__status=UsageRecord.Status.SETTLED)
     problems += [f"failed call {rid} was charged"
                  for rid in charged_failures.values_list("request_id", flat=True)[:100]]
-    stale = UsageRecord.objects.filter(status=UsageRecord.Status.HELD,
-                                       invocation__status__in=Invocation.FINISHED)
+    stale = UsageRecord.objects.filter(
+        settled_at__isnull=True, status=UsageRecord.Status.HELD,
+        invocation__status__in=Invocation.FINISHED)
     problems += [f"finished call {rid} still holds credits"
                  for rid in stale.values_list("request_id", flat=True)[:100]]
     charges, holds_by_key = {}, {}

@@ -37,8 +37,11 @@ class UsageRecord(models.Model):
                                 on_delete=models.SET_NULL, related_name="+",
                                 db_constraint=False)
     version_text = models.CharField(max_length=80)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.HELD,
-                              db_index=True)
+    # Not indexed: closing a call (held -> pending) then changes no indexed column, and
+    # PostgreSQL rewrites the row in place (a HOT update) instead of adding an entry to
+    # each of the table's indexes. The rows still to settle are found by the partial index
+    # below (a row's settled_at is set when it is settled or released).
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.HELD)
     held = models.BigIntegerField(help_text="The most this call can cost (microcredits).")
     royalty = models.BigIntegerField(default=0)
     compute = models.BigIntegerField(default=0)
@@ -49,15 +52,21 @@ class UsageRecord(models.Model):
     tree_refunded = models.BooleanField(
         default=False, help_text="On a root call: its tree failed through the platform's fault; "
                                  "calls of the tree settled later are not charged.")
+    # No index: nothing looks a usage up by its charge (ledger transactions are never
+    # deleted), and every settlement would write one more entry.
     transaction = models.ForeignKey(LedgerTransaction, null=True, blank=True,
-                                    on_delete=models.PROTECT, related_name="+")
+                                    on_delete=models.PROTECT, related_name="+",
+                                    db_index=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     settled_at = models.DateTimeField(null=True, blank=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["payer", "settled_at"]),
-                   models.Index(fields=["author", "settled_at"])]
+                   models.Index(fields=["author", "settled_at"]),
+                   # Held and pending calls: the settler's batches, the reconciler.
+                   models.Index(fields=["id"], condition=models.Q(settled_at__isnull=True),
+                                name="billing_usage_unsettled")]
         constraints = [models.CheckConstraint(condition=models.Q(held__gte=0),
                                               name="billing_usage_held_not_negative")]
 

@@ -365,7 +365,7 @@ def usage_settle_pending(*, limit: int = 2000, trace_id=None, wait: bool = False
                                                          skip_locked=not wait)
             else:
                 pending = UsageRecord.objects.select_for_update(skip_locked=not wait).filter(
-                    status=UsageRecord.Status.PENDING)
+                    settled_at__isnull=True, status=UsageRecord.Status.PENDING)
                 if trace_id is not None:
                     pending = pending.filter(trace_id=trace_id)
                 batch = list(pending.order_by("pk")[:limit])
@@ -473,7 +473,7 @@ def _settle_sql(skip_locked: bool) -> str:
 WITH batch AS (
     SELECT id, request_id, trace_id, payer_id, author_id, cap_keys, cap_month, held, royalty,
            compute, billable, algorithm_path, version_text, version_id
-    FROM {usage} WHERE status = '{status.PENDING}'
+    FROM {usage} WHERE settled_at IS NULL AND status = '{status.PENDING}'
         AND (CAST(%s AS uuid) IS NULL OR trace_id = CAST(%s AS uuid))
     ORDER BY id LIMIT CAST(%s AS integer) {lock}),
 settling AS (
@@ -553,8 +553,9 @@ def usage_reconcile() -> int:
     transaction, so this finds nothing unless rows were changed by hand). Returns how many
     records it closed or settled."""
     fixed = 0
-    stale = UsageRecord.objects.filter(status=UsageRecord.Status.HELD,
-                                       invocation__status__in=["succeeded", "failed"])
+    stale = UsageRecord.objects.filter(
+        settled_at__isnull=True, status=UsageRecord.Status.HELD,
+        invocation__status__in=["succeeded", "failed"])
     for usage in stale.select_related("invocation"):
         with transaction.atomic():
             usage_finish(invocation=usage.invocation,
