@@ -4,9 +4,9 @@ Django's request cycle, and without holding a thread while the call runs.
 ``POST /v1/algo/{owner}/{name}[/{version}]`` does the same work as ``AlgoInvokeApi`` through
 the same services (the key check, the options, admission with its hold, the queue by name,
 the envelope): one hop to a thread for the database work, then an async wait for the result
-over the direct result channel. A profile of the full stack under load had Django's
-middleware, DRF's dispatch and a thread blocked per waiting request at most of the web
-tier's CPU per call.
+in the process's inbox (``execution.results``). A profile of the full stack under load had
+Django's middleware, DRF's dispatch and a thread blocked per waiting request at most of the
+web tier's CPU per call.
 
 Everything else goes to Django untouched, decided from the headers before any of the body
 is read: no key (401 there), async calls (``output=void``, callbacks), a host Django would
@@ -48,18 +48,20 @@ class InvokeFastPath:
             return None  # the client left mid-body: nothing is admitted (as in Django)
         if outcome == "too large":
             return await _send_error(send, services.TooLarge.input(), scope, headers)
+        inbox = results.inbox()  # where the call's result will come
         try:
             invocation = await _start_in_thread(
                 raw_key=raw_key, owner=owner, name=name, version=version, query=query,
-                body=body, content_type=headers.get("content-type", ""), api_base=api_base)
+                body=body, content_type=headers.get("content-type", ""), api_base=api_base,
+                reply_to=inbox.name)
         except ApplicationError as error:
             return await _send_error(send, error, scope, headers)
         except Exception:
             logger.exception("Unhandled error admitting a call to %s/%s", owner, name)
             return await _send_json(send, 500, _INTERNAL_ERROR, scope, headers)
         try:
-            envelope = await results.wait_async(invocation.request_id,
-                                                services.invocation_wait_seconds(invocation))
+            envelope = await inbox.wait(invocation.request_id,
+                                        services.invocation_wait_seconds(invocation))
         except Exception:  # the result channel failed: the call ends here, unbilled
             logger.exception("Lost the result channel of %s", invocation.request_id)
             envelope = None
@@ -111,7 +113,7 @@ def _accepts_json(accept: str) -> bool:
 
 
 def _start(*, raw_key: str, owner: str, name: str, version: str | None, query: dict,
-           body: bytes, content_type: str, api_base: str):
+           body: bytes, content_type: str, api_base: str, reply_to: str):
     """The database half, in a worker thread: authenticate, admit (with the hold), queue."""
     from catalog.resolution_cache import resolutions
     from marketplace.epoch_cache import epochs_read_once
@@ -121,13 +123,13 @@ def _start(*, raw_key: str, owner: str, name: str, version: str | None, query: d
         with epochs_read_once(authenticated_keys, resolutions):
             return _admit_and_send(raw_key=raw_key, owner=owner, name=name, version=version,
                                    query=query, body=body, content_type=content_type,
-                                   api_base=api_base)
+                                   api_base=api_base, reply_to=reply_to)
     finally:
         close_old_connections()  # as Django does at the end of a request
 
 
 def _admit_and_send(*, raw_key: str, owner: str, name: str, version: str | None, query: dict,
-                    body: bytes, content_type: str, api_base: str):
+                    body: bytes, content_type: str, api_base: str, reply_to: str):
     from marketplace.services import api_key_authenticate
 
     key = api_key_authenticate(raw=raw_key)
@@ -136,7 +138,8 @@ def _admit_and_send(*, raw_key: str, owner: str, name: str, version: str | None,
         key=key, user=key.user or key.created_by, owner=owner, name=name,
         version=version, body=body, content_type=content_type, options=options,
         api_base=api_base)
-    services.invocation_send(invocation=invocation, payload=payload, wait=True)
+    services.invocation_send(invocation=invocation, payload=payload, wait=True,
+                             reply_to=reply_to)
     return invocation
 
 

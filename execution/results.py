@@ -1,13 +1,19 @@
 """How a sync call's result gets back to the web request waiting for it.
 
-With Redis configured, the worker pushes the finished envelope onto a short-lived list and
-the web tier waits on it with one BLPOP over a connection pool shared by every thread of the
-process: one round trip, no subscription per request (Celery's own result backend is kept
-per thread, and opens new connections for each request under ASGI). Without Redis the
-Celery result backend is used.
+With Redis configured, the worker pushes the finished envelope onto a short-lived list. A
+request served by the ASGI fast path is answered through its web process's inbox: one list
+per event loop, read by one loop task (BLMPOP: every result waiting, in one reply) that
+hands each envelope to the request waiting for it, so a waiting call costs no connection
+and no command of its own. Django's views wait on the call's own list with one BLPOP over
+a connection pool shared by every thread of the process. Without Redis the Celery result
+backend is used.
 """
+import asyncio
 import json
+import logging
 import threading
+import time
+import uuid
 import weakref
 from contextlib import contextmanager
 
@@ -16,6 +22,7 @@ from django.conf import settings
 from marketplace.redis_client import redis_client
 
 TTL_SECONDS = 900
+logger = logging.getLogger(__name__)
 
 
 def direct() -> bool:
@@ -33,10 +40,16 @@ def _key(request_id) -> str:
 def publish(request_id, envelope: dict) -> None:
     # One round trip, no MULTI/EXEC: nothing else writes the key, and its expiry only
     # bounds how long an answer nobody waits for lingers. Published by the task running the
-    # call, it acknowledges the task's broker message too (``acknowledging``).
+    # call, it goes to the inbox its caller named, and acknowledges the task's broker
+    # message too (``answering``).
+    inbox = getattr(_thread, "inbox", None)
+    if inbox is not None and getattr(_thread, "request_id", None) == str(request_id):
+        key, value = inbox, f"{request_id} {json.dumps(envelope)}"
+    else:
+        key, value = _key(request_id), json.dumps(envelope)
     pipe = redis_client().pipeline(transaction=False)
-    pipe.rpush(_key(request_id), json.dumps(envelope))
-    pipe.expire(_key(request_id), TTL_SECONDS)
+    pipe.rpush(key, value)
+    pipe.expire(key, TTL_SECONDS)
     message, acknowledged = getattr(_thread, "acknowledging", None), None
     if message is not None:
         from marketplace.broker import acknowledge_in
@@ -58,18 +71,19 @@ def accepted(message) -> None:
 
 
 @contextmanager
-def acknowledging(task_id: str):
-    """Within the block, the first result published from this thread acknowledges the
-    running task's broker message in the same round trip: the call is closed and written by
-    then, so the message has nothing left to deliver again."""
+def answering(*, task_id: str, request_id: str | None, inbox: str | None):
+    """Within the block (the task running the call ``request_id``), its result goes to
+    ``inbox`` if its caller named one, and the first result published from this thread
+    acknowledges the running task's broker message in the same round trip: the call is
+    closed and written by then, so the message has nothing left to deliver again."""
     message, _thread.accepted = getattr(_thread, "accepted", None), None
     if message is not None and (message.headers or {}).get("id") != task_id:
         message = None  # not this task's (a task accepted but never run)
-    _thread.acknowledging = message
+    _thread.acknowledging, _thread.request_id, _thread.inbox = message, request_id, inbox
     try:
         yield
     finally:
-        _thread.acknowledging = None
+        _thread.acknowledging = _thread.request_id = _thread.inbox = None
 
 
 def _waiting_options() -> dict:
@@ -95,20 +109,92 @@ def wait(request_id, timeout: float) -> dict | None:
     return json.loads(item[1]) if item else None
 
 
-_async_clients: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # one per loop
+_inboxes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # one per event loop
 
 
-async def wait_async(request_id, timeout: float) -> dict | None:
-    """``wait`` for an event loop: the request holds no thread while its call runs."""
-    import asyncio
-
-    import redis.asyncio
-
+def inbox() -> "Inbox":
+    """The running event loop's inbox (made, and its reader started, on first use)."""
     loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        # No cap on the pool: each waiting call holds one connection while its call runs.
-        client = _async_clients[loop] = redis.asyncio.Redis.from_url(settings.REDIS_URL,
-                                                                      **_waiting_options())
-    item = await client.blpop([_key(request_id)], timeout=max(timeout, 1))
-    return json.loads(item[1]) if item else None
+    found = _inboxes.get(loop)
+    if found is None:
+        found = _inboxes[loop] = Inbox(loop)
+    return found
+
+
+class Inbox:
+    """Results for the calls an event loop is waiting on: one list, one reader."""
+
+    BATCH = 256
+
+    def __init__(self, loop):
+        self.name = f"algostore:inbox:{uuid.uuid4().hex}"
+        self.waiting: dict[str, asyncio.Future] = {}
+        self.early: dict[str, tuple[float, dict]] = {}  # arrived before their caller waited
+        self._loop, self._blmpop = loop, True
+        self._reader = loop.create_task(self._read())
+
+    async def wait(self, request_id, timeout: float) -> dict | None:
+        """The call's envelope, or None if none came within ``timeout`` seconds."""
+        request_id = str(request_id)
+        found = self.early.pop(request_id, None)
+        if found is not None:
+            return found[1]
+        future = self.waiting[request_id] = self._loop.create_future()
+        try:
+            return await asyncio.wait_for(future, max(timeout, 1))
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            self.waiting.pop(request_id, None)
+
+    async def _read(self) -> None:
+        import redis.asyncio
+
+        client = None
+        while True:
+            try:
+                if client is None:  # named, to be found among Redis's clients
+                    client = redis.asyncio.Redis.from_url(
+                        settings.REDIS_URL, client_name=self.name.replace(":", "-"),
+                        **_waiting_options())
+                for value in await self._next(client):
+                    self._deliver(value)
+            except asyncio.CancelledError:  # the loop is closing
+                if client is not None:
+                    await client.aclose()
+                raise
+            except Exception:  # the connection: results wait in the list meanwhile
+                logger.exception("The result inbox %s lost its connection", self.name)
+                if client is not None:
+                    await client.aclose()
+                client = None
+                await asyncio.sleep(0.5)
+
+    async def _next(self, client) -> list[bytes]:
+        """What is in the list now, waiting up to 30 s for something to be."""
+        import redis
+
+        if self._blmpop:
+            try:
+                found = await client.execute_command("BLMPOP", 30, 1, self.name, "LEFT",
+                                                     "COUNT", self.BATCH)
+                return found[1] if found else []
+            except redis.ResponseError as error:  # before Redis 7: one result per reply
+                if "unknown command" not in str(error).lower():
+                    raise
+                self._blmpop = False
+        found = await client.blpop([self.name], timeout=30)
+        return [found[1]] if found else []
+
+    def _deliver(self, value: bytes) -> None:
+        request_id, _, body = value.partition(b" ")
+        request_id, envelope = request_id.decode(), json.loads(body)
+        future = self.waiting.get(request_id)
+        if future is not None and not future.done():
+            future.set_result(envelope)
+            return
+        now = time.monotonic()
+        if len(self.early) > 100:  # results whose caller stopped waiting before they came
+            for stale in [key for key, (at, _) in self.early.items() if now - at > 60]:
+                del self.early[stale]
+        self.early[request_id] = (now, envelope)

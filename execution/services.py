@@ -545,9 +545,12 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
             "TimeoutError" if "Timeout" in type(error).__name__ else "InternalError"))
 
 
-def _task_args(invocation: Invocation, payload: dict, wait: bool) -> list:
-    return [invocation.pk, payload, invocation_row(invocation) if wait else None,
-            str(invocation.request_id)]
+def _task_args(invocation: Invocation, payload: dict, wait: bool,
+               reply_to: str | None = None) -> list:
+    row = invocation_row(invocation) if wait else None
+    if row is not None and reply_to:
+        row["reply_to"] = reply_to  # the waiting web process's inbox (execution.results)
+    return [invocation.pk, payload, row, str(invocation.request_id)]
 
 
 def _stored_envelope(invocation: Invocation) -> dict:
@@ -576,15 +579,17 @@ def _lost_to_the_database(request_id: str | None, *, tell: bool = True) -> dict:
     return envelope
 
 
-def invocation_send(*, invocation: Invocation, payload: dict, wait: bool) -> None:
+def invocation_send(*, invocation: Invocation, payload: dict, wait: bool,
+                    reply_to: str | None = None) -> None:
     """Queue the call by name, its result to come back over the direct result channel
-    (``execution.results``): nothing is kept for a result backend."""
+    (``execution.results``; to the inbox ``reply_to`` if given): nothing is kept for a
+    result backend."""
     from marketplace.broker import publish_options
     from marketplace.celery import app
 
     # argsrepr: the call's id, not a repr of its input (Celery's saferepr of the payload
     # was a twentieth of the web tier's time, and an input is not for the worker's logs).
-    app.send_task("execution.invoke", args=_task_args(invocation, payload, wait),
+    app.send_task("execution.invoke", args=_task_args(invocation, payload, wait, reply_to),
                   queue=settings.EXECUTION_QUEUE, ignore_result=True, result_cls=_SentTask,
                   argsrepr=f"({invocation.pk}, <input>)", kwargsrepr="{}",
                   **publish_options())

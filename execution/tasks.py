@@ -6,7 +6,7 @@ from celery.worker.request import Request
 class InvokeRequest(Request):
     """Celery's request for a call, which tells the pool thread about to run it its broker
     message, so that the call's result acknowledges it in the same round trip
-    (``execution.results.acknowledging``)."""
+    (``execution.results.answering``)."""
 
     def on_accepted(self, pid, time_accepted):
         from execution import results
@@ -30,10 +30,14 @@ def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
 
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
     # The call's algorithm, build and secrets come from caches whose epochs are read once.
-    with epochs_read_once(resolutions, environments), results.acknowledging(self.request.id):
+    # Its result goes to the inbox its caller named, and acknowledges this message.
+    request_id = request_id or (row or {}).get("request_id")
+    with epochs_read_once(resolutions, environments), results.answering(
+            task_id=self.request.id, request_id=request_id,
+            inbox=(row or {}).get("reply_to")):
         return invocation_run(invocation_pk=invocation_pk, payload=payload,
                               row=None if redelivered else row,
-                              request_id=request_id or (row or {}).get("request_id"))
+                              request_id=request_id)
 
 
 @shared_task(name="execution.deliver_webhook", bind=True, max_retries=None)
