@@ -15,7 +15,8 @@ import threading
 import time
 import uuid
 import weakref
-from contextlib import contextmanager
+from collections import OrderedDict
+from contextlib import contextmanager, suppress
 
 from django.conf import settings
 
@@ -55,10 +56,18 @@ def publish(request_id, envelope: dict) -> None:
         from marketplace.broker import acknowledge_in
 
         acknowledged = acknowledge_in(pipe, message)
-    pipe.execute()
+    replies = pipe.execute(raise_on_error=False)
+    for reply in replies[:2]:  # the result itself: its failure is the caller's
+        if isinstance(reply, Exception):
+            raise reply
     if acknowledged is not None:
         _thread.acknowledging = None
-        acknowledged()
+        failed = [reply for reply in replies[2:] if isinstance(reply, Exception)]
+        if failed:  # e.g. a Redis user that may not SELECT: the usual acknowledgement then
+            logger.warning("A call's broker message could not be acknowledged with its "
+                           "result: %s", failed[0])
+        else:
+            acknowledged()
 
 
 _thread = threading.local()
@@ -113,25 +122,36 @@ _inboxes: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # one per e
 
 
 def inbox() -> "Inbox":
-    """The running event loop's inbox (made, and its reader started, on first use)."""
+    """The running event loop's inbox (made, and its reader started, on first use; made
+    again should its reader ever have stopped)."""
     loop = asyncio.get_running_loop()
     found = _inboxes.get(loop)
-    if found is None:
+    if found is None or found.stopped():
         found = _inboxes[loop] = Inbox(loop)
     return found
 
 
 class Inbox:
-    """Results for the calls an event loop is waiting on: one list, one reader."""
+    """Results for the calls an event loop is waiting on: one list, one reader.
+
+    A reply lost with its connection after Redis took it from the list (a batch, here) is
+    lost to its callers, as the BLPOP each caller sent used to lose its own: they get the
+    call's stored envelope at their deadline (``invocation_lost``)."""
 
     BATCH = 256
+    WAIT_SECONDS = 30  # one BLMPOP's longest wait; the reader's socket gives up 10 s later
+    EARLY_SECONDS = 60  # how long a result nobody waits for yet is kept
 
     def __init__(self, loop):
         self.name = f"algostore:inbox:{uuid.uuid4().hex}"
         self.waiting: dict[str, asyncio.Future] = {}
-        self.early: dict[str, tuple[float, dict]] = {}  # arrived before their caller waited
+        # Results that came before their caller waited (oldest first), kept for a minute.
+        self.early: "OrderedDict[str, tuple[float, dict]]" = OrderedDict()
         self._loop, self._blmpop = loop, True
         self._reader = loop.create_task(self._read())
+
+    def stopped(self) -> bool:
+        return self._reader.done()
 
     async def wait(self, request_id, timeout: float) -> dict | None:
         """The call's envelope, or None if none came within ``timeout`` seconds."""
@@ -156,45 +176,54 @@ class Inbox:
                 if client is None:  # named, to be found among Redis's clients
                     client = redis.asyncio.Redis.from_url(
                         settings.REDIS_URL, client_name=self.name.replace(":", "-"),
-                        **_waiting_options())
+                        decode_responses=False, socket_timeout=self.WAIT_SECONDS + 10,
+                        socket_connect_timeout=5, socket_keepalive=True)
                 for value in await self._next(client):
                     self._deliver(value)
             except asyncio.CancelledError:  # the loop is closing
-                if client is not None:
-                    await client.aclose()
+                await _close(client)
                 raise
             except Exception:  # the connection: results wait in the list meanwhile
                 logger.exception("The result inbox %s lost its connection", self.name)
-                if client is not None:
-                    await client.aclose()
+                await _close(client)
                 client = None
                 await asyncio.sleep(0.5)
 
     async def _next(self, client) -> list[bytes]:
-        """What is in the list now, waiting up to 30 s for something to be."""
+        """What is in the list now, waiting up to WAIT_SECONDS for something to be."""
         import redis
 
         if self._blmpop:
             try:
-                found = await client.execute_command("BLMPOP", 30, 1, self.name, "LEFT",
-                                                     "COUNT", self.BATCH)
+                found = await client.execute_command("BLMPOP", self.WAIT_SECONDS, 1,
+                                                     self.name, "LEFT", "COUNT", self.BATCH)
                 return found[1] if found else []
             except redis.ResponseError as error:  # before Redis 7: one result per reply
                 if "unknown command" not in str(error).lower():
                     raise
                 self._blmpop = False
-        found = await client.blpop([self.name], timeout=30)
+        found = await client.blpop([self.name], timeout=self.WAIT_SECONDS)
         return [found[1]] if found else []
 
     def _deliver(self, value: bytes) -> None:
-        request_id, _, body = value.partition(b" ")
-        request_id, envelope = request_id.decode(), json.loads(body)
+        try:
+            request_id, _, body = value.partition(b" ")
+            request_id, envelope = request_id.decode(), json.loads(body)
+        except ValueError:  # not a result: the rest of the batch still goes out
+            logger.error("The result inbox %s got something that is no result", self.name)
+            return
         future = self.waiting.get(request_id)
         if future is not None and not future.done():
             future.set_result(envelope)
             return
         now = time.monotonic()
-        if len(self.early) > 100:  # results whose caller stopped waiting before they came
-            for stale in [key for key, (at, _) in self.early.items() if now - at > 60]:
-                del self.early[stale]
+        while self.early and now - next(iter(self.early.values()))[0] > self.EARLY_SECONDS:
+            self.early.popitem(last=False)  # its caller stopped waiting before it came
         self.early[request_id] = (now, envelope)
+
+
+async def _close(client) -> None:
+    """Close a reader's client; a close that fails leaves nothing to undo."""
+    if client is not None:
+        with suppress(Exception):
+            await client.aclose()

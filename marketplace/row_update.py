@@ -159,8 +159,13 @@ class RowReader:
 
     def __init__(self, model, alias: str, field_names: tuple[str, ...] | None = None):
         db, meta = connections[DEFAULT_DB_ALIAS], model._meta
-        fields = [meta.pk, *(meta.get_field(name) for name in field_names)] if field_names \
-            else [meta.pk, *(found for found in meta.concrete_fields if found is not meta.pk)]
+        wanted = set(field_names) if field_names else None
+        # The primary key first, then in the model's order: ``from_db`` fills fields by
+        # position when it is given fewer values than the model has.
+        fields = [meta.pk, *(found for found in meta.concrete_fields if found is not meta.pk
+                             and (wanted is None or found.name in wanted))]
+        if wanted is not None and len(fields) != len(wanted) + 1:
+            raise ValueError(f"Not fields of {model.__name__}: {sorted(wanted)}")
         self.model, self.fields = model, fields
         self.attnames = [found.attname for found in fields]
         self.columns = [f"{alias}.{db.ops.quote_name(found.column)}" for found in fields]

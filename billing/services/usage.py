@@ -440,9 +440,9 @@ def _settle_batch_in_one_statement(*, limit: int, trace_id, skip_locked: bool) -
     it settled or released."""
     revenue = platform_account(Account.Kind.REVENUE)
     now = timezone.now()
-    rows = statement_rows(_settle_sql(skip_locked), [
-        trace_id, trace_id, limit, settings.BILLING_AUTHOR_SHARE_PERCENT, now, revenue, revenue,
-        revenue, now, now])
+    rows = statement_rows(_settle_sql(skip_locked, trace_id is not None), [
+        *([trace_id] if trace_id is not None else []), limit,
+        settings.BILLING_AUTHOR_SHARE_PERCENT, now, revenue, revenue, revenue, now, now])
     moves, release, spend, settled = {}, {}, {}, 0
     for kind, target, month, first, second in rows:
         if kind == "move":
@@ -461,10 +461,11 @@ def _settle_batch_in_one_statement(*, limit: int, trace_id, skip_locked: bool) -
 
 
 @functools.cache
-def _settle_sql(skip_locked: bool) -> str:
-    """The statement of ``_settle_batch_in_one_statement``; its parameters: a trace id (or
-    None) twice, the batch's size, the author's share in percent, the time, the revenue
-    account's id three times, the time twice."""
+def _settle_sql(skip_locked: bool, by_trace: bool) -> str:
+    """The statement of ``_settle_batch_in_one_statement``; its parameters: the trace id
+    (``by_trace``: a separate statement, so that its plan can use the trace's index), the
+    batch's size, the author's share in percent, the time, the revenue account's id three
+    times, the time twice."""
     usage, charge, entry = (model._meta.db_table for model in (UsageRecord, LedgerTransaction,
                                                                Entry))
     status, kinds = UsageRecord.Status, Entry.Kind
@@ -474,7 +475,7 @@ WITH batch AS (
     SELECT id, request_id, trace_id, payer_id, author_id, cap_keys, cap_month, held, royalty,
            compute, billable, algorithm_path, version_text, version_id
     FROM {usage} WHERE settled_at IS NULL AND status = '{status.PENDING}'
-        AND (CAST(%s AS uuid) IS NULL OR trace_id = CAST(%s AS uuid))
+        {"AND trace_id = CAST(%s AS uuid)" if by_trace else ""}
     ORDER BY id LIMIT CAST(%s AS integer) {lock}),
 settling AS (
     SELECT batch.*,

@@ -69,3 +69,19 @@ async def _answered(client, inbox, request_id):
     await asyncio.sleep(0.05)
     push(client, inbox, request_id, {"result": request_id})
     return await waiting
+
+
+def test_an_inbox_whose_reader_stopped_is_replaced(settings):
+    client = redis.Redis.from_url(settings.REDIS_URL)
+
+    async def scenario():
+        first = results.inbox()
+        first._reader.cancel()
+        await asyncio.sleep(0.1)
+        assert first.stopped()
+        second = results.inbox()
+        assert second is not first and not second.stopped()
+        assert await _answered(client, second, "again") == {"result": "again"}
+        second._reader.cancel()
+
+    asyncio.run(scenario())
