@@ -42,6 +42,9 @@ class Collection(models.Model):
 
     class Meta:
         ordering = ["owner_name", "name"]
+        # A call tree's data://.session is looked up by its name alone as its root call
+        # closes (every composed call's root): without this, a scan of every collection.
+        indexes = [models.Index(fields=["name"], name="datastore_collection_name")]
         constraints = [
             models.UniqueConstraint(Lower("owner_name"), Lower("name"),
                                     name="datastore_collection_unique_path"),
