@@ -360,21 +360,25 @@ def usage_settle_pending(*, limit: int = 2000, trace_id=None, wait: bool = False
                 # pending again); one that waited would hold the payers' rows, and every
                 # admission behind them, through the disk's slowest flushes.
                 commit_without_waiting_for_disk()
-            if connection.vendor == "postgresql":
-                settled = _settle_batch_in_one_statement(limit=limit, trace_id=trace_id,
-                                                         skip_locked=not wait)
-            else:
-                pending = UsageRecord.objects.select_for_update(skip_locked=not wait).filter(
-                    settled_at__isnull=True, status=UsageRecord.Status.PENDING)
-                if trace_id is not None:
-                    pending = pending.filter(trace_id=trace_id)
-                batch = list(pending.order_by("pk")[:limit])
-                if batch:
-                    _settle_batch(batch)
-                settled = len(batch)
+            settle = (_settle_batch_in_one_statement if connection.vendor == "postgresql"
+                      else _settle_batch_with_orm)
+            settled = settle(limit=limit, trace_id=trace_id, skip_locked=not wait)
             done += settled
         if settled < limit:
             return done
+
+
+def _settle_batch_with_orm(*, limit: int, trace_id, skip_locked: bool) -> int:
+    """One batch through the ORM (SQLite): its rows locked, then ``_settle_batch``. Returns
+    how many calls it settled or released."""
+    pending = UsageRecord.objects.select_for_update(skip_locked=skip_locked).filter(
+        settled_at__isnull=True, status=UsageRecord.Status.PENDING)
+    if trace_id is not None:
+        pending = pending.filter(trace_id=trace_id)
+    batch = list(pending.order_by("pk")[:limit])
+    if batch:
+        _settle_batch(batch)
+    return len(batch)
 
 
 def _settle_batch(batch: list[UsageRecord]) -> None:
@@ -413,9 +417,6 @@ def _settle_batch(batch: list[UsageRecord]) -> None:
             held, spent = spend.get(key, (0, 0))
             spend[key] = (held + usage.held,
                           spent + (usage.royalty + usage.compute if usage.billable else 0))
-    for (key_id, month), (held, spent) in sorted(spend.items(), key=lambda item: item[0]):
-        KeySpend.objects.filter(key_id=key_id, month=month).update(
-            reserved=F("reserved") - held, spent=F("spent") + spent)
     # Two UPDATEs for the batch (bulk_update's per-row CASE was a tenth of the worker's time).
     billed_ids = [usage.pk for usage in billed]
     if billed_ids:
@@ -428,14 +429,24 @@ def _settle_batch(batch: list[UsageRecord]) -> None:
     if released_ids:
         UsageRecord.objects.filter(pk__in=released_ids).update(
             status=UsageRecord.Status.RELEASED, settled_at=now, billable=False)
-    move_balances(moves, release)  # last: the account rows stay locked only until the commit
+    _move_caps_and_balances(spend, moves, release)
+
+
+def _move_caps_and_balances(spend: dict, moves: dict, release: dict) -> None:
+    """What a settled batch moves: the key caps' holds and spending (``spend``, by key and
+    month), then the accounts' balances and holds, each in id order as every posting locks
+    them; the account rows last, so they stay locked only until the commit."""
+    for (key_id, month), (held, spent) in sorted(spend.items()):
+        KeySpend.objects.filter(key_id=key_id, month=month).update(
+            reserved=F("reserved") - held, spent=F("spent") + spent)
+    move_balances(moves, release)
 
 
 def _settle_batch_in_one_statement(*, limit: int, trace_id, skip_locked: bool) -> int:
-    """``_settle_batch`` on PostgreSQL, its per-call work in one statement: the batch's
-    rows locked, a charge and its entries per billed call, the rows settled or released;
-    what the accounts and key caps must move comes back summed, and moves in id order
-    (as every posting locks them). The ORM's way built a model instance for every row and
+    """``_settle_batch_with_orm`` on PostgreSQL, its per-call work in one statement: the
+    batch's rows locked, a charge and its entries per billed call, the rows settled or
+    released; what the accounts and key caps must move comes back summed
+    (``_move_caps_and_balances``). The ORM's way built a model instance for every row and
     entry: about half a millisecond of a settler's CPU per call. Returns how many calls
     it settled or released."""
     revenue = platform_account(Account.Kind.REVENUE)
@@ -453,10 +464,7 @@ def _settle_batch_in_one_statement(*, limit: int, trace_id, skip_locked: bool) -
             spend[(target, month)] = (first, second)
         else:
             settled = target
-    for (key_id, month), (held, spent) in sorted(spend.items()):
-        KeySpend.objects.filter(key_id=key_id, month=month).update(
-            reserved=F("reserved") - held, spent=F("spent") + spent)
-    move_balances(moves, release)  # last: the account rows stay locked only until the commit
+    _move_caps_and_balances(spend, moves, release)
     return settled
 
 
