@@ -28,19 +28,26 @@ class QoS(kombu_redis.QoS):
         super().__init__(*args, **kwargs)
         self._removed: set = set()  # delivery tags whose entries are gone from Redis
 
+    def removed(self, delivery_tag) -> None:
+        """The message's entries are gone from Redis (``acknowledge_in``)."""
+        self._removed.add(delivery_tag)
+
     def ack(self, delivery_tag):
-        if delivery_tag in self._removed:
-            self._removed.discard(delivery_tag)
-            virtual.QoS.ack(self, delivery_tag)
-        else:
+        if not self._forget_removed(delivery_tag):
             super().ack(delivery_tag)
 
     def reject(self, delivery_tag, requeue=False):
-        if delivery_tag in self._removed:  # its task finished: nothing is left to restore
-            self._removed.discard(delivery_tag)
-            virtual.QoS.ack(self, delivery_tag)
-        else:
+        # A removed message's task finished: there is nothing left to restore.
+        if not self._forget_removed(delivery_tag):
             super().reject(delivery_tag, requeue=requeue)
+
+    def _forget_removed(self, delivery_tag) -> bool:
+        """For a message whose entries are gone already: kombu's own bookkeeping only."""
+        if delivery_tag not in self._removed:
+            return False
+        self._removed.discard(delivery_tag)
+        virtual.QoS.ack(self, delivery_tag)
+        return True
 
     @contextmanager
     def pipe_or_acquire(self, pipe=None, client=None):
@@ -92,7 +99,7 @@ def acknowledge_in(pipe, message):
     pipe.zrem(qos.unacked_index_key, tag).hdel(qos.unacked_key, tag)
     if broker_db != our_db:
         pipe.execute_command("SELECT", our_db)
-    return lambda: qos._removed.add(tag)
+    return lambda: qos.removed(tag)
 
 
 def register() -> None:

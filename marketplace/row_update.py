@@ -158,7 +158,7 @@ class RowReader:
     cost). Fields not read are deferred, as with ``only``."""
 
     def __init__(self, model, alias: str, field_names: tuple[str, ...] | None = None):
-        db, meta = connections[DEFAULT_DB_ALIAS], model._meta
+        db, meta = _db(), model._meta
         wanted = set(field_names) if field_names else None
         # The primary key first, then in the model's order: ``from_db`` fills fields by
         # position when it is given fewer values than the model has.
@@ -181,7 +181,7 @@ class RowReader:
         of an outer join (no primary key)."""
         if values[0] is None:
             return None
-        values, db = list(values), connections[DEFAULT_DB_ALIAS]
+        values, db = list(values), _db()
         for index, column, converters in self.converters:
             for converter in converters:
                 values[index] = converter(values[index], column, db)

@@ -371,13 +371,3 @@ def test_an_uncached_key_is_read_in_one_query_with_all_a_call_needs(db,
         _authenticate_uncached(derived.raw, hash_key(derived.raw))
     with django_assert_num_queries(1), pytest.raises(AuthError, match="Invalid"):
         _authenticate_uncached("ak_nosuchkey_secret", "0" * 64)
-
-
-def test_a_row_reader_reads_its_fields_in_the_models_order_whatever_it_was_given(db):
-    from execution.models import Invocation
-    from marketplace.row_update import RowReader
-
-    reader = RowReader(Invocation, "i", ("options", "depth", "trace_id"))
-    assert reader.attnames == ["id", "trace_id", "depth", "options"]
-    with pytest.raises(ValueError):
-        RowReader(Invocation, "i", ("no_such_field",))

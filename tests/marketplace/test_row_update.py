@@ -6,7 +6,7 @@ import pytest
 
 from billing.models import Account
 from execution.models import Invocation
-from marketplace.row_update import Insert, Update, row_update, write_chain
+from marketplace.row_update import Insert, RowReader, Update, row_update, write_chain
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -217,3 +217,10 @@ def test_on_postgresql_a_chain_is_prepared_once_per_connection_and_errors_stay_d
     duplicate.request_id = call.request_id  # unique: the database refuses it
     with pytest.raises(IntegrityError), transaction.atomic():
         write_chain([Insert(duplicate)])
+
+
+def test_a_row_reader_reads_its_fields_in_the_models_order_whatever_it_was_given():
+    reader = RowReader(Invocation, "i", ("options", "depth", "trace_id"))
+    assert reader.attnames == ["id", "trace_id", "depth", "options"]
+    with pytest.raises(ValueError):
+        RowReader(Invocation, "i", ("no_such_field",))
