@@ -584,15 +584,12 @@ def invocation_send(*, invocation: Invocation, payload: dict, wait: bool,
     """Queue the call by name, its result to come back over the direct result channel
     (``execution.results``; to the inbox ``reply_to`` if given): nothing is kept for a
     result backend."""
-    from marketplace.broker import publish_options
-    from marketplace.celery import app
+    from marketplace.broker import send_unread_task
 
     # argsrepr: the call's id, not a repr of its input (Celery's saferepr of the payload
     # was a twentieth of the web tier's time, and an input is not for the worker's logs).
-    app.send_task("execution.invoke", args=_task_args(invocation, payload, wait, reply_to),
-                  queue=settings.EXECUTION_QUEUE, ignore_result=True, result_cls=_SentTask,
-                  argsrepr=f"({invocation.pk}, <input>)", kwargsrepr="{}",
-                  **publish_options())
+    send_unread_task("execution.invoke", _task_args(invocation, payload, wait, reply_to),
+                     queue=settings.EXECUTION_QUEUE, argsrepr=f"({invocation.pk}, <input>)")
 
 
 def invocation_wait_seconds(invocation: Invocation) -> float:
@@ -629,15 +626,6 @@ def invocation_reap_stuck() -> int:
                                             "call was not delivered again.")
             reaped += 1
     return reaped
-
-
-class _SentTask:
-    """What ``send_task`` returns when no result will be read: the id alone. (Celery's
-    AsyncResult builds a result-backend client for each new thread, and under ASGI every
-    request runs on a new thread: a tenth of the web tier's time under load.)"""
-
-    def __init__(self, task_id, *args, **kwargs):
-        self.id = task_id
 
 
 def invocation_tree(invocation: Invocation) -> dict:

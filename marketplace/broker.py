@@ -7,6 +7,8 @@ A client is only a front for its connection pool and safe to share between threa
 each channel keeps one (a new one if the channel replaces its pool after a reconnect).
 Registered for ``redis://`` and ``rediss://`` broker URLs when the Celery app loads.
 """
+import os
+import threading
 from contextlib import contextmanager
 
 from kombu.transport import TRANSPORT_ALIASES
@@ -105,6 +107,45 @@ def acknowledge_in(pipe, message):
 def register() -> None:
     for alias in ("redis", "rediss"):
         TRANSPORT_ALIASES[alias] = "marketplace.broker:Transport"
+
+
+_held = threading.local()  # this thread's producer, and the process it was made in
+
+
+def send_unread_task(name: str, args: list, *, queue: str, argsrepr: str) -> str:
+    """Celery's ``send_task`` for a task nobody reads a result of, on a producer this thread
+    keeps: the same message (Celery's ``create_task_message``) published the same way
+    (Celery's ``send_task_message``: its signals, its retry policy, which reconnects a
+    dropped connection), without what ``send_task`` does around them for every send: merging
+    the task's options, routing, acquiring a producer from the pool and making a result
+    object (half of its CPU, about 0.19 of 0.36 ms, docs/benchmarks.md). The call path's
+    one send per call. Returns the task's id."""
+    from kombu.utils.uuid import uuid
+
+    from marketplace.celery import app
+
+    task_id, root_id, parent_id = uuid(), None, None
+    parent = app.current_worker_task
+    if parent:  # as send_task: a task sent by a task carries its tree's ids
+        root_id, parent_id = parent.request.root_id or parent.request.id, parent.request.id
+    amqp = app.amqp
+    message = amqp.create_task_message(
+        task_id, name, args, None, root_id=root_id, parent_id=parent_id, ignore_result=True,
+        argsrepr=argsrepr, kwargsrepr="{}", create_sent_event=app.conf.task_send_sent_event)
+    producer = _producer(app)
+    with producer.connection._reraise_as_library_errors():
+        amqp.send_task_message(producer, name, message, queue=queue, **publish_options())
+    return task_id
+
+
+def _producer(app):
+    """This thread's producer (made again in a forked child: the parent's socket is not
+    its own)."""
+    held = getattr(_held, "producer", None)
+    if held is None or held[0] != os.getpid():
+        held = _held.producer = (os.getpid(), app.amqp.Producer(app.connection_for_write(),
+                                                                auto_declare=False))
+    return held[1]
 
 
 def publish_options() -> dict:

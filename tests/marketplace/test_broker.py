@@ -54,6 +54,53 @@ def test_tasks_published_without_declaring_reach_a_redis_queue_nobody_declared(s
     assert broker.publish_options() == {}  # AMQP queues must exist: declared as usual
 
 
+def _sent_to(queue: str, url: str):
+    with Connection(url) as connection, connection.SimpleQueue(queue) as simple:
+        message = simple.get(timeout=5)
+        message.ack()
+        connection.default_channel.client.delete(queue)
+        return message
+
+
+def test_a_task_sent_unread_is_the_message_send_task_sends_and_survives_a_dropped_connection():
+    import threading
+
+    from marketplace.celery import app
+
+    url = app.conf.broker_url
+    assert url.startswith("redis://")
+    queue, args = f"test-unread-{time.time_ns()}", [7, {"data": "x"}, None, "rid"]
+    app.send_task("execution.invoke", args=args, queue=queue, ignore_result=True,
+                  argsrepr="(7, <input>)", kwargsrepr="{}", **broker.publish_options())
+    expected = _sent_to(queue, url)
+    task_id = broker.send_unread_task("execution.invoke", args, queue=queue,
+                                      argsrepr="(7, <input>)")
+    sent = _sent_to(queue, url)
+    assert sent.headers["id"] == sent.headers["root_id"] == task_id
+    assert sent.decode() == expected.decode() == [args, {}, {
+        "callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    ids = ("id", "root_id")
+    assert ({k: v for k, v in sent.headers.items() if k not in ids}
+            == {k: v for k, v in expected.headers.items() if k not in ids})
+    assert sent.headers["ignore_result"] is True and sent.headers["argsrepr"] == "(7, <input>)"
+    assert sent.delivery_info["routing_key"] == queue
+    # Each thread keeps its own producer; a producer whose connection the server dropped
+    # reconnects (Celery's retry policy) and the task still goes out, once.
+    producers = []
+    thread = threading.Thread(target=lambda: producers.append(broker._producer(app)))
+    thread.start()
+    thread.join()
+    mine = broker._producer(app)
+    assert producers[0] is not mine and broker._producer(app) is mine
+    client = mine.channel.client
+    client.client_kill_filter(_id=None, _type="normal", skipme=False)  # every connection
+    task_id = broker.send_unread_task("execution.invoke", args, queue=queue, argsrepr="(7, "
+                                      "<input>)")
+    assert _sent_to(queue, url).headers["id"] == task_id
+    with Connection(url) as connection:
+        assert connection.default_channel.client.llen(queue) == 0
+
+
 def test_unacknowledged_messages_are_kept_until_acknowledged_and_restored_if_never():
     url = os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/2"
     queue = f"test-unacked-{time.time_ns()}"
