@@ -18,7 +18,7 @@ class InvokeRequest(Request):
 @shared_task(name="execution.invoke", bind=True, acks_late=True, reject_on_worker_lost=True,
              Request="execution.tasks:InvokeRequest")
 def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
-           request_id: str | None = None) -> dict:
+           request_id: str | None = None) -> dict | None:
     """Run one call. Redelivered after a worker died mid-call, it runs the call again unless
     it already finished, in which case the stored result is returned (a redelivered message
     never trusts the row it carries: the call is read back)."""
@@ -35,9 +35,12 @@ def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
     with epochs_read_once(resolutions, environments), results.answering(
             task_id=self.request.id, request_id=request_id,
             inbox=(row or {}).get("reply_to")):
-        return invocation_run(invocation_pk=invocation_pk, payload=payload,
-                              row=None if redelivered else row,
-                              request_id=request_id)
+        envelope = invocation_run(invocation_pk=invocation_pk, payload=payload,
+                                  row=None if redelivered else row,
+                                  request_id=request_id)
+    # Sent by a caller that reads no task result (the envelope went to the result channel):
+    # nothing to return, and Celery would make a repr of it for its log line on every call.
+    return None if self.request.ignore_result else envelope
 
 
 @shared_task(name="execution.deliver_webhook", bind=True, max_retries=None)
