@@ -24,7 +24,7 @@ from execution.models import Invocation
 from marketplace.dispatch import run_eagerly
 from marketplace.errors import ApplicationError, InputError, NotFoundError, PermissionDeniedError
 from marketplace.models import ApiKey, User
-from marketplace.row_update import RowReader, Update, statement_rows
+from marketplace.row_update import RowReader, Update, model_instance, statement_rows
 from marketplace.services import api_key_create_derived, api_key_retire, api_key_retiring
 from marketplace.services.api_keys import is_derived
 
@@ -333,8 +333,9 @@ def _invocation_from_row(pk: int, row: dict) -> Invocation:
     fields = {name: row[name] for name in _ROW_FIELDS}
     fields["request_id"], fields["trace_id"] = (uuid.UUID(row["request_id"]),
                                                 uuid.UUID(row["trace_id"]))
-    invocation = Invocation(pk=pk, status=Invocation.Status.QUEUED,
-                            created_at=datetime.fromisoformat(row["created_at"]), **fields)
+    invocation = model_instance(Invocation, {
+        "id": pk, "status": Invocation.Status.QUEUED,
+        "created_at": datetime.fromisoformat(row["created_at"]), **fields})
     invocation._state.adding, invocation._state.db = False, "default"
     invocation.algorithm, invocation.build = _run_objects(row["algorithm_id"], row["build_id"])
     invocation.usage_hold = row.get("usage_hold")

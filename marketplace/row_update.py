@@ -19,6 +19,7 @@ change the same row twice (PostgreSQL applies only one of the changes). On other
 But a step that changes nothing is not an error: the steps before it stay written. To undo
 them then, run the chain in a transaction and raise in it.
 """
+import functools
 from dataclasses import dataclass, field, replace
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
@@ -186,6 +187,30 @@ class RowReader:
             for converter in converters:
                 values[index] = converter(values[index], column, db)
         return self.model.from_db(DEFAULT_DB_ALIAS, self.attnames, values)
+
+
+def model_instance(model, values: dict):
+    """``model(**values)`` for values by attname (``algorithm_id``, not ``algorithm``), every
+    other field at its default, as Django's ``__init__`` would make it but without walking
+    its keyword machinery (30-37 µs an instance on the call path, several times this), and
+    without sending ``pre_init``/``post_init`` (the call path's models have no receivers).
+    For instances built from what a call carries, never from a form or a request."""
+    fields = _defaults_of(model)
+    unknown = values.keys() - fields.keys()
+    if unknown:
+        raise TypeError(f"{model.__name__} has no fields {sorted(unknown)}")
+    instance = model.__new__(model)
+    instance._state = models.base.ModelState()
+    attributes = instance.__dict__
+    for attname, default in fields.items():
+        attributes[attname] = values[attname] if attname in values else default()
+    return instance
+
+
+@functools.cache
+def _defaults_of(model) -> dict:
+    """Each concrete field's attname and what makes its default (Django's own)."""
+    return {found.attname: found._get_default for found in model._meta.concrete_fields}
 
 
 def _prepared(db) -> bool:

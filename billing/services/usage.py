@@ -20,7 +20,7 @@ from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRec
 from marketplace.errors import PaymentRequiredError
 from marketplace.models import ApiKey
 from marketplace.row_update import (Insert, Update, commit_without_waiting_for_disk,
-                                     row_update, statement_rows, write_chain)
+                                     model_instance, row_update, statement_rows, write_chain)
 
 from .ledger import (account_for_organization, account_for_user, ledger_post, move_balances,
                      platform_account)
@@ -290,8 +290,9 @@ def _held_usage(invocation) -> UsageRecord | None:
     admitted), or read back."""
     hold = getattr(invocation, "usage_hold", None)
     if hold is not None:
-        return UsageRecord(**hold, status=UsageRecord.Status.HELD,
-                           request_id=invocation.request_id)
+        return model_instance(UsageRecord, {
+            "id": hold["pk"], **{name: value for name, value in hold.items() if name != "pk"},
+            "status": UsageRecord.Status.HELD, "request_id": invocation.request_id})
     return (UsageRecord.objects.filter(request_id=invocation.request_id,
                                        status=UsageRecord.Status.HELD)
             .only("pk", "request_id", "held", "royalty", "payer_id", "cap_keys", "cap_month")

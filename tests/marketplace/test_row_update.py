@@ -6,7 +6,8 @@ import pytest
 
 from billing.models import Account
 from execution.models import Invocation
-from marketplace.row_update import Insert, RowReader, Update, row_update, write_chain
+from marketplace.row_update import (Insert, RowReader, Update, model_instance, row_update,
+                                     write_chain)
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -224,3 +225,25 @@ def test_a_row_reader_reads_its_fields_in_the_models_order_whatever_it_was_given
     assert reader.attnames == ["id", "trace_id", "depth", "options"]
     with pytest.raises(ValueError):
         RowReader(Invocation, "i", ("no_such_field",))
+
+
+def test_a_model_instance_from_values_is_the_one_the_models_constructor_makes():
+    from billing.models import UsageRecord
+
+    request_id, created = uuid.uuid4(), datetime(2026, 11, 27, 1, 2, 3, tzinfo=timezone.utc)
+    values = {"id": 7, "request_id": request_id, "trace_id": request_id, "algorithm_id": 3,
+              "algorithm_path": "a/b", "options": {"timeout": 5}, "created_at": created}
+    made = model_instance(Invocation, values)
+    expected = Invocation(**values)
+    fields = [found.attname for found in Invocation._meta.concrete_fields]
+    assert ({name: getattr(made, name) for name in fields}
+            == {name: getattr(expected, name) for name in fields})
+    assert made.status == "queued" and made.depth == 0 and made.result is None
+    assert made.pk == 7 and made._state.adding and made._state.db is None
+    other = model_instance(Invocation, {})
+    assert other.options == {} and other.options is not made.options  # fresh defaults
+    assert other.request_id != request_id  # a callable default is called per instance
+    usage = model_instance(UsageRecord, {"id": 2, "held": 10, "payer_id": 4})
+    assert (usage.pk, usage.held, usage.payer_id, usage.royalty) == (2, 10, 4, 0)
+    with pytest.raises(TypeError, match="algorithm"):
+        model_instance(Invocation, {"algorithm": None})  # attnames only
