@@ -128,18 +128,19 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
     if not resolved.build.artifact_path:
         raise NotFoundError("This version has no runnable build.")
     request_id = uuid.uuid4()  # a root call's trace id is its own request id
-    invocation = Invocation(
-        request_id=request_id, trace_id=parent.trace_id if parent else request_id,
-        parent=parent,
-        depth=parent.depth + 1 if parent else 0, algorithm=resolved.algorithm,
-        algorithm_path=resolved.algorithm.path, version=resolved.version,
-        version_text=version_text, build=resolved.build, caller=user, api_key=key,
-        input_content_type=payload["content_type"], input_bytes=input_bytes,
-        options={"timeout": options.timeout, "stdout": options.stdout and is_manager,
-                 "output": options.output, "show_trace": is_manager, "api_base": api_base,
-                 "callback": options.callback,
-                 **({"s3_uris": uris} if (uris := _s3_uris(resolved.algorithm,
-                                                           payload, parent)) else {})})
+    invocation = model_instance(Invocation, {
+        "request_id": request_id, "trace_id": parent.trace_id if parent else request_id,
+        "depth": parent.depth + 1 if parent else 0, "algorithm_path": resolved.algorithm.path,
+        "version_text": version_text, "input_content_type": payload["content_type"],
+        "input_bytes": input_bytes,
+        "options": {"timeout": options.timeout, "stdout": options.stdout and is_manager,
+                    "output": options.output, "show_trace": is_manager, "api_base": api_base,
+                    "callback": options.callback,
+                    **({"s3_uris": uris} if (uris := _s3_uris(resolved.algorithm,
+                                                              payload, parent)) else {})}})
+    invocation.parent, invocation.algorithm, invocation.version = (
+        parent, resolved.algorithm, resolved.version)
+    invocation.build, invocation.caller, invocation.api_key = resolved.build, user, key
     # Recorded with its hold, all or nothing: a call that cannot be paid leaves no row.
     usage = billing_services.usage_reserve(invocation=invocation, key=key)
     invocation.usage_hold = billing_services.usage_hold_of(usage)

@@ -130,12 +130,12 @@ def _reserve(invocation, key: ApiKey, capped: list[ApiKey], *,
              for cap_key in capped]
     steps.append(Update(Account, payer_id, add={"reserved": held},
                         check=("balance >= reserved + %s", [held])))
-    usage = UsageRecord(
-        request_id=invocation.request_id, trace_id=invocation.trace_id,
-        invocation_id=invocation.pk, payer_id=payer_id, author_id=author_id,
-        cap_keys=[k.pk for k in capped], cap_month=month,
-        algorithm_path=invocation.algorithm_path, version_id=invocation.version_id,
-        version_text=invocation.version_text, held=held, royalty=royalty)
+    usage = model_instance(UsageRecord, {
+        "request_id": invocation.request_id, "trace_id": invocation.trace_id,
+        "invocation_id": invocation.pk, "payer_id": payer_id, "author_id": author_id,
+        "cap_keys": [k.pk for k in capped], "cap_month": month,
+        "algorithm_path": invocation.algorithm_path, "version_id": invocation.version_id,
+        "version_text": invocation.version_text, "held": held, "royalty": royalty})
     if invocation.pk is None:
         steps.append(Insert(invocation))
         steps.append(Insert(usage, links={"invocation_id": len(steps) - 1}))
