@@ -124,14 +124,23 @@ def send_unread_task(name: str, args: list, *, queue: str, argsrepr: str) -> str
 
     from marketplace.celery import app
 
+    # As send_task: a task registered in this process lends its options to the message.
+    task = app._tasks.get(name)
+    lent = ({option: value for option, value in task._get_exec_options().items()
+             if value is not None} if task is not None else {})
+    limits = lent.pop("time_limit", None), lent.pop("soft_time_limit", None)
+    if lent:  # options this sender does not carry (an expiry, a priority...): Celery's way
+        return app.send_task(name, args=args, queue=queue, ignore_result=True,
+                             argsrepr=argsrepr, kwargsrepr="{}", **publish_options()).id
     task_id, root_id, parent_id = uuid(), None, None
     parent = app.current_worker_task
-    if parent:  # as send_task: a task sent by a task carries its tree's ids
+    if parent:  # a task sent by a task carries its tree's ids
         root_id, parent_id = parent.request.root_id or parent.request.id, parent.request.id
     amqp = app.amqp
     message = amqp.create_task_message(
         task_id, name, args, None, root_id=root_id, parent_id=parent_id, ignore_result=True,
-        argsrepr=argsrepr, kwargsrepr="{}", create_sent_event=app.conf.task_send_sent_event)
+        time_limit=limits[0], soft_time_limit=limits[1], argsrepr=argsrepr, kwargsrepr="{}",
+        create_sent_event=app.conf.task_send_sent_event)
     producer = _producer(app)
     with producer.connection._reraise_as_library_errors():
         amqp.send_task_message(producer, name, message, queue=queue, **publish_options())

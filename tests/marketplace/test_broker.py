@@ -69,6 +69,8 @@ def test_a_task_sent_unread_is_the_message_send_task_sends_and_survives_a_droppe
 
     url = app.conf.broker_url
     assert url.startswith("redis://")
+    app.loader.import_default_modules()
+    assert app.tasks["execution.invoke"].time_limit  # registered: it lends its time limit
     queue, args = f"test-unread-{time.time_ns()}", [7, {"data": "x"}, None, "rid"]
     app.send_task("execution.invoke", args=args, queue=queue, ignore_result=True,
                   argsrepr="(7, <input>)", kwargsrepr="{}", **broker.publish_options())
@@ -83,6 +85,7 @@ def test_a_task_sent_unread_is_the_message_send_task_sends_and_survives_a_droppe
     assert ({k: v for k, v in sent.headers.items() if k not in ids}
             == {k: v for k, v in expected.headers.items() if k not in ids})
     assert sent.headers["ignore_result"] is True and sent.headers["argsrepr"] == "(7, <input>)"
+    assert sent.headers["timelimit"] == [app.tasks["execution.invoke"].time_limit, None]
     assert sent.delivery_info["routing_key"] == queue
     # Each thread keeps its own producer; a producer whose connection the server dropped
     # reconnects (Celery's retry policy) and the task still goes out, once.
