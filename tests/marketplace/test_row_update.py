@@ -218,6 +218,11 @@ def test_on_postgresql_a_chain_is_prepared_once_per_connection_and_errors_stay_d
     duplicate.request_id = call.request_id  # unique: the database refuses it
     with pytest.raises(IntegrityError), transaction.atomic():
         write_chain([Insert(duplicate)])
+    # One cursor per connection, kept: still good after the error, for the next chain.
+    kept = connection.connection._algostore_raw_cursor
+    assert write_chain([Update(Account, account.pk, add={"reserved": -8})]) == [account.pk]
+    assert connection.connection._algostore_raw_cursor is kept and not kept.closed
+    assert Account.objects.get(pk=account.pk).reserved == 0
 
 
 def test_a_row_reader_reads_its_fields_in_the_models_order_whatever_it_was_given():
