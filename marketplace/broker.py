@@ -8,7 +8,7 @@ each channel keeps one (a new one if the channel replaces its pool after a recon
 Registered for ``redis://`` and ``rediss://`` broker URLs when the Celery app loads.
 """
 import os
-import threading
+import queue
 from contextlib import contextmanager
 
 from kombu.transport import TRANSPORT_ALIASES
@@ -109,15 +109,18 @@ def register() -> None:
         TRANSPORT_ALIASES[alias] = "marketplace.broker:Transport"
 
 
-_held = threading.local()  # this thread's producer, and the process it was made in
+# What a registered task may lend to its messages that this sender carries as send_task
+# does: in the message itself, and as publishing options.
+_MESSAGE_OPTIONS = ("time_limit", "soft_time_limit")
+_PUBLISH_OPTIONS = ("serializer", "compression", "delivery_mode", "priority")
 
 
 def send_unread_task(name: str, args: list, *, queue: str, argsrepr: str) -> str:
-    """Celery's ``send_task`` for a task nobody reads a result of, on a producer this thread
-    keeps: the same message (Celery's ``create_task_message``) published the same way
-    (Celery's ``send_task_message``: its signals, its retry policy, which reconnects a
-    dropped connection), without what ``send_task`` does around them for every send: merging
-    the task's options, routing, acquiring a producer from the pool and making a result
+    """Celery's ``send_task`` for a task nobody reads a result of: the same message
+    (Celery's ``create_task_message``) published the same way (Celery's
+    ``send_task_message``: its signals, its retry policy, which reconnects a dropped
+    connection), on a producer the process keeps, without what ``send_task`` does around
+    them for every send: routing, acquiring a producer from the pool and making a result
     object (half of its CPU, about 0.19 of 0.36 ms, docs/benchmarks.md). The call path's
     one send per call. Returns the task's id."""
     from kombu.utils.uuid import uuid
@@ -128,10 +131,12 @@ def send_unread_task(name: str, args: list, *, queue: str, argsrepr: str) -> str
     task = app._tasks.get(name)
     lent = ({option: value for option, value in task._get_exec_options().items()
              if value is not None} if task is not None else {})
-    limits = lent.pop("time_limit", None), lent.pop("soft_time_limit", None)
-    if lent:  # options this sender does not carry (an expiry, a priority...): Celery's way
+    in_message = {option: lent.pop(option) for option in _MESSAGE_OPTIONS if option in lent}
+    publishing = {option: lent.pop(option) for option in _PUBLISH_OPTIONS if option in lent}
+    if lent:  # options this sender does not carry (an expiry, a queue...): Celery's way
         return app.send_task(name, args=args, queue=queue, ignore_result=True,
-                             argsrepr=argsrepr, kwargsrepr="{}", **publish_options()).id
+                             argsrepr=argsrepr, kwargsrepr="{}", result_cls=SentTask,
+                             **publish_options()).id
     task_id, root_id, parent_id = uuid(), None, None
     parent = app.current_worker_task
     if parent:  # a task sent by a task carries its tree's ids
@@ -139,22 +144,47 @@ def send_unread_task(name: str, args: list, *, queue: str, argsrepr: str) -> str
     amqp = app.amqp
     message = amqp.create_task_message(
         task_id, name, args, None, root_id=root_id, parent_id=parent_id, ignore_result=True,
-        time_limit=limits[0], soft_time_limit=limits[1], argsrepr=argsrepr, kwargsrepr="{}",
-        create_sent_event=app.conf.task_send_sent_event)
-    producer = _producer(app)
-    with producer.connection._reraise_as_library_errors():
-        amqp.send_task_message(producer, name, message, queue=queue, **publish_options())
+        argsrepr=argsrepr, kwargsrepr="{}", create_sent_event=app.conf.task_send_sent_event,
+        **in_message)
+    with _producer(app) as producer, producer.connection._reraise_as_library_errors():
+        amqp.send_task_message(producer, name, message, queue=queue, **publishing,
+                               **publish_options())
     return task_id
 
 
+class SentTask:
+    """What ``send_task`` returns when no result will be read: the id alone. (Celery's
+    AsyncResult builds a result-backend client for each new thread, and under ASGI a
+    request may run on a thread of its own.)"""
+
+    def __init__(self, task_id, *args, **kwargs):
+        self.id = task_id
+
+
+_producers: dict = {}  # by process id: the producers no send is using
+
+
+@contextmanager
 def _producer(app):
-    """This thread's producer (made again in a forked child: the parent's socket is not
-    its own)."""
-    held = getattr(_held, "producer", None)
-    if held is None or held[0] != os.getpid():
-        held = _held.producer = (os.getpid(), app.amqp.Producer(app.connection_for_write(),
-                                                                auto_declare=False))
-    return held[1]
+    """A producer no other send is using, kept for the next (a request on a thread of its
+    own must not cost a connection). A producer whose send failed is let go. A forked
+    child keeps its own: its parent's sockets are not its to use."""
+    free = _producers.get(os.getpid())
+    if free is None:
+        free = _producers.setdefault(os.getpid(), queue.SimpleQueue())
+    try:
+        producer = free.get_nowait()
+    except queue.Empty:
+        producer = app.amqp.Producer(app.connection_for_write(), auto_declare=False)
+    try:
+        yield producer
+    except BaseException:
+        try:
+            producer.connection.close()
+        except Exception:  # already broken: nothing to tidy
+            pass
+        raise
+    free.put(producer)
 
 
 def publish_options() -> dict:

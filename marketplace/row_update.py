@@ -244,7 +244,8 @@ def _raw_cursor(connection):
     connection (a pooled connection is held by one thread at a time): a new cursor learns
     again how to send each parameter's type, a fifth of a chain's client CPU (45 parameters:
     128 against 102 µs in-process, docs/benchmarks.md). Kept on the connection itself, so
-    the two go together."""
+    the two go together. Between statements it holds only the last one's result (psycopg
+    keeps no parameters once a statement has run): a returned id, or the few rows read."""
     import psycopg
 
     raw = getattr(connection, "_algostore_raw_cursor", None)

@@ -47,6 +47,7 @@ def _billing_settled_before_flush(request, settings):
     if settings.CELERY_TASK_ALWAYS_EAGER or not (marker and marker.kwargs.get("transaction")):
         yield
         return
+    request.addfinalizer(lambda: _deadlock_timeout("RESET deadlock_timeout"))  # after it
     request.getfixturevalue("transactional_db")  # so this teardown runs before the flush
     yield
     from billing.models import UsageRecord
@@ -57,11 +58,19 @@ def _billing_settled_before_flush(request, settings):
     # A run the worker scheduled may still start, with nothing left to settle, as the flush
     # begins: the two lock their tables in different orders. The flush waits longest before
     # looking for a deadlock, so PostgreSQL cancels the run's statement, not the flush.
-    from django.db import connection
+    _deadlock_timeout("SET deadlock_timeout = '30s'")
 
-    if connection.vendor == "postgresql":
+
+def _deadlock_timeout(statement: str) -> None:
+    from django.db import DatabaseError, connection
+
+    if connection.vendor != "postgresql":
+        return
+    try:
         with connection.cursor() as cursor:
-            cursor.execute("SET deadlock_timeout = '30s'")
+            cursor.execute(statement)
+    except DatabaseError:  # a role that may not set it: the server's own timeout stays
+        pass
 
 
 @pytest.fixture

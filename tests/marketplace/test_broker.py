@@ -62,7 +62,8 @@ def _sent_to(queue: str, url: str):
         return message
 
 
-def test_a_task_sent_unread_is_the_message_send_task_sends_and_survives_a_dropped_connection():
+def test_a_task_sent_unread_is_the_message_send_task_sends_and_survives_a_dropped_connection(
+        monkeypatch):
     import threading
 
     from marketplace.celery import app
@@ -70,11 +71,17 @@ def test_a_task_sent_unread_is_the_message_send_task_sends_and_survives_a_droppe
     url = app.conf.broker_url
     assert url.startswith("redis://")
     app.loader.import_default_modules()
-    assert app.tasks["execution.invoke"].time_limit  # registered: it lends its time limit
+    task = app.tasks["execution.invoke"]  # registered here: it lends its options
+    assert task.time_limit and task.serializer == "json"
     queue, args = f"test-unread-{time.time_ns()}", [7, {"data": "x"}, None, "rid"]
     app.send_task("execution.invoke", args=args, queue=queue, ignore_result=True,
                   argsrepr="(7, <input>)", kwargsrepr="{}", **broker.publish_options())
     expected = _sent_to(queue, url)
+
+    def refused(*args, **kwargs):
+        raise AssertionError("send_unread_task went the long way, through send_task")
+
+    monkeypatch.setattr(app, "send_task", refused)
     task_id = broker.send_unread_task("execution.invoke", args, queue=queue,
                                       argsrepr="(7, <input>)")
     sent = _sent_to(queue, url)
@@ -84,21 +91,32 @@ def test_a_task_sent_unread_is_the_message_send_task_sends_and_survives_a_droppe
     ids = ("id", "root_id")
     assert ({k: v for k, v in sent.headers.items() if k not in ids}
             == {k: v for k, v in expected.headers.items() if k not in ids})
+    assert sent.headers["timelimit"] == [task.time_limit, None]
     assert sent.headers["ignore_result"] is True and sent.headers["argsrepr"] == "(7, <input>)"
-    assert sent.headers["timelimit"] == [app.tasks["execution.invoke"].time_limit, None]
     assert sent.delivery_info["routing_key"] == queue
-    # Each thread keeps its own producer; a producer whose connection the server dropped
-    # reconnects (Celery's retry policy) and the task still goes out, once.
-    producers = []
-    thread = threading.Thread(target=lambda: producers.append(broker._producer(app)))
-    thread.start()
-    thread.join()
-    mine = broker._producer(app)
-    assert producers[0] is not mine and broker._producer(app) is mine
-    client = mine.channel.client
-    client.client_kill_filter(_id=None, _type="normal", skipme=False)  # every connection
-    task_id = broker.send_unread_task("execution.invoke", args, queue=queue, argsrepr="(7, "
-                                      "<input>)")
+    assert (sent.content_type, sent.properties["delivery_mode"]) == (
+        expected.content_type, expected.properties["delivery_mode"])
+    # Producers are kept for the process, not per thread: sends from short-lived threads
+    # (a request on a thread of its own) share the one that is free.
+    free = broker._producers[os.getpid()]
+    kept = free.qsize()
+    assert kept >= 1
+    for _ in range(3):
+        thread = threading.Thread(target=broker.send_unread_task, args=(
+            "execution.invoke", args, ), kwargs={"queue": queue, "argsrepr": "-"})
+        thread.start()
+        thread.join()
+    assert free.qsize() == kept  # none made for them
+    with Connection(url) as connection:
+        assert connection.default_channel.client.llen(queue) == 3
+        connection.default_channel.client.delete(queue)
+    # The server drops the producer's connection: the next send reconnects (Celery's retry
+    # policy, redis-py's own) and the task goes out once.
+    producer = free.get()
+    client = producer.channel.client
+    client.client_kill_filter(_id=client.client_id())
+    free.put(producer)
+    task_id = broker.send_unread_task("execution.invoke", args, queue=queue, argsrepr="-")
     assert _sent_to(queue, url).headers["id"] == task_id
     with Connection(url) as connection:
         assert connection.default_channel.client.llen(queue) == 0
