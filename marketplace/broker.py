@@ -127,13 +127,8 @@ def send_unread_task(name: str, args: list, *, queue: str, argsrepr: str) -> str
 
     from marketplace.celery import app
 
-    # As send_task: a task registered in this process lends its options to the message.
-    task = app._tasks.get(name)
-    lent = ({option: value for option, value in task._get_exec_options().items()
-             if value is not None} if task is not None else {})
-    in_message = {option: lent.pop(option) for option in _MESSAGE_OPTIONS if option in lent}
-    publishing = {option: lent.pop(option) for option in _PUBLISH_OPTIONS if option in lent}
-    if lent:  # options this sender does not carry (an expiry, a queue...): Celery's way
+    in_message, publishing, other, sent_event = _plan(app, name)
+    if other:  # options this sender does not carry (an expiry, a queue...): Celery's way
         return app.send_task(name, args=args, queue=queue, ignore_result=True,
                              argsrepr=argsrepr, kwargsrepr="{}", result_cls=SentTask,
                              **publish_options()).id
@@ -144,12 +139,33 @@ def send_unread_task(name: str, args: list, *, queue: str, argsrepr: str) -> str
     amqp = app.amqp
     message = amqp.create_task_message(
         task_id, name, args, None, root_id=root_id, parent_id=parent_id, ignore_result=True,
-        argsrepr=argsrepr, kwargsrepr="{}", create_sent_event=app.conf.task_send_sent_event,
-        **in_message)
+        argsrepr=argsrepr, kwargsrepr="{}", create_sent_event=sent_event, **in_message)
     with _producer(app) as producer, producer.connection._reraise_as_library_errors():
         amqp.send_task_message(producer, name, message, queue=queue, **publishing,
                                **publish_options())
     return task_id
+
+
+_plans: dict = {}
+
+
+def _plan(app, name: str) -> tuple[dict, dict, bool, bool]:
+    """What a send of ``name`` carries, worked out once (Celery's configuration is slow to
+    read: 50 µs for one setting): as send_task, a task registered in this process lends its
+    options, in the message and to the publish; whether it lends others this sender does
+    not carry; whether a task-sent event goes out. Worked out again once the task is
+    registered."""
+    task = app._tasks.get(name)
+    key = (id(app), name, task is not None)
+    plan = _plans.get(key)
+    if plan is None:
+        lent = ({option: value for option, value in task._get_exec_options().items()
+                 if value is not None} if task is not None else {})
+        plan = _plans[key] = (
+            {option: lent.pop(option) for option in _MESSAGE_OPTIONS if option in lent},
+            {option: lent.pop(option) for option in _PUBLISH_OPTIONS if option in lent},
+            bool(lent), bool(app.conf.task_send_sent_event))
+    return plan
 
 
 class SentTask:
