@@ -21,8 +21,7 @@ def artifact_root() -> Path:
 def ensure_artifact(*, content_hash: str, artifact_path: str, artifact_sha256: str) -> Path:
     """The unpacked artifact's directory (``source/``, ``venv/``), read-only for sandboxes."""
     target = artifact_root() / content_hash
-    if os.path.exists(os.path.join(settings.EXECUTION_ARTIFACT_DIR, content_hash,
-                                   ".complete")):  # every call asks: no pathlib
+    if os.path.exists(os.path.join(target, ".complete")):  # every call asks
         return target
     artifact_root().mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{content_hash[:12]}-", dir=artifact_root()))

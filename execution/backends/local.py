@@ -117,8 +117,12 @@ class LocalBackend:
         return not self._ready_slots(target)
 
     # --- pool ---------------------------------------------------------------------------------
+    @staticmethod
+    def _pool_path(target: RunTarget) -> str:
+        return os.path.join(settings.EXECUTION_RUN_DIR, target.pool_key)
+
     def _pool_dir(self, target: RunTarget) -> Path:
-        path = Path(settings.EXECUTION_RUN_DIR) / target.pool_key
+        path = Path(self._pool_path(target))
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -136,7 +140,7 @@ class LocalBackend:
         # Every call passes here: plain strings, and no mkdir (a missing pool has no lock
         # to take; pathlib and the directory's creation were a twentieth of a warm call's
         # worker time).
-        stem = os.path.join(settings.EXECUTION_RUN_DIR, target.pool_key, f"r{slot}")
+        stem = os.path.join(self._pool_path(target), f"r{slot}")
         fd = lock_nowait(f"{stem}.lock")
         if fd is None:
             return None
