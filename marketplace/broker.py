@@ -81,10 +81,10 @@ def acknowledge_in(pipe, message):
     """Queue the removal of ``message``'s unacknowledged entries on ``pipe``, a pipeline to
     the broker's Redis server (to the broker's database, or to another, then selected for
     those two commands and selected back), so that its task's last write acknowledges it
-    too: one round trip fewer per task. Returns what to call once ``pipe`` has run (the consumer's acknowledgement
-    then leaves Redis alone), or None where it cannot (another server, another transport,
-    a key prefix). Only for a task whose work is done and written: a worker dying after
-    this does not deliver the message again."""
+    too: one round trip fewer per task. Returns what to call once ``pipe`` has run (the
+    consumer's acknowledgement then leaves Redis alone), or None where it cannot (another
+    server, another transport, a key prefix). Only for a task whose work is done and
+    written: a worker dying after this does not deliver the message again."""
     channel = getattr(message, "channel", None)
     qos = getattr(channel, "qos", None)
     if not isinstance(qos, QoS) or getattr(channel, "global_keyprefix", ""):

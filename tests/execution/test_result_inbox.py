@@ -47,7 +47,7 @@ def test_each_waiting_call_gets_its_own_result_whenever_it_comes(settings):
         time.sleep(0.05)
 
 
-def test_a_lost_connection_loses_no_result(settings):
+def test_results_pushed_while_the_reader_reconnects_wait_in_the_list_for_it(settings):
     client = redis.Redis.from_url(settings.REDIS_URL)
 
     async def scenario():
