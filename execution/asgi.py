@@ -27,6 +27,7 @@ from django.http.request import split_domain_port, validate_host
 from execution import results, services
 from execution.apis import raw_parts
 from marketplace.authentication import key_from_header
+from marketplace.db_pool import check_pool_if_connection_lost
 from marketplace.errors import ApplicationError, AuthError, error_body
 
 logger = logging.getLogger(__name__)
@@ -124,6 +125,9 @@ def _start(*, raw_key: str, owner: str, name: str, version: str | None, query: d
             return _admit_and_send(raw_key=raw_key, owner=owner, name=name, version=version,
                                    query=query, body=body, content_type=content_type,
                                    api_base=api_base, reply_to=reply_to)
+    except Exception:
+        check_pool_if_connection_lost()
+        raise
     finally:
         close_old_connections()  # as Django does at the end of a request
 

@@ -608,6 +608,44 @@ def invocation_lost(*, invocation: Invocation, error_type: str = "TimeoutError")
         error_message="The call did not finish: its worker stopped or never answered.")
 
 
+def invocation_broke(*, invocation_pk: int, row: dict | None, request_id: str | None,
+                     error: Exception) -> dict:
+    """The task running a call raised: the database or the broker failed under it (a
+    connection the database had closed, say), or a bug. The call fails as the platform's
+    fault, unbilled, and its caller is answered now rather than when its wait runs out. If
+    the call cannot be closed either (the database is still unreachable), the caller is
+    still told; the call then stays open, its hold kept, until its caller's give-up or
+    ``invocation_reap_stuck`` closes it, unbilled."""
+    from django.db import close_old_connections
+
+    from execution import results
+    from marketplace.db_pool import check_pool_if_connection_lost
+
+    logger.error("The call %s failed in its worker", request_id or invocation_pk,
+                 exc_info=error)
+    message = f"The call could not be run ({type(error).__name__})."
+    try:
+        check_pool_if_connection_lost()
+        close_old_connections()  # a connection that failed is dropped, not used again
+        if row is not None:
+            invocation = _invocation_from_row(invocation_pk, row)
+        else:
+            invocation = (Invocation.objects.select_related("algorithm")
+                          .defer("result", "stdout", "algorithm__summary")
+                          .filter(pk=invocation_pk).first())
+            if invocation is None or (request_id and str(invocation.request_id) != request_id):
+                return _lost_to_the_database(request_id)
+        return invocation_finish(invocation=invocation, error_type="InternalError",
+                                 error_message=message, platform_fault=True)
+    except Exception:
+        logger.exception("The call %s could not be closed after its failure",
+                         request_id or invocation_pk)
+    envelope = {"error": {"message": message, "error_type": "InternalError"}}
+    if request_id and results.direct():
+        results.publish(request_id, envelope)
+    return envelope
+
+
 def invocation_reap_stuck() -> int:
     """Fail calls that can no longer finish: queued or running well past their timeout and
     past the broker's redelivery window (their worker and its redelivery are both gone).

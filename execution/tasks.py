@@ -25,7 +25,7 @@ def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
     from catalog.resolution_cache import resolutions
     from catalog.services.secrets import environments
     from execution import results
-    from execution.services import invocation_run
+    from execution.services import invocation_broke, invocation_run
     from marketplace.epoch_cache import epochs_read_once
 
     redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
@@ -35,9 +35,17 @@ def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
     with epochs_read_once(resolutions, environments), results.answering(
             task_id=self.request.id, request_id=request_id,
             inbox=(row or {}).get("reply_to")):
-        envelope = invocation_run(invocation_pk=invocation_pk, payload=payload,
-                                  row=None if redelivered else row,
-                                  request_id=request_id)
+        try:
+            envelope = invocation_run(invocation_pk=invocation_pk, payload=payload,
+                                      row=None if redelivered else row,
+                                      request_id=request_id)
+        except Exception as error:
+            if self.request.is_eager:  # in-process: the caller's own request sees it
+                raise
+            # Its caller is answered now, not when its wait runs out.
+            envelope = invocation_broke(invocation_pk=invocation_pk,
+                                        row=None if redelivered else row,
+                                        request_id=request_id, error=error)
     # Sent by a caller that reads no task result (the envelope went to the result channel):
     # nothing to return, and Celery would make a repr of it for its log line on every call.
     return None if self.request.ignore_result else envelope

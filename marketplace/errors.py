@@ -133,4 +133,7 @@ def exception_handler(exc: Exception, context: dict) -> Response:
             headers["Retry-After"] = str(int(exc.wait))
         return Response(body, status=exc.status_code, headers=headers)
     logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+    from marketplace.db_pool import check_pool_if_connection_lost
+
+    check_pool_if_connection_lost()
     return Response(error_body("Internal server error.", "InternalError"), status=500)

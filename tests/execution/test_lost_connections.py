@@ -1,0 +1,155 @@
+"""The database closes the platform's connections under it (a restart, a failover): the call
+that finds its connection gone fails at once, with the envelope, unbilled; the pool of the
+process replaces the connections it kept idle, so that call is the only one to fail.
+On the real services (pass 2): PostgreSQL closes the connections (``pg_terminate_backend``)
+of a real Celery worker and of gunicorn, each on psycopg's pool as deployed."""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+from django.db import connection
+
+from billing.models import LedgerTransaction, UsageRecord
+from execution.models import Invocation
+from marketplace import services as marketplace_services
+from tests.billing.conftest import CREDIT, balance
+from tests.conftest import (ROOT, database_url_for_subprocess, require_env, start_worker,
+                            stop_worker, wait_for, wait_for_worker)
+from tests.execution.conftest import bundle_files, publish
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def probe_and_key(transactional_db):
+    assert connection.vendor == "postgresql", "pass 2 runs on PostgreSQL"
+    author, caller = UserFactory(), UserFactory()
+    publish(author, "probe", bundle_files("probe"), royalty_microcredits=CREDIT)
+    key = marketplace_services.api_key_create(created_by=caller, name="lost").raw
+    return author, caller, key
+
+
+def close_connections_of(application_name: str) -> int:
+    """What a restart of the database does to a process's connections."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                       "WHERE application_name = %s", [application_name])
+        return cursor.fetchone()[0]
+
+
+def calls_to(author) -> list[Invocation]:
+    return list(Invocation.objects.filter(algorithm_path=f"{author.username}/probe")
+                .order_by("created_at"))
+
+
+
+def call(url: str, key: str, text: str) -> requests.Response:
+    """A sync call (timeout 5 s: a caller nobody answers waits 20 s, then gets TimeoutError)."""
+    return requests.post(f"{url}?timeout=5", json=text, headers={"Authorization": key},
+                         timeout=60)
+
+
+def test_a_worker_whose_database_connections_were_closed_answers_the_call_at_once_unbilled(
+        live_server, settings, builds_run, probe_and_key):
+    """The next call fails on its connection in the worker, and its caller is told so at
+    once, not when its wait runs out; the call is closed, unbilled; the calls after it run."""
+    from marketplace.celery import app
+
+    require_env("CELERY_BROKER_URL")
+    author, caller, key = probe_and_key
+    settings.EXECUTION_QUEUE = queue = f"execution-lost-{os.getpid()}"
+    name = f"algostore-test-worker-{os.getpid()}"
+    worker, log = start_worker(  # the execution worker as deployed: threads, psycopg's pool
+        {"EXECUTION_QUEUE": queue, "CELERY_CUSTOM_WORKER_POOL": "execution.pool:TaskPool",
+         "DATABASE_POOL": "true", "PGAPPNAME": name}, queues=queue, pool=("-P", "custom"))
+    url = f"{live_server.url}/v1/algo/{author.username}/probe"
+    try:
+        wait_for_worker(app, worker)
+        assert call(url, key, "one").json()["result"] == "echo: one"
+        before = balance(caller)
+        assert close_connections_of(name) >= 1
+        lost = call(url, key, "two")
+        answers = [call(url, key, text).json() for text in ("three", "four", "five")]
+    finally:
+        stop_worker(worker, log)
+
+    assert lost.status_code == 200
+    assert lost.json() == {"error": {"message": "The call could not be run (OperationalError).",
+                                     "error_type": "InternalError"}}
+    assert [answer["result"] for answer in answers] == ["echo: three", "echo: four",
+                                                        "echo: five"]
+    calls = calls_to(author)
+    assert [c.status for c in calls] == ["succeeded", "failed", "succeeded", "succeeded",
+                                         "succeeded"]
+    failed = calls[1]
+    assert (failed.error_type, failed.error_message) == (
+        "InternalError", "The call could not be run (OperationalError).")
+    usage = UsageRecord.objects.get(request_id=failed.request_id)
+    assert (usage.status, usage.held) == ("released", 0)
+    assert not LedgerTransaction.objects.filter(request_id=failed.request_id).exists()
+    after = balance(caller)  # the three calls after the lost one are billed, it is not
+    billed = UsageRecord.objects.filter(request_id__in=[c.request_id for c in calls[2:]])
+    assert [u.status for u in billed] == ["settled"] * 3
+    assert after.balance == before.balance - sum(u.total for u in billed)
+    assert after.reserved == 0
+
+
+@pytest.fixture
+def web(celery_worker):
+    """gunicorn with one uvicorn worker and psycopg's pool, on the test database, its
+    connections named."""
+    require_env("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+    name = f"algostore-test-web-{os.getpid()}"
+    with __import__("socket").socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings.test",
+           "DATABASE_URL": database_url_for_subprocess(), "DATABASE_POOL": "true",
+           "WEB_CONCURRENCY": "1", "HOST": "127.0.0.1", "PORT": str(port), "PGAPPNAME": name}
+    log = open(ROOT / "var" / f"gunicorn-test-{port}.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
+         "--access-logfile", "/dev/null", "marketplace.asgi:application"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert process.poll() is None, "gunicorn exited; see var/gunicorn-test-*.log"
+        try:
+            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(up, timeout=60)
+        yield url, name
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
+
+
+def test_a_web_process_whose_database_connections_were_closed_fails_one_call_only(
+        web, probe_and_key):
+    """The call that finds its connection gone is refused with the envelope, nothing
+    admitted; the calls after it are admitted and answered."""
+    url, name = web
+    author, caller, key = probe_and_key
+    call_url = f"{url}/v1/algo/{author.username}/probe"
+    assert call(call_url, key, "one").json()["result"] == "echo: one"
+    assert close_connections_of(name) >= 1
+    lost = call(call_url, key, "two")
+    answers = [call(call_url, key, text).json() for text in ("three", "four", "five")]
+
+    assert (lost.status_code, lost.json()) == (500, {"error": {
+        "message": "Internal server error.", "error_type": "InternalError"}})
+    assert [answer["result"] for answer in answers] == ["echo: three", "echo: four",
+                                                        "echo: five"]
+    calls = calls_to(author)  # nothing admitted for the refused call
+    assert [c.status for c in calls] == ["succeeded"] * 4
+    assert UsageRecord.objects.filter(payer__user=caller).count() == 4
+    assert balance(caller).reserved == 0
