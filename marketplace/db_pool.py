@@ -2,7 +2,11 @@
 a failover, an idle timeout): psycopg's pool lends a connection without testing it (that
 would be a round trip on every checkout), so every connection it kept idle would fail one
 request or call in turn. The first failure has the pool test them all instead."""
+import logging
+
 from django.db import connections
+
+logger = logging.getLogger(__name__)
 
 
 def check_pool_if_connection_lost() -> bool:
@@ -14,6 +18,9 @@ def check_pool_if_connection_lost() -> bool:
         raw = connection.connection
         pool = getattr(connection, "pool", None) if raw is not None else None
         if pool is not None and raw.closed:  # psycopg: closed, or broken under it
-            pool.check()
+            try:
+                pool.check()  # connections it cannot replace now, it keeps trying for
+            except Exception:  # never in the way of the answer the failure itself gets
+                logger.exception("Could not check the database connection pool")
             checked = True
     return checked

@@ -133,22 +133,34 @@ def web(celery_worker):
         log.close()
 
 
-def test_a_web_process_whose_database_connections_were_closed_fails_one_call_only(
+def test_a_web_process_whose_database_connections_were_closed_fails_one_request_only(
         web, probe_and_key):
-    """The call that finds its connection gone is refused with the envelope, nothing
-    admitted; the calls after it are admitted and answered."""
+    """The request that finds its connection gone is refused with the envelope, nothing
+    admitted; the requests after it are served. Once on Django's views (a call's result),
+    once on the invocation fast path."""
     url, name = web
     author, caller, key = probe_and_key
     call_url = f"{url}/v1/algo/{author.username}/probe"
     assert call(call_url, key, "one").json()["result"] == "echo: one"
-    assert close_connections_of(name) >= 1
-    lost = call(call_url, key, "two")
-    answers = [call(call_url, key, text).json() for text in ("three", "four", "five")]
+    request_id = calls_to(author)[0].request_id
 
-    assert (lost.status_code, lost.json()) == (500, {"error": {
-        "message": "Internal server error.", "error_type": "InternalError"}})
-    assert [answer["result"] for answer in answers] == ["echo: three", "echo: four",
-                                                        "echo: five"]
+    def result_of(request_id):
+        return requests.get(f"{url}/v1/algo/requests/{request_id}",
+                            headers={"Authorization": key}, timeout=30)
+
+    assert close_connections_of(name) >= 1
+    lost_view = result_of(request_id)
+    after_view = [call(call_url, key, text).json() for text in ("two", "three")]
+    assert close_connections_of(name) >= 1
+    lost_call = call(call_url, key, "four")
+    after_call = [call(call_url, key, "five").json(), result_of(request_id).json()]
+
+    internal = {"error": {"message": "Internal server error.", "error_type": "InternalError"}}
+    assert (lost_view.status_code, lost_view.json()) == (500, internal)
+    assert (lost_call.status_code, lost_call.json()) == (500, internal)
+    assert [answer["result"] for answer in after_view] == ["echo: two", "echo: three"]
+    assert after_call[0]["result"] == "echo: five"
+    assert after_call[1]["result"] == "echo: one"
     calls = calls_to(author)  # nothing admitted for the refused call
     assert [c.status for c in calls] == ["succeeded"] * 4
     assert UsageRecord.objects.filter(payer__user=caller).count() == 4
