@@ -56,7 +56,8 @@ def call(url: str, key: str, text: str) -> requests.Response:
 def test_a_worker_whose_database_connections_were_closed_answers_the_call_at_once_unbilled(
         live_server, settings, builds_run, probe_and_key):
     """The next call fails on its connection in the worker, and its caller is told so at
-    once, not when its wait runs out; the call is closed, unbilled; the calls after it run."""
+    once, not when its wait runs out; the call is closed, unbilled; the calls after it run.
+    The same for an async call: closed with the error its caller fetches."""
     from marketplace.celery import app
 
     require_env("CELERY_BROKER_URL")
@@ -74,6 +75,17 @@ def test_a_worker_whose_database_connections_were_closed_answers_the_call_at_onc
         assert close_connections_of(name) >= 1
         lost = call(url, key, "two")
         answers = [call(url, key, text).json() for text in ("three", "four", "five")]
+        # An async call: its worker reads its row first, and finds the connection gone.
+        assert close_connections_of(name) >= 1
+        queued = []
+        for text in ("six", "seven"):  # one at a time: the first finds the connection gone
+            queued.append(requests.post(f"{url}?output=void", json=text, headers={
+                "Authorization": key}, timeout=30).json()["request_id"])
+            wait_for(lambda: Invocation.objects.filter(
+                request_id=queued[-1], status__in=Invocation.FINISHED).exists(), 30)
+        results = [requests.get(f"{live_server.url}/v1/algo/requests/{request_id}",
+                                headers={"Authorization": key}, timeout=30).json()
+                   for request_id in queued]
     finally:
         stop_worker(worker, log)
 
@@ -82,18 +94,22 @@ def test_a_worker_whose_database_connections_were_closed_answers_the_call_at_onc
                                      "error_type": "InternalError"}}
     assert [answer["result"] for answer in answers] == ["echo: three", "echo: four",
                                                         "echo: five"]
+    assert results[0]["error"] == {"message": "The call could not be run (OperationalError).",
+                                   "error_type": "InternalError"}
+    assert results[1]["result"] == "echo: seven"
     calls = calls_to(author)
     assert [c.status for c in calls] == ["succeeded", "failed", "succeeded", "succeeded",
-                                         "succeeded"]
-    failed = calls[1]
-    assert (failed.error_type, failed.error_message) == (
-        "InternalError", "The call could not be run (OperationalError).")
-    usage = UsageRecord.objects.get(request_id=failed.request_id)
-    assert (usage.status, usage.held) == ("released", 0)
-    assert not LedgerTransaction.objects.filter(request_id=failed.request_id).exists()
-    after = balance(caller)  # the three calls after the lost one are billed, it is not
-    billed = UsageRecord.objects.filter(request_id__in=[c.request_id for c in calls[2:]])
-    assert [u.status for u in billed] == ["settled"] * 3
+                                         "succeeded", "failed", "succeeded"]
+    for failed in (calls[1], calls[5]):
+        assert (failed.error_type, failed.error_message) == (
+            "InternalError", "The call could not be run (OperationalError).")
+        usage = UsageRecord.objects.get(request_id=failed.request_id)
+        assert (usage.status, usage.held) == ("released", 0)
+        assert not LedgerTransaction.objects.filter(request_id=failed.request_id).exists()
+    after = balance(caller)  # the calls after each lost one are billed, the lost ones not
+    billed = UsageRecord.objects.filter(request_id__in=[
+        c.request_id for c in (*calls[2:5], calls[6])])
+    assert [u.status for u in billed] == ["settled"] * 4
     assert after.balance == before.balance - sum(u.total for u in billed)
     assert after.reserved == 0
 
