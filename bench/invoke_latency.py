@@ -5,6 +5,10 @@ hosting the demo ADK algorithm, with PostgreSQL. Floor: a bare ASGI echo under u
 Everything runs on 127.0.0.1; every loop is bounded.
 
     .venv/bin/python bench/invoke_latency.py [--calls 500] [--load-calls 2000]
+        [--warmup-calls 500]
+
+Throughput is measured warm: a first round of calls at concurrency 16 (not counted) lets
+the version's pool grow to the runners that concurrency needs, as it would in service.
 """
 import argparse
 import asyncio
@@ -67,7 +71,7 @@ def throughput(url, headers, body, calls, concurrency) -> float:
     return measured["rps"]
 
 
-def measure_floor(port: int, calls: int, load_calls: int) -> dict:
+def measure_floor(port: int, calls: int, load_calls: int, warmup_calls: int = 500) -> dict:
     server = subprocess.Popen([str(BIN / "uvicorn"), "--app-dir", str(ROOT / "bench"),
                                "echo_floor:app", "--port", str(port), "--log-level", "warning",
                                "--no-access-log"], stdout=subprocess.DEVNULL,
@@ -77,6 +81,7 @@ def measure_floor(port: int, calls: int, load_calls: int) -> dict:
         url, headers = f"http://127.0.0.1:{port}/", {"Content-Type": "application/json"}
         sequential(url, headers, b'"world"', 50)
         latencies = sequential(url, headers, b'"world"', calls)
+        throughput(url, headers, b'"world"', warmup_calls, 16)  # as the full stack is warmed
         rps = throughput(url, headers, b'"world"', load_calls, 16)
     finally:
         server.terminate()
@@ -84,7 +89,15 @@ def measure_floor(port: int, calls: int, load_calls: int) -> dict:
     return {"p50": pct(latencies, .5), "p99": pct(latencies, .99), "rps": rps}
 
 
-def measure_stack(port: int, calls: int, load_calls: int, web_workers: int = 6) -> dict:
+def _runners(stack: Stack) -> int:
+    """How many runners are up: one spec file each, on their command lines."""
+    lines = subprocess.run(["pgrep", "-af", f"execution.runner.server {stack.var}"],
+                           capture_output=True, text=True).stdout.split()
+    return len({word for word in lines if word.endswith(".json")})
+
+
+def measure_stack(port: int, calls: int, load_calls: int, web_workers: int = 6,
+                  warmup_calls: int = 500) -> dict:
     stack = Stack(port, "postgres://postgres@127.0.0.1:5432/algostore_bench")
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-c",
                     "DROP DATABASE IF EXISTS algostore_bench"], capture_output=True)
@@ -110,9 +123,15 @@ def measure_stack(port: int, calls: int, load_calls: int, web_workers: int = 6) 
             "print(s.median([i.cold_start_ms for i in I.objects.exclude(cold_start_ms=0)]))"))
         sequential(url, headers, b'"world"', 50)
         latencies = sequential(url, headers, b'"world"', calls)
+        # Warm at concurrency 16 too: the first calls at once grow the version's pool (a
+        # cold start per runner added, each some 200 ms of CPU), which is not a warm call.
+        runners = [_runners(stack)]
+        warmup_rps = throughput(url, headers, b'"world"', warmup_calls, 16)
+        runners.append(_runners(stack))
         before = snapshot()
         rps = throughput(url, headers, b'"world"', load_calls, 16)
         cpu = per_call_ms(before, snapshot(), load_calls)
+        runners.append(_runners(stack))
         # One composition hop: SeeFood calling demo/fruit, against demo/fruit called directly.
         base = f"http://127.0.0.1:{port}/v1/algo/demo"
         sequential(f"{base}/seefood", headers, b'"banana"', 20)
@@ -126,7 +145,8 @@ def measure_stack(port: int, calls: int, load_calls: int, web_workers: int = 6) 
         stack.stop()
     return {"p50": pct(latencies, .5), "p99": pct(latencies, .99), "rps": rps,
             "cold_call_ms": statistics.median(colds), "cold_runner_ms": cold_runner_ms,
-            "hop_ms": pct(composed, .5) - pct(direct, .5), "cpu": cpu, "crowd": crowd}
+            "hop_ms": pct(composed, .5) - pct(direct, .5), "cpu": cpu, "crowd": crowd,
+            "warmup_rps": warmup_rps, "runners": runners}
 
 
 def main() -> None:
@@ -134,13 +154,19 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--load-calls", type=int, default=2000)
     parser.add_argument("--web-workers", type=int, default=6)
+    parser.add_argument("--warmup-calls", type=int, default=500,
+                        help="calls at concurrency 16 before the measured ones (not counted)")
     args = parser.parse_args()
-    floor = measure_floor(8791, args.calls, args.load_calls)
-    stack = measure_stack(8792, args.calls, args.load_calls, args.web_workers)
+    floor = measure_floor(8791, args.calls, args.load_calls, args.warmup_calls)
+    stack = measure_stack(8792, args.calls, args.load_calls, args.web_workers,
+                          args.warmup_calls)
     print(f"bare ASGI echo (uvicorn, 1 worker):   warm p50 {floor['p50']:.2f} ms  "
           f"p99 {floor['p99']:.2f} ms  {floor['rps']:.0f} req/s at concurrency 16")
     print(f"full stack ({args.web_workers} web workers):          warm p50 {stack['p50']:.2f} ms  "
           f"p99 {stack['p99']:.2f} ms  {stack['rps']:.0f} req/s at concurrency 16")
+    print(f"warm-up at concurrency 16 (not counted): {args.warmup_calls} calls, "
+          f"{stack['warmup_rps']:.0f} req/s; runners {stack['runners'][0]} before it, "
+          f"{stack['runners'][1]} after it, {stack['runners'][2]} after the measured calls")
     print(f"overhead over the floor:              p50 {stack['p50'] - floor['p50']:.2f} ms  "
           f"p99 {stack['p99'] - floor['p99']:.2f} ms")
     print(f"cold start: runner + sandbox + ADK load {stack['cold_runner_ms']:.0f} ms (median of "
