@@ -3,7 +3,8 @@ import os
 from pathlib import Path
 
 GROUPS = (("web", ("gunicorn", "uvicorn")), ("worker", ("celery",)),
-          ("runner", ("execution.runner", "bwrap", "algostore-runner")),
+          # The algorithm's own process too: the sandbox mounts its build at /algo.
+          ("runner", ("execution.runner", "bwrap", "algostore-runner", "/algo/")),
           ("postgres", ("postgres:", "postgres ")), ("redis", ("redis-server",)))
 TICK = os.sysconf("SC_CLK_TCK")
 
