@@ -3,12 +3,15 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -165,6 +168,40 @@ def stop_worker(process, log) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
+
+
+@contextmanager
+def gunicorn_web(**env_overrides: str):
+    """The production web tier: gunicorn with uvicorn workers and psycopg's pool, on the
+    test database, on a free port of 127.0.0.1. Yields its URL."""
+    require_env("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings.test",
+           "DATABASE_URL": database_url_for_subprocess(), "DATABASE_POOL": "true",
+           "HOST": "127.0.0.1", "PORT": str(port), **env_overrides}
+    log = open(ROOT / "var" / f"gunicorn-test-{port}.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
+         "--access-logfile", "/dev/null", "marketplace.asgi:application"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert process.poll() is None, "gunicorn exited; see var/gunicorn-test-*.log"
+        try:
+            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(up, timeout=60)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,7 @@
 workers, real Celery workers and the sandbox. Nothing here is stubbed."""
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +19,8 @@ from execution.models import Invocation
 from marketplace import services as marketplace_services
 from tests.billing.conftest import CREDIT, balance
 from tests.billing.conftest import settled as wait_settled
-from tests.conftest import (ROOT, database_url_for_subprocess, require_env, start_worker,
-                            stop_worker, wait_for, wait_for_worker)
+from tests.conftest import (gunicorn_web, require_env, start_worker, stop_worker, wait_for,
+                            wait_for_worker)
 from tests.execution.conftest import bundle_files, publish
 from tests.factories import UserFactory
 
@@ -30,43 +28,12 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 GRANT = 10_000 * CREDIT
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def web(celery_worker):
     """The production web tier: gunicorn with two uvicorn workers and psycopg's pool, on the
     test database."""
-    require_env("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
-    port = _free_port()
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings.test",
-           "DATABASE_URL": database_url_for_subprocess(), "DATABASE_POOL": "true",
-           "DATABASE_POOL_MAX": "12", "WEB_CONCURRENCY": "2", "HOST": "127.0.0.1",
-           "PORT": str(port)}
-    log = open(ROOT / "var" / f"gunicorn-test-{port}.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-         "--access-logfile", "/dev/null", "marketplace.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _up(url, process), timeout=60)
+    with gunicorn_web(DATABASE_POOL_MAX="12", WEB_CONCURRENCY="2") as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
-
-
-def _up(url: str, process) -> bool:
-    assert process.poll() is None, "gunicorn exited; see var/gunicorn-test-*.log"
-    try:
-        return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 def test_200_concurrent_calls_from_an_account_that_can_afford_50(web):

@@ -4,9 +4,6 @@ process replaces the connections it kept idle, so that call is the only one to f
 On the real services (pass 2): PostgreSQL closes the connections (``pg_terminate_backend``)
 of a real Celery worker and of gunicorn, each on psycopg's pool as deployed."""
 import os
-import signal
-import subprocess
-import sys
 
 import pytest
 import requests
@@ -16,8 +13,8 @@ from billing.models import LedgerTransaction, UsageRecord
 from execution.models import Invocation
 from marketplace import services as marketplace_services
 from tests.billing.conftest import CREDIT, balance
-from tests.conftest import (ROOT, database_url_for_subprocess, require_env, start_worker,
-                            stop_worker, wait_for, wait_for_worker)
+from tests.conftest import (gunicorn_web, require_env, start_worker, stop_worker, wait_for,
+                            wait_for_worker)
 from tests.execution.conftest import bundle_files, publish
 from tests.factories import UserFactory
 
@@ -116,37 +113,10 @@ def test_a_worker_whose_database_connections_were_closed_answers_the_call_at_onc
 
 @pytest.fixture
 def web(celery_worker):
-    """gunicorn with one uvicorn worker and psycopg's pool, on the test database, its
-    connections named."""
-    require_env("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")
+    """gunicorn with one uvicorn worker and psycopg's pool, its connections named."""
     name = f"algostore-test-web-{os.getpid()}"
-    with __import__("socket").socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings.test",
-           "DATABASE_URL": database_url_for_subprocess(), "DATABASE_POOL": "true",
-           "WEB_CONCURRENCY": "1", "HOST": "127.0.0.1", "PORT": str(port), "PGAPPNAME": name}
-    log = open(ROOT / "var" / f"gunicorn-test-{port}.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-         "--access-logfile", "/dev/null", "marketplace.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert process.poll() is None, "gunicorn exited; see var/gunicorn-test-*.log"
-        try:
-            return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_for(up, timeout=60)
+    with gunicorn_web(WEB_CONCURRENCY="1", PGAPPNAME=name) as url:
         yield url, name
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
 
 
 def test_a_web_process_whose_database_connections_were_closed_fails_one_request_only(
