@@ -51,6 +51,46 @@ def test_read_through_a_read_only_connector_with_a_path_restriction(live_server,
     assert AuditEvent.objects.filter(action="data.connector_create").count() == 1
 
 
+def test_reads_ask_the_store_once_each_on_one_kept_client(live_server, raw_key, s3_server,
+                                                        monkeypatch):
+    """A file is read with one request to the store (no HEAD first); a path that is no
+    object is listed (a folder named without its slash) or not found; every read through
+    the connector uses the client its first read made."""
+    from datastore import connectors
+
+    s3_url, _ = s3_server
+    _add(live_server, raw_key, s3_url)
+    made, asked = [], []
+    real_client = connectors.boto3.client
+
+    def counted_client(*args, **kwargs):
+        client = real_client(*args, **kwargs)
+        client.meta.events.register("before-call.s3",
+                                    lambda model, **_: asked.append(model.name))
+        made.append(client)
+        return client
+
+    monkeypatch.setattr(connectors.boto3, "client", counted_client)
+    monkeypatch.setattr(connectors, "_clients", type(connectors._clients)())
+
+    def get(path):
+        return requests.get(f"{live_server.url}/v1/data/s3://{BUCKET}/{path}",
+                            headers={"Authorization": raw_key}, timeout=30)
+
+    first, again = get("inbox/a.txt"), get("inbox/a.txt")
+    folder, missing = get("inbox/sub"), get("inbox/missing.txt")
+    assert (first.status_code, first.content) == (200, b"from the outside store")
+    assert (again.status_code, again.content) == (200, b"from the outside store")
+    assert folder.status_code == 200
+    assert [f["filename"] for f in folder.json()["files"]] == ["b.txt"]
+    assert missing.status_code == 404
+    assert missing.json()["error"] == {"message": f"No such object: s3://{BUCKET}/inbox/missing.txt.",
+                                       "error_type": "NotFound"}
+    assert asked == ["GetObject", "GetObject", "GetObject", "ListObjectsV2", "GetObject",
+                     "ListObjectsV2"]
+    assert len(made) == 1
+
+
 def test_write_and_delete_through_a_writable_connector(live_server, raw_key, s3_server):
     s3_url, s3 = s3_server
     _add(live_server, raw_key, s3_url, writable=True)
