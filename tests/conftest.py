@@ -50,8 +50,11 @@ def _billing_settled_before_flush(request, settings):
     if settings.CELERY_TASK_ALWAYS_EAGER or not (marker and marker.kwargs.get("transaction")):
         yield
         return
-    request.addfinalizer(lambda: _deadlock_timeout("RESET deadlock_timeout"))  # after it
     request.getfixturevalue("transactional_db")  # so this teardown runs before the flush
+    global _deadlock_timeout_raised
+    if _deadlock_timeout_raised:  # by the last test's teardown, for its flush: reset now
+        _deadlock_timeout("RESET deadlock_timeout")
+        _deadlock_timeout_raised = False
     yield
     from billing.models import UsageRecord
     from billing.services import usage_settle_pending
@@ -60,8 +63,15 @@ def _billing_settled_before_flush(request, settings):
     wait_for(lambda: not UsageRecord.objects.filter(status="pending").exists(), timeout=30)
     # A run the worker scheduled may still start, with nothing left to settle, as the flush
     # begins: the two lock their tables in different orders. The flush waits longest before
-    # looking for a deadlock, so PostgreSQL cancels the run's statement, not the flush.
+    # looking for a deadlock, so PostgreSQL cancels the run's statement, not the flush. The
+    # flush belongs to a fixture set up before this one, so it runs after every teardown of
+    # this one (a finalizer here would reset the setting before it): the next transactional
+    # test's setup resets it.
     _deadlock_timeout("SET deadlock_timeout = '30s'")
+    _deadlock_timeout_raised = True
+
+
+_deadlock_timeout_raised = False
 
 
 def _deadlock_timeout(statement: str) -> None:
