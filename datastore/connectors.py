@@ -249,6 +249,9 @@ def connector_delete(*, key, actor, connector_id: str) -> None:
         raise NotFoundError("No such connector.")
     audit_record(action="data.connector_delete", actor=actor, target=connector,
                  data={"bucket": connector.bucket})
+    with _clients_lock:  # its credentials leave this process's memory with it
+        for settings_key in [k for k in _clients if k[0] == connector.pk]:
+            del _clients[settings_key]
     connector.delete()
 
 

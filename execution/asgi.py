@@ -125,8 +125,8 @@ def _start(*, raw_key: str, owner: str, name: str, version: str | None, query: d
             return _admit_and_send(raw_key=raw_key, owner=owner, name=name, version=version,
                                    query=query, body=body, content_type=content_type,
                                    api_base=api_base, reply_to=reply_to)
-    except Exception:
-        check_pool_if_connection_lost()
+    except Exception as error:
+        check_pool_if_connection_lost(error)
         raise
     finally:
         close_old_connections()  # as Django does at the end of a request

@@ -402,14 +402,16 @@ def _call_context(invocation: Invocation, timeout: float):
 
 def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str = "",
                       error_message: str = "", queue_ms: float = 0.0,
-                      platform_fault: bool = False, retire: ApiKey | None = None) -> dict:
+                      platform_fault: bool = False, retire: ApiKey | None = None,
+                      answered: bool = False) -> dict:
     """Close the call, bill it (or release its hold) and store its envelope, once: the row
     is closed by a conditional UPDATE in the same statement as its usage (in one transaction
     with whatever else closing writes), so of two finishers (a worker and a caller giving up
     on it) the second changes nothing and gets the stored envelope. ``platform_fault``: the
     call failed through the platform, not the algorithm (the tree under a root is refunded,
     in billing's own transaction). ``retire``: the call's derived key, retired in the same
-    statement whether or not this finisher is the one that closes the call."""
+    statement whether or not this finisher is the one that closes the call. ``answered``:
+    its caller already has its answer; nothing is handed back."""
     options = invocation.options
     fields = {"cold_start_ms": invocation.cold_start_ms, "run_ms": invocation.run_ms}
     stdout, stack = "", ""
@@ -460,7 +462,8 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
         from execution.webhooks import schedule
 
         schedule(invocation)
-        _hand_back(invocation, envelope)
+        if not answered:
+            _hand_back(invocation, envelope)
     # Watchers already saw the printed lines as they came (_stdout_streamer).
     if not getattr(invocation, "unwatched", False):
         transaction.on_commit(lambda: _announce(invocation, {"type": "request.finished",
@@ -609,23 +612,26 @@ def invocation_lost(*, invocation: Invocation, error_type: str = "TimeoutError")
 
 
 def invocation_broke(*, invocation_pk: int, row: dict | None, request_id: str | None,
-                     error: Exception) -> dict:
+                     error: Exception, caller_waits: bool) -> dict:
     """The task running a call raised: the database or the broker failed under it (a
     connection the database had closed, say), or a bug. The call fails as the platform's
-    fault, unbilled, and its caller is answered now rather than when its wait runs out. If
-    the call cannot be closed either (the database is still unreachable), the caller is
-    still told; the call then stays open, its hold kept, until its caller's give-up or
-    ``invocation_reap_stuck`` closes it, unbilled."""
+    fault, unbilled, and a caller waiting on it (``caller_waits``) is answered now rather
+    than when its wait runs out. A call found closed already (the failure came after its
+    close) gives its caller its stored answer. If the call cannot be closed now (the
+    database is still unreachable), the caller is still told, and ``execution.close_broken``
+    closes the call, unbilled, once the database answers again."""
     from django.db import close_old_connections
 
     from execution import results
+    from execution.tasks import close_broken
     from marketplace.db_pool import check_pool_if_connection_lost
 
     logger.error("The call %s failed in its worker", request_id or invocation_pk,
                  exc_info=error)
     message = f"The call could not be run ({type(error).__name__})."
+    envelope = {"error": {"message": message, "error_type": "InternalError"}}
     try:
-        check_pool_if_connection_lost()
+        check_pool_if_connection_lost(error)
         close_old_connections()  # a connection that failed is dropped, not used again
         if row is not None:
             invocation = _invocation_from_row(invocation_pk, row)
@@ -635,15 +641,43 @@ def invocation_broke(*, invocation_pk: int, row: dict | None, request_id: str | 
                           .filter(pk=invocation_pk).first())
             if invocation is None or (request_id and str(invocation.request_id) != request_id):
                 return _lost_to_the_database(request_id)
-        return invocation_finish(invocation=invocation, error_type="InternalError",
-                                 error_message=message, platform_fault=True)
-    except Exception:
-        logger.exception("The call %s could not be closed after its failure",
-                         request_id or invocation_pk)
-    envelope = {"error": {"message": message, "error_type": "InternalError"}}
-    if request_id and results.direct():
+        stored = (Invocation.objects.filter(pk=invocation.pk, request_id=invocation.request_id)
+                  .exclude(status__in=(Invocation.Status.QUEUED, Invocation.Status.RUNNING))
+                  .values_list("result", flat=True).first())
+        if stored is None:
+            return invocation_finish(invocation=invocation, error_type="InternalError",
+                                     error_message=message, platform_fault=True)
+        envelope = stored  # closed before the failure: its caller may not have heard
+    except Exception as closing_error:
+        logger.error("The call %s could not be closed after its failure: it will be, once "
+                     "the database answers", request_id or invocation_pk,
+                     exc_info=closing_error)
+        close_broken.apply_async(args=[invocation_pk, request_id, message],
+                                 queue=settings.EXECUTION_QUEUE,
+                                 countdown=CLOSE_BROKEN_FIRST_SECONDS)
+    if caller_waits and request_id and results.direct():
         results.publish(request_id, envelope)
     return envelope
+
+
+CLOSE_BROKEN_FIRST_SECONDS = 2
+
+
+def invocation_close_broken(*, invocation_pk: int, request_id: str | None,
+                            error_message: str) -> str:
+    """Close a call its worker could not close after it broke (``invocation_broke``): failed,
+    unbilled, its caller already answered. Returns what it found: "closed", "closed
+    already" or "lost" (no such call, or its id is now another call's)."""
+    invocation = (Invocation.objects.select_related("algorithm")
+                  .defer("result", "stdout", "algorithm__summary")
+                  .filter(pk=invocation_pk).first())
+    if invocation is None or (request_id and str(invocation.request_id) != request_id):
+        return "lost"
+    if invocation.status in Invocation.FINISHED:
+        return "closed already"
+    invocation_finish(invocation=invocation, error_type="InternalError",
+                      error_message=error_message, platform_fault=True, answered=True)
+    return "closed"
 
 
 def invocation_reap_stuck() -> int:

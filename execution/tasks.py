@@ -43,12 +43,33 @@ def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
             if self.request.is_eager:  # in-process: the caller's own request sees it
                 raise
             # Its caller is answered now, not when its wait runs out.
-            envelope = invocation_broke(invocation_pk=invocation_pk,
-                                        row=None if redelivered else row,
-                                        request_id=request_id, error=error)
+            waits = row is not None and (row.get("options") or {}).get("output") != "void"
+            envelope = invocation_broke(
+                invocation_pk=invocation_pk, row=None if redelivered else row,
+                request_id=request_id, error=error, caller_waits=waits)
     # Sent by a caller that reads no task result (the envelope went to the result channel):
     # nothing to return, and Celery would make a repr of it for its log line on every call.
     return None if self.request.ignore_result else envelope
+
+
+@shared_task(name="execution.close_broken", bind=True, max_retries=None)
+def close_broken(self, invocation_pk: int, request_id: str | None, error_message: str) -> str:
+    """Close a call whose worker broke and could not close it (the database unreachable):
+    tried again, every minute at most, until the database answers."""
+    from execution.services import CLOSE_BROKEN_FIRST_SECONDS, invocation_close_broken
+
+    try:
+        return invocation_close_broken(invocation_pk=invocation_pk, request_id=request_id,
+                                       error_message=error_message)
+    except Exception as error:
+        from django.db import close_old_connections
+
+        from marketplace.db_pool import check_pool_if_connection_lost
+
+        check_pool_if_connection_lost(error)
+        close_old_connections()
+        countdown = min(60, CLOSE_BROKEN_FIRST_SECONDS * 2 ** (self.request.retries + 1))
+        raise self.retry(exc=error, countdown=countdown)
 
 
 @shared_task(name="execution.deliver_webhook", bind=True, max_retries=None)

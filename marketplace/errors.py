@@ -135,5 +135,5 @@ def exception_handler(exc: Exception, context: dict) -> Response:
     logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
     from marketplace.db_pool import check_pool_if_connection_lost
 
-    check_pool_if_connection_lost()
+    check_pool_if_connection_lost(exc)
     return Response(error_body("Internal server error.", "InternalError"), status=500)

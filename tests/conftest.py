@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -191,11 +191,11 @@ def gunicorn_web(**env_overrides: str):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "marketplace.settings.test",
            "DATABASE_URL": database_url_for_subprocess(), "DATABASE_POOL": "true",
            "HOST": "127.0.0.1", "PORT": str(port), **env_overrides}
-    log = open(ROOT / "var" / f"gunicorn-test-{port}.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
-         "--access-logfile", "/dev/null", "marketplace.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(ROOT / "var" / f"gunicorn-test-{port}.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py",
+             "--access-logfile", "/dev/null", "marketplace.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -209,9 +209,9 @@ def gunicorn_web(**env_overrides: str):
         wait_for(up, timeout=60)
         yield url
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with suppress(ProcessLookupError):  # it may have exited (the assertion above says)
+            os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,8 @@ process replaces the connections it kept idle, so that call is the only one to f
 On the real services (pass 2): PostgreSQL closes the connections (``pg_terminate_backend``)
 of a real Celery worker and of gunicorn, each on psycopg's pool as deployed."""
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -38,6 +40,19 @@ def close_connections_of(application_name: str) -> int:
         return cursor.fetchone()[0]
 
 
+def allow_connections(allowed: bool) -> None:
+    """Whether the test database takes new connections (those open stay), set from another
+    database: PostgreSQL refuses to set it from the one it is about."""
+    import psycopg
+
+    found = connection.settings_dict
+    with psycopg.connect(host=found["HOST"] or "127.0.0.1", port=found["PORT"] or 5432,
+                         user=found["USER"] or "postgres", password=found["PASSWORD"] or None,
+                         dbname="postgres", autocommit=True) as admin:
+        admin.execute(f"ALTER DATABASE {connection.ops.quote_name(found['NAME'])} "
+                      f"WITH ALLOW_CONNECTIONS {'true' if allowed else 'false'}")
+
+
 def calls_to(author) -> list[Invocation]:
     return list(Invocation.objects.filter(algorithm_path=f"{author.username}/probe")
                 .order_by("created_at"))
@@ -50,20 +65,32 @@ def call(url: str, key: str, text: str) -> requests.Response:
                          timeout=60)
 
 
+def execution_worker(settings, name: str):
+    """The execution worker as deployed (threads, psycopg's pool), on a queue of its own,
+    its connections named ``name``."""
+    settings.EXECUTION_QUEUE = queue = f"execution-lost-{os.getpid()}"
+    return start_worker(
+        {"EXECUTION_QUEUE": queue, "CELERY_CUSTOM_WORKER_POOL": "execution.pool:TaskPool",
+         "DATABASE_POOL": "true", "PGAPPNAME": name}, queues=queue, pool=("-P", "custom"))
+
+
+@pytest.mark.parametrize("capped", [False, True], ids=["key", "capped key"])
 def test_a_worker_whose_database_connections_were_closed_answers_the_call_at_once_unbilled(
-        live_server, settings, builds_run, probe_and_key):
+        live_server, settings, builds_run, probe_and_key, capped):
     """The next call fails on its connection in the worker, and its caller is told so at
     once, not when its wait runs out; the call is closed, unbilled; the calls after it run.
-    The same for an async call: closed with the error its caller fetches."""
+    The same for an async call: closed with the error its caller fetches. With a capped
+    key the close runs in a transaction, whose failed rollback hides the lost connection
+    behind another one the pool lent: the error itself tells."""
     from marketplace.celery import app
 
     require_env("CELERY_BROKER_URL")
     author, caller, key = probe_and_key
-    settings.EXECUTION_QUEUE = queue = f"execution-lost-{os.getpid()}"
+    if capped:
+        key = marketplace_services.api_key_create(created_by=caller, name="capped",
+                                                  monthly_spend_cap=1000 * CREDIT).raw
     name = f"algostore-test-worker-{os.getpid()}"
-    worker, log = start_worker(  # the execution worker as deployed: threads, psycopg's pool
-        {"EXECUTION_QUEUE": queue, "CELERY_CUSTOM_WORKER_POOL": "execution.pool:TaskPool",
-         "DATABASE_POOL": "true", "PGAPPNAME": name}, queues=queue, pool=("-P", "custom"))
+    worker, log = execution_worker(settings, name)
     url = f"{live_server.url}/v1/algo/{author.username}/probe"
     try:
         wait_for_worker(app, worker)
@@ -109,6 +136,47 @@ def test_a_worker_whose_database_connections_were_closed_answers_the_call_at_onc
     assert [u.status for u in billed] == ["settled"] * 4
     assert after.balance == before.balance - sum(u.total for u in billed)
     assert after.reserved == 0
+
+
+def test_a_call_its_worker_cannot_close_is_answered_and_closed_once_the_database_is_back(
+        live_server, settings, builds_run, probe_and_key):
+    """The database closes the worker's connections mid-call and takes no new ones: the
+    caller is still answered when the run ends, and the call is closed, unbilled, once the
+    database takes connections again."""
+    from marketplace.celery import app
+
+    require_env("CELERY_BROKER_URL")
+    author, caller, key = probe_and_key
+    name = f"algostore-test-worker-{os.getpid()}"
+    worker, log = execution_worker(settings, name)
+    url = f"{live_server.url}/v1/algo/{author.username}/probe"
+    try:
+        wait_for_worker(app, worker)
+        assert call(url, key, "one").json()["result"] == "echo: one"
+        with ThreadPoolExecutor(1) as calls:
+            sleeping = calls.submit(call, url, key, {"action": "sleep", "seconds": 3})
+            time.sleep(1)  # the call is in its runner, for two seconds more
+            allow_connections(False)
+            try:
+                assert close_connections_of(name) >= 1
+                answer = sleeping.result(timeout=60)
+            finally:
+                allow_connections(True)
+        assert (answer.status_code, answer.json()) == (200, {"error": {
+            "message": "The call could not be run (OperationalError).",
+            "error_type": "InternalError"}})
+        wait_for(lambda: calls_to(author)[-1].status == "failed", 60)
+        assert call(url, key, "three").json()["result"] == "echo: three"
+    finally:
+        stop_worker(worker, log)
+
+    calls = calls_to(author)
+    assert [c.status for c in calls] == ["succeeded", "failed", "succeeded"]
+    assert (calls[1].error_type, calls[1].error_message) == (
+        "InternalError", "The call could not be run (OperationalError).")
+    usage = UsageRecord.objects.get(request_id=calls[1].request_id)
+    assert (usage.status, usage.held) == ("released", 0)
+    assert balance(caller).reserved == 0
 
 
 @pytest.fixture
