@@ -6,6 +6,7 @@ of a real Celery worker and of gunicorn, each on psycopg's pool as deployed."""
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -65,13 +66,26 @@ def call(url: str, key: str, text: str) -> requests.Response:
                          timeout=60)
 
 
-def execution_worker(settings, name: str):
+@contextmanager
+def serving_worker(settings, live_server, author, key: str):
     """The execution worker as deployed (threads, psycopg's pool), on a queue of its own,
-    its connections named ``name``."""
+    its connections named, once a first call has gone through it. Yields the connections'
+    name and the probe's URL."""
+    from marketplace.celery import app
+
+    require_env("CELERY_BROKER_URL")
     settings.EXECUTION_QUEUE = queue = f"execution-lost-{os.getpid()}"
-    return start_worker(
+    name = f"algostore-test-worker-{os.getpid()}"
+    worker, log = start_worker(
         {"EXECUTION_QUEUE": queue, "CELERY_CUSTOM_WORKER_POOL": "execution.pool:TaskPool",
          "DATABASE_POOL": "true", "PGAPPNAME": name}, queues=queue, pool=("-P", "custom"))
+    url = f"{live_server.url}/v1/algo/{author.username}/probe"
+    try:
+        wait_for_worker(app, worker)
+        assert call(url, key, "one").json()["result"] == "echo: one"
+        yield name, url
+    finally:
+        stop_worker(worker, log)
 
 
 @pytest.mark.parametrize("capped", [False, True], ids=["key", "capped key"])
@@ -82,19 +96,11 @@ def test_a_worker_whose_database_connections_were_closed_answers_the_call_at_onc
     The same for an async call: closed with the error its caller fetches. With a capped
     key the close runs in a transaction, whose failed rollback hides the lost connection
     behind another one the pool lent: the error itself tells."""
-    from marketplace.celery import app
-
-    require_env("CELERY_BROKER_URL")
     author, caller, key = probe_and_key
     if capped:
         key = marketplace_services.api_key_create(created_by=caller, name="capped",
                                                   monthly_spend_cap=1000 * CREDIT).raw
-    name = f"algostore-test-worker-{os.getpid()}"
-    worker, log = execution_worker(settings, name)
-    url = f"{live_server.url}/v1/algo/{author.username}/probe"
-    try:
-        wait_for_worker(app, worker)
-        assert call(url, key, "one").json()["result"] == "echo: one"
+    with serving_worker(settings, live_server, author, key) as (name, url):
         before = balance(caller)
         assert close_connections_of(name) >= 1
         lost = call(url, key, "two")
@@ -110,8 +116,6 @@ def test_a_worker_whose_database_connections_were_closed_answers_the_call_at_onc
         results = [requests.get(f"{live_server.url}/v1/algo/requests/{request_id}",
                                 headers={"Authorization": key}, timeout=30).json()
                    for request_id in queued]
-    finally:
-        stop_worker(worker, log)
 
     assert lost.status_code == 200
     assert lost.json() == {"error": {"message": "The call could not be run (OperationalError).",
@@ -143,16 +147,8 @@ def test_a_call_its_worker_cannot_close_is_answered_and_closed_once_the_database
     """The database closes the worker's connections mid-call and takes no new ones: the
     caller is still answered when the run ends, and the call is closed, unbilled, once the
     database takes connections again."""
-    from marketplace.celery import app
-
-    require_env("CELERY_BROKER_URL")
     author, caller, key = probe_and_key
-    name = f"algostore-test-worker-{os.getpid()}"
-    worker, log = execution_worker(settings, name)
-    url = f"{live_server.url}/v1/algo/{author.username}/probe"
-    try:
-        wait_for_worker(app, worker)
-        assert call(url, key, "one").json()["result"] == "echo: one"
+    with serving_worker(settings, live_server, author, key) as (name, url):
         with ThreadPoolExecutor(1) as calls:
             sleeping = calls.submit(call, url, key, {"action": "sleep", "seconds": 3})
             time.sleep(1)  # the call is in its runner, for two seconds more
@@ -167,8 +163,6 @@ def test_a_call_its_worker_cannot_close_is_answered_and_closed_once_the_database
             "error_type": "InternalError"}})
         wait_for(lambda: calls_to(author)[-1].status == "failed", 60)
         assert call(url, key, "three").json()["result"] == "echo: three"
-    finally:
-        stop_worker(worker, log)
 
     calls = calls_to(author)
     assert [c.status for c in calls] == ["succeeded", "failed", "succeeded"]
