@@ -210,36 +210,52 @@ def _write_status(spec: dict, status: dict) -> None:
     os.replace(tmp, spec["status"])
 
 
-def serve_http(spec: dict, process: AlgorithmProcess, port: int) -> None:
-    """The Kubernetes transport: POST /call with the same JSON; GET /healthz for readiness."""
+def _http_server(port: int, *, ready, call):
+    """The Kubernetes transport: ``GET /healthz`` answers ``ready()`` (status, content type,
+    body); ``POST /call`` answers ``call(body)`` as JSON, then runs what it returned second
+    (or None)."""
     # The HTTP server is imported only by the runners that serve HTTP: a local runner's
     # imports are part of every cold start (http.server is about half of them).
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    one_at_a_time = threading.Lock()  # one algorithm process: calls take turns
-
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            ok = process.alive()
-            self.send_response(200 if ok else 503)
-            self.end_headers()
-            self.wfile.write(b"ok" if ok else b"loading")
-
-        def do_POST(self):  # noqa: N802
-            length = int(self.headers.get("Content-Length", 0))
-            with one_at_a_time:
-                body = json.dumps(handle(process, json.loads(self.rfile.read(length)))).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
-            if not process.alive():
-                _restart_quietly(process)
+
+        def do_GET(self):  # noqa: N802
+            self._send(*ready())
+
+        def do_POST(self):  # noqa: N802
+            reply, then = call(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+            self._send(200, "application/json", json.dumps(reply).encode())
+            if then is not None:
+                then()
 
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    return ThreadingHTTPServer(("0.0.0.0", port), Handler)
+
+
+def serve_http(spec: dict, process: AlgorithmProcess, port: int) -> None:
+    """A runner pod: POST /call with the same JSON as a local runner's frames; GET /healthz
+    for readiness."""
+    one_at_a_time = threading.Lock()  # one algorithm process: calls take turns
+
+    def ready():
+        ok = process.alive()
+        return (200 if ok else 503), "text/plain", (b"ok" if ok else b"loading")
+
+    def call(body: bytes):
+        with one_at_a_time:
+            reply = handle(process, json.loads(body))
+        return reply, (None if process.alive() else lambda: _restart_quietly(process))
+
+    server = _http_server(port, ready=ready, call=call)
     # On SIGTERM (a scale-down) stop taking calls, let the one in flight finish, then exit:
     # the pod's grace period covers the longest call.
     server.daemon_threads, server.block_on_close = False, True
@@ -256,30 +272,11 @@ def serve_http(spec: dict, process: AlgorithmProcess, port: int) -> None:
 def serve_http_failed(port: int, error: str) -> None:
     """A runner pod whose algorithm failed to load: ready (so calls reach it), and every call
     answered with the load error, rather than a pod that never becomes ready."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def _json(self, status: int, payload: dict) -> None:
-            body = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self):  # noqa: N802
-            self._json(200, {"state": "failed"})
-
-        def do_POST(self):  # noqa: N802
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            self._json(200, {"response": None, "error_type": "LoadingError",
-                             "error_message": f"The algorithm failed to load: {error}",
-                             "stack_trace": error, "stdout": "", "duration_ms": 0.0})
-
-        def log_message(self, *args):
-            pass
-
-    ThreadingHTTPServer(("0.0.0.0", port), Handler).serve_forever()
+    reply = {"response": None, "error_type": "LoadingError",
+             "error_message": f"The algorithm failed to load: {error}", "stack_trace": error,
+             "stdout": "", "duration_ms": 0.0}
+    _http_server(port, ready=lambda: (200, "application/json", b'{"state": "failed"}'),
+                 call=lambda body: (reply, None)).serve_forever()
 
 
 def main(argv: list[str]) -> int:

@@ -394,6 +394,27 @@ def test_the_runner_serves_http_in_pod_mode(tmp_path):
         runner.wait(timeout=10)
 
 
+def test_a_pod_whose_algorithm_fails_to_load_is_ready_and_answers_calls_with_the_error(
+        tmp_path):
+    """Ready (so calls reach it, rather than a pod that never becomes ready), and every call
+    answered with the author's load error."""
+    import urllib.request
+
+    broken = "import sys\nprint('no model file at /algo/model.bin', flush=True)\nsys.exit(3)\n"
+    runner, port = _pod_runner(tmp_path, broken)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as ready:
+            assert (ready.status, json.loads(ready.read())) == (200, {"state": "failed"})
+        replies = [_pod_call(port, "one"), _pod_call(port, "two")]
+    finally:
+        runner.terminate()
+        runner.wait(timeout=10)
+    for reply in replies:
+        assert (reply["response"], reply["error_type"]) == (None, "LoadingError")
+        assert reply["error_message"].startswith("The algorithm failed to load: ")
+        assert "no model file at /algo/model.bin" in reply["error_message"]
+
+
 def test_a_scaled_down_pod_finishes_its_call_before_it_exits(tmp_path):
     import signal
     import time
