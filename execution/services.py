@@ -249,11 +249,8 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
     if row is not None:
         invocation = _invocation_from_row(invocation_pk, row)
     else:
-        # Not the big text columns (the build's log, the docs, a stored result).
-        invocation = (Invocation.objects.select_related("algorithm", "build")
-                      .defer("result", "stdout", "build__logs", "algorithm__summary")
-                      .filter(pk=invocation_pk).first())
-        if invocation is None or (request_id and str(invocation.request_id) != request_id):
+        invocation = _invocation_read(invocation_pk, request_id)
+        if invocation is None:
             return _lost_to_the_database(request_id)
         if invocation.status in Invocation.FINISHED:
             _hand_back(invocation, invocation.result)  # a caller may still be waiting
@@ -324,6 +321,18 @@ def invocation_row(invocation: Invocation) -> dict:
     row["created_at"] = invocation.created_at.isoformat()
     row["usage_hold"] = getattr(invocation, "usage_hold", None)
     return row
+
+
+def _invocation_read(pk: int, request_id: str | None) -> Invocation | None:
+    """The call read back, with its algorithm and build (not the big text columns: the
+    build's log, the docs, a stored result); None if it is gone, or its id is now another
+    call's (``_lost_to_the_database``)."""
+    invocation = (Invocation.objects.select_related("algorithm", "build")
+                  .defer("result", "stdout", "build__logs", "algorithm__summary")
+                  .filter(pk=pk).first())
+    if invocation is None or (request_id and str(invocation.request_id) != request_id):
+        return None
+    return invocation
 
 
 def _invocation_from_row(pk: int, row: dict) -> Invocation:
@@ -611,8 +620,8 @@ def invocation_lost(*, invocation: Invocation, error_type: str = "TimeoutError")
         error_message="The call did not finish: its worker stopped or never answered.")
 
 
-def invocation_broke(*, invocation_pk: int, row: dict | None, request_id: str | None,
-                     error: Exception, caller_waits: bool) -> dict:
+def invocation_broke(*, invocation_pk: int, request_id: str | None, error: Exception,
+                     caller_waits: bool) -> dict:
     """The task running a call raised: the database or the broker failed under it (a
     connection the database had closed, say), or a bug. The call fails as the platform's
     fault, unbilled, and a caller waiting on it (``caller_waits``) is answered now rather
@@ -620,34 +629,25 @@ def invocation_broke(*, invocation_pk: int, row: dict | None, request_id: str | 
     close) gives its caller its stored answer. If the call cannot be closed now (the
     database is still unreachable), the caller is still told, and ``execution.close_broken``
     closes the call, unbilled, once the database answers again."""
-    from django.db import close_old_connections
-
     from execution import results
     from execution.tasks import close_broken
-    from marketplace.db_pool import check_pool_if_connection_lost
+    from marketplace.db_pool import drop_lost_connections
 
     logger.error("The call %s failed in its worker", request_id or invocation_pk,
                  exc_info=error)
     message = f"The call could not be run ({type(error).__name__})."
     envelope = {"error": {"message": message, "error_type": "InternalError"}}
     try:
-        check_pool_if_connection_lost(error)
-        close_old_connections()  # a connection that failed is dropped, not used again
-        if row is not None:
-            invocation = _invocation_from_row(invocation_pk, row)
-        else:
-            invocation = (Invocation.objects.select_related("algorithm")
-                          .defer("result", "stdout", "algorithm__summary")
-                          .filter(pk=invocation_pk).first())
-            if invocation is None or (request_id and str(invocation.request_id) != request_id):
-                return _lost_to_the_database(request_id)
-        stored = (Invocation.objects.filter(pk=invocation.pk, request_id=invocation.request_id)
-                  .exclude(status__in=(Invocation.Status.QUEUED, Invocation.Status.RUNNING))
-                  .values_list("result", flat=True).first())
-        if stored is None:
+        drop_lost_connections(error)
+        invocation = _invocation_read(invocation_pk, request_id)  # as it stands now
+        if invocation is None:
+            return _lost_to_the_database(request_id)
+        if invocation.status not in Invocation.FINISHED:
+            # A waiting (sync) caller's call cannot be watched: its id comes with its answer.
+            invocation.unwatched = caller_waits
             return invocation_finish(invocation=invocation, error_type="InternalError",
                                      error_message=message, platform_fault=True)
-        envelope = stored  # closed before the failure: its caller may not have heard
+        envelope = invocation.result  # closed before the failure: its caller may not know
     except Exception as closing_error:
         logger.error("The call %s could not be closed after its failure: it will be, once "
                      "the database answers", request_id or invocation_pk,
@@ -668,10 +668,8 @@ def invocation_close_broken(*, invocation_pk: int, request_id: str | None,
     """Close a call its worker could not close after it broke (``invocation_broke``): failed,
     unbilled, its caller already answered. Returns what it found: "closed", "closed
     already" or "lost" (no such call, or its id is now another call's)."""
-    invocation = (Invocation.objects.select_related("algorithm")
-                  .defer("result", "stdout", "algorithm__summary")
-                  .filter(pk=invocation_pk).first())
-    if invocation is None or (request_id and str(invocation.request_id) != request_id):
+    invocation = _invocation_read(invocation_pk, request_id)
+    if invocation is None:
         return "lost"
     if invocation.status in Invocation.FINISHED:
         return "closed already"

@@ -44,9 +44,8 @@ def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
                 raise
             # Its caller is answered now, not when its wait runs out.
             waits = row is not None and (row.get("options") or {}).get("output") != "void"
-            envelope = invocation_broke(
-                invocation_pk=invocation_pk, row=None if redelivered else row,
-                request_id=request_id, error=error, caller_waits=waits)
+            envelope = invocation_broke(invocation_pk=invocation_pk, request_id=request_id,
+                                        error=error, caller_waits=waits)
     # Sent by a caller that reads no task result (the envelope went to the result channel):
     # nothing to return, and Celery would make a repr of it for its log line on every call.
     return None if self.request.ignore_result else envelope
@@ -62,12 +61,9 @@ def close_broken(self, invocation_pk: int, request_id: str | None, error_message
         return invocation_close_broken(invocation_pk=invocation_pk, request_id=request_id,
                                        error_message=error_message)
     except Exception as error:
-        from django.db import close_old_connections
+        from marketplace.db_pool import drop_lost_connections
 
-        from marketplace.db_pool import check_pool_if_connection_lost
-
-        check_pool_if_connection_lost(error)
-        close_old_connections()
+        drop_lost_connections(error)
         countdown = min(60, CLOSE_BROKEN_FIRST_SECONDS * 2 ** (self.request.retries + 1))
         raise self.retry(exc=error, countdown=countdown)
 

@@ -5,7 +5,7 @@ request or call in turn. The first failure has the pool test those it keeps inst
 connections lent out at the time fail their own request each."""
 import logging
 
-from django.db import connections
+from django.db import close_old_connections, connections
 
 logger = logging.getLogger(__name__)
 # PostgreSQL's codes for a connection lost: its class 08, and the server shutting down.
@@ -34,6 +34,14 @@ def check_pool_if_connection_lost(error: BaseException | None = None) -> bool:
                 logger.exception("Could not check the database connection pool")
             checked = True
     return checked
+
+
+def drop_lost_connections(error: BaseException) -> None:
+    """After ``error``, in a task that goes on (or tries again) outside any transaction:
+    the pool checked if a connection was lost, and this thread's connections closed as at
+    the end of a request (a failed one is not used again)."""
+    check_pool_if_connection_lost(error)
+    close_old_connections()
 
 
 def connection_lost(error: BaseException) -> bool:
