@@ -56,23 +56,15 @@ class DataApi(APIView):
     def _s3_get(self, request, path: str):
         s3_path = connectors.s3_path_parse(path)
         connector = connectors.connector_for(request.auth, s3_path, write=False)
-        if s3_path.key and not s3_path.key.endswith("/"):
-            # The object itself, in one request to the store (no HEAD first): most reads are
-            # of files; a path that is no object may be a folder, which its listing shows.
-            try:
-                stream, length = connectors.object_stream(connector, s3_path)
-            except NotFoundError:
-                pass
-            else:
-                response = _streaming(request._request, stream)
-                if length is not None:
-                    response["Content-Length"] = str(length)
-                return response
-        body = connectors.listing(connector, s3_path, _marker(request),
-                                  settings.DATA_LIST_PAGE_SIZE)
-        if body["files"] or body["folders"] or not s3_path.key:
+        found, body = connectors.object_or_listing(connector, s3_path, _marker(request),
+                                                   settings.DATA_LIST_PAGE_SIZE)
+        if body is not None:
             return Response(body)
-        raise NotFoundError(f"No such object: {s3_path.uri}.")
+        stream, length = found
+        response = _streaming(request._request, stream)
+        if length is not None:
+            response["Content-Length"] = str(length)
+        return response
 
     def _path(self, request, path: str) -> services.DataPath:
         return services.data_path_parse(path, key=request.auth)

@@ -160,6 +160,23 @@ def object_stream(connector: Connector, path: S3Path):
     return body["Body"], body.get("ContentLength")
 
 
+def object_or_listing(connector: Connector, path: S3Path, marker: str | None,
+                      page_size: int) -> tuple[tuple | None, dict | None]:
+    """What a read of ``path`` finds: the object's (stream, length), in one request to the
+    store (no HEAD first: most reads are of files), else the listing of the folder it names
+    (with or without its slash). (object, None) or (None, listing); NotFoundError if
+    neither."""
+    if path.key and not path.key.endswith("/"):
+        try:
+            return object_stream(connector, path), None
+        except NotFoundError:
+            pass  # no such object: perhaps a folder
+    body = listing(connector, path, marker, page_size)
+    if body["files"] or body["folders"] or not path.key:
+        return None, body
+    raise NotFoundError(f"No such object: {path.uri}.")
+
+
 def object_exists(connector: Connector, path: S3Path) -> bool:
     if not path.key or path.key.endswith("/"):
         return False
