@@ -3,10 +3,20 @@ Django's request cycle, and without holding a thread while the call runs.
 
 ``POST /v1/algo/{owner}/{name}[/{version}]`` does the same work as ``AlgoInvokeApi`` through
 the same services (the key check, the options, admission with its hold, the queue by name,
-the envelope): one hop to a thread for the database work, then an async wait for the result
-in the process's inbox (``execution.results``). A profile of the full stack under load had
-Django's middleware, DRF's dispatch and a thread blocked per waiting request at most of the
-web tier's CPU per call.
+the envelope), then an async wait for the result in the process's inbox
+(``execution.results``). A profile of the full stack under load had Django's middleware,
+DRF's dispatch and a thread blocked per waiting request at most of the web tier's CPU per
+call.
+
+The admission's database work (about a millisecond: the key check from its cache, one
+statement, one send to Redis) runs on the event loop's own thread while psycopg's pool has
+a connection idle: the hop to a worker thread and back cost a tenth of a call's CPU across
+the stack (docs/benchmarks.md, tenth pass). The loop waits for that statement; a statement
+that would wait on a row lock waits at most ``ADMIT_ON_LOOP_LOCK_TIMEOUT`` and is then
+made again in a worker thread, where it may wait as long as it needs. With no connection
+idle (the pool growing, or the database away), with no pool, or with
+``EXECUTION_ADMIT_ON_LOOP`` off, admission runs in a worker thread, as does whatever a
+failure needs next (testing the pool's connections).
 
 Everything else goes to Django untouched, decided from the headers before any of the body
 is read: no key (401 there), async calls (``output=void``, callbacks), a host Django would
@@ -14,9 +24,11 @@ refuse, a repeated Host or Authorization header, an HTTPS redirect, an ``Accept`
 ``format`` that DRF negotiates, the embedded mode (no broker: the call runs in-process),
 and every other path.
 """
+import asyncio
 import json
 import logging
 import re
+from contextlib import contextmanager
 from urllib.parse import parse_qsl
 
 from asgiref.sync import sync_to_async
@@ -27,7 +39,8 @@ from django.http.request import split_domain_port, validate_host
 from execution import results, services
 from execution.apis import raw_parts
 from marketplace.authentication import key_from_header
-from marketplace.db_pool import check_pool_if_connection_lost
+from marketplace.db_pool import (check_pool_if_connection_lost, idle_connection_ready,
+                                  lock_not_available)
 from marketplace.errors import ApplicationError, AuthError, error_body
 
 logger = logging.getLogger(__name__)
@@ -51,7 +64,7 @@ class InvokeFastPath:
             return await _send_error(send, services.TooLarge.input(), scope, headers)
         inbox = results.inbox()  # where the call's result will come
         try:
-            invocation = await _start_in_thread(
+            invocation = await _admit(
                 raw_key=raw_key, owner=owner, name=name, version=version, query=query,
                 body=body, content_type=headers.get("content-type", ""), api_base=api_base,
                 reply_to=inbox.name)
@@ -113,9 +126,35 @@ def _accepts_json(accept: str) -> bool:
     return bool(types & {"application/json", "application/*", "*/*"})
 
 
-def _start(*, raw_key: str, owner: str, name: str, version: str | None, query: dict,
-           body: bytes, content_type: str, api_base: str, reply_to: str):
-    """The database half, in a worker thread: authenticate, admit (with the hold), queue."""
+# How long admission on the event loop waits for a row lock (a settlement or a payment
+# holding the payer's account) before it is made again in a worker thread instead.
+ADMIT_ON_LOOP_LOCK_TIMEOUT_MS = 20
+
+
+async def _admit(**call):
+    """``_start`` on the loop's own thread when a pooled connection is idle, else (and
+    should a row lock keep it waiting) in a worker thread; what a failure needs next (the
+    pool's test) runs in a worker thread too."""
+    if not (settings.EXECUTION_ADMIT_ON_LOOP and idle_connection_ready()):
+        return await _start_in_thread(**call)
+    from marketplace.row_update import lock_wait_at_most
+
+    try:
+        with _blocking_allowed(), lock_wait_at_most(ADMIT_ON_LOOP_LOCK_TIMEOUT_MS):
+            return _start(on_loop=True, **call)
+    except ApplicationError:
+        raise
+    except Exception as error:
+        if lock_not_available(error):  # nothing was written: the thread may wait for it
+            return await _start_in_thread(**call)
+        await _check_pool_in_thread(error)
+        raise
+
+
+def _start(*, on_loop: bool = False, raw_key: str, owner: str, name: str,
+           version: str | None, query: dict, body: bytes, content_type: str, api_base: str,
+           reply_to: str):
+    """The database half: authenticate, admit (with the hold), queue."""
     from catalog.resolution_cache import resolutions
     from marketplace.epoch_cache import epochs_read_once
     from marketplace.services.api_keys import authenticated_keys
@@ -126,10 +165,24 @@ def _start(*, raw_key: str, owner: str, name: str, version: str | None, query: d
                                    query=query, body=body, content_type=content_type,
                                    api_base=api_base, reply_to=reply_to)
     except Exception as error:
-        check_pool_if_connection_lost(error)
+        if not on_loop:  # (on the loop, the caller has it done in a thread)
+            check_pool_if_connection_lost(error)
         raise
     finally:
         close_old_connections()  # as Django does at the end of a request
+
+
+@contextmanager
+def _blocking_allowed():
+    """Django refuses its database calls while an event loop runs on the thread (they would
+    hold the loop up); admission on the loop makes them knowingly, and no longer than its
+    bounds (module docstring)."""
+    loop = asyncio.events._get_running_loop()
+    asyncio.events._set_running_loop(None)
+    try:
+        yield
+    finally:
+        asyncio.events._set_running_loop(loop)
 
 
 def _admit_and_send(*, raw_key: str, owner: str, name: str, version: str | None, query: dict,
@@ -158,6 +211,8 @@ def _lost(invocation):
 # (The functions are looked up at each call, as a direct call would.)
 _start_in_thread = sync_to_async(lambda **call: _start(**call), thread_sensitive=False)
 _lost_in_thread = sync_to_async(lambda invocation: _lost(invocation), thread_sensitive=False)
+_check_pool_in_thread = sync_to_async(lambda error: check_pool_if_connection_lost(error),
+                                      thread_sensitive=False)
 
 
 def _headers(scope) -> dict[str, str] | None:

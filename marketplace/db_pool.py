@@ -20,7 +20,8 @@ def check_pool_if_connection_lost(error: BaseException | None = None) -> bool:
     checked."""
     lost = error is not None and connection_lost(error)
     checked = False
-    for connection in connections.all(initialized_only=True):
+    for alias in connections:  # (the pools are the process's: a lost connection may have
+        connection = connections[alias]  # been another thread's)
         pool = getattr(connection, "pool", None)
         if pool is None:
             continue
@@ -36,6 +37,16 @@ def check_pool_if_connection_lost(error: BaseException | None = None) -> bool:
     return checked
 
 
+def idle_connection_ready(alias: str = "default") -> bool:
+    """Whether this process's pool for ``alias`` has a connection idle and nobody waiting
+    for one: a checkout now would not wait (nor connect). False without a pool."""
+    pool = getattr(connections[alias], "pool", None)  # PostgreSQL's, when configured
+    if pool is None:
+        return False
+    stats = pool.get_stats()
+    return stats.get("pool_available", 0) > 0 and not stats.get("requests_waiting", 0)
+
+
 def drop_lost_connections(error: BaseException) -> None:
     """After ``error``, in a task that goes on (or tries again) outside any transaction:
     the pool checked if a connection was lost, and this thread's connections closed as at
@@ -49,12 +60,24 @@ def connection_lost(error: BaseException) -> bool:
     transaction's rollback that failed on it raises from the statement's error)."""
     import psycopg
 
+    for found in _causes(error):
+        if isinstance(found, (psycopg.OperationalError, psycopg.InterfaceError)):
+            state = getattr(found, "sqlstate", None)
+            if state is None or state.startswith("08") or state in _LOST_STATES:
+                return True
+    return False
+
+
+def lock_not_available(error: BaseException) -> bool:
+    """Whether ``error``, or an error it came from, is PostgreSQL's for a statement that
+    waited for a lock longer than its ``lock_timeout`` (it wrote nothing)."""
+    return any(getattr(found, "sqlstate", None) == "55P03" for found in _causes(error))
+
+
+def _causes(error: BaseException | None):
+    """``error`` and the errors it came from (its cause, else its context), each once."""
     seen = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError)):
-            state = getattr(error, "sqlstate", None)
-            if state is None or state.startswith("08") or state in _LOST_STATES:
-                return True
+        yield error
         error = error.__cause__ or error.__context__
-    return False

@@ -28,24 +28,31 @@ pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def asgi(transactional_db, builds_run, monkeypatch):
+def asgi(request, transactional_db, builds_run, monkeypatch):
     """``marketplace.asgi:application`` under uvicorn, in this process (so its calls can be
-    counted), on a free port of 127.0.0.1."""
+    counted: ``served`` holds the thread each admission ran on), on a free port of
+    127.0.0.1. Admission runs in a worker thread (this process has no connection pool), or,
+    with the parameter "on the loop", on the event loop's thread as it does when the pool
+    has a connection idle."""
     import uvicorn
 
     from marketplace.asgi import application
 
     served = []
     original = fast_path._start
-    monkeypatch.setattr(fast_path, "_start", lambda **kwargs: served.append(1) or original(
-        **kwargs))
+    monkeypatch.setattr(fast_path, "_start", lambda **kwargs: served.append(
+        threading.current_thread()) or original(**kwargs))
+    mode = getattr(request, "param", "in a thread")
+    if mode == "on the loop":
+        monkeypatch.setattr(fast_path, "idle_connection_ready", lambda: True)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(application, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     wait_for(lambda: server.started, timeout=20)
-    yield SimpleNamespace(url=f"http://127.0.0.1:{sock.getsockname()[1]}", served=served)
+    yield SimpleNamespace(url=f"http://127.0.0.1:{sock.getsockname()[1]}", served=served,
+                          mode=mode, loop_thread=thread)
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
@@ -68,6 +75,13 @@ def same_envelope(fast, slow) -> dict:
     return one
 
 
+def admitted_where_asked(asgi) -> None:
+    """Every admission the fast path served ran where the fixture's parameter says."""
+    on_loop = [thread is asgi.loop_thread for thread in asgi.served]
+    assert on_loop and on_loop == [asgi.mode == "on the loop"] * len(on_loop)
+
+
+@pytest.mark.parametrize("asgi", ["in a thread", "on the loop"], indirect=True)
 def test_calls_answer_as_the_view_does(asgi, live_server, probe, user, raw_key):
     base, auth = f"/v1/algo/{user.username}/probe", {"Authorization": raw_key}
     cases = [
@@ -99,6 +113,7 @@ def test_calls_answer_as_the_view_does(asgi, live_server, probe, user, raw_key):
     assert fast.status_code == slow.status_code == 400
     assert fast.text == slow.text and "nonexistent" in fast.text
     assert len(asgi.served) == 6
+    admitted_where_asked(asgi)
     rows = Invocation.objects.filter(algorithm=probe)
     assert rows.count() == 12 and not rows.exclude(status__in=Invocation.FINISHED).exists()
     assert {row.caller_id for row in rows} == {user.pk}
@@ -106,6 +121,7 @@ def test_calls_answer_as_the_view_does(asgi, live_server, probe, user, raw_key):
     assert UsageRecord.objects.filter(request_id__in=rows.values("request_id")).count() == 12
 
 
+@pytest.mark.parametrize("asgi", ["in a thread", "on the loop"], indirect=True)
 def test_errors_answer_as_the_view_does(asgi, live_server, probe, user, raw_key, settings):
     base, auth = f"/v1/algo/{user.username}/probe", {"Authorization": raw_key}
     json_auth = {**auth, "Content-Type": "application/json"}
@@ -136,8 +152,48 @@ def test_errors_answer_as_the_view_does(asgi, live_server, probe, user, raw_key,
     fast, slow = both(asgi, live_server, f"POST {base}", json="x",
                       headers={"Authorization": "nope"})
     assert fast.headers["WWW-Authenticate"] == slow.headers["WWW-Authenticate"]
+    admitted_where_asked(asgi)  # those that reached admission
     assert not Invocation.objects.exists()  # no refused call left a row behind
     assert not UsageRecord.objects.exists()
+
+
+@pytest.mark.parametrize("asgi", ["on the loop"], indirect=True)
+def test_a_call_whose_payer_is_locked_waits_in_a_thread_not_on_the_loop(
+        asgi, probe, user, raw_key, make_key):
+    """The payer's account row held by another transaction (a settlement, a payment):
+    admission on the loop gives up after its short lock wait, having written nothing, and
+    is made again in a worker thread, which waits for the lock. Meanwhile the process
+    answers other callers; the call is admitted once and answered."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    from tests.conftest import database_url_for_subprocess
+
+    url, other_key = f"{asgi.url}/v1/algo/{user.username}/probe", make_key(UserFactory())
+    for key in (raw_key, other_key):  # both callers' accounts open
+        assert requests.post(url, json="warm", headers={"Authorization": key},
+                             timeout=30).json()["result"] == "echo: warm"
+    payer, before = Account.objects.get(user=user), len(asgi.served)
+    with psycopg.connect(database_url_for_subprocess()) as locker, ThreadPoolExecutor(1) as pool:
+        locker.execute(f"SELECT id FROM {Account._meta.db_table} WHERE id = %s FOR UPDATE",
+                       [payer.pk])
+        held = pool.submit(requests.post, url, json="held", headers={"Authorization": raw_key},
+                           timeout=60)
+        wait_for(lambda: len(asgi.served) == before + 2, timeout=20)  # the loop, a thread
+        other = requests.post(url, json="meanwhile", headers={"Authorization": other_key},
+                              timeout=10)
+        assert other.status_code == 200 and other.json()["result"] == "echo: meanwhile"
+        assert not held.done()
+        locker.rollback()
+        response = held.result(timeout=30)
+    assert response.status_code == 200 and response.json()["result"] == "echo: held"
+    assert [thread is asgi.loop_thread for thread in asgi.served[before:]] == [
+        True, False, True]
+    mine = Invocation.objects.filter(caller=user)
+    assert sorted(mine.values_list("status", flat=True)) == ["succeeded", "succeeded"]
+    assert UsageRecord.objects.filter(payer_id=payer.pk).count() == 2
+    wait_for(lambda: Account.objects.get(pk=payer.pk).reserved == 0, timeout=30)
 
 
 def test_private_algorithms_and_credits(asgi, live_server, probe, user, raw_key, make_key):
