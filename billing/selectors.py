@@ -143,7 +143,7 @@ def daily_series(rows: list[dict], value: str, days: int = 30) -> list[tuple[dat
 
 def key_spend_this_month(*, key) -> int:
     spend = KeySpend.objects.filter(key=key, month=timezone.now().strftime("%Y-%m")).first()
-    return spend.spent if spend else 0
+    return spend.spent + spend.carried if spend else 0
 
 
 # --- the operators' view ----------------------------------------------------------------------

@@ -80,8 +80,11 @@ class KeySpend(models.Model):
 
     key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="spend")
     month = models.CharField(max_length=7)
-    spent = models.BigIntegerField(default=0)
+    spent = models.BigIntegerField(default=0, help_text="The capped calls' charges, settled.")
     reserved = models.BigIntegerField(default=0)
+    carried = models.BigIntegerField(
+        default=0, help_text="Charged this month while the key had no cap (counted when one "
+                             "is set: billing.key_spend_recount); counts against it too.")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["key", "month"],

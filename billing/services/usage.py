@@ -10,6 +10,8 @@ import functools
 import math
 import time
 from contextlib import nullcontext
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -126,7 +128,8 @@ def _reserve(invocation, key: ApiKey, capped: list[ApiKey], *,
     held = max_cost(royalty=royalty, timeout=float(invocation.options.get("timeout", 300)))
     month = _month() if capped else ""
     steps = [Update(KeySpend, _key_spend_id(cap_key, month), add={"reserved": held},
-                    check=("spent <= %s - reserved", [cap_key.monthly_spend_cap - held]))
+                    check=("spent + carried <= %s - reserved",
+                           [cap_key.monthly_spend_cap - held]))
              for cap_key in capped]
     steps.append(Update(Account, payer_id, add={"reserved": held},
                         check=("balance >= reserved + %s", [held])))
@@ -150,11 +153,11 @@ def _reserve(invocation, key: ApiKey, capped: list[ApiKey], *,
         spend = KeySpend.objects.get(pk=steps[failed].pk)
         raise PaymentRequiredError(
             f"This key's monthly spending cap is {credits(cap_key.monthly_spend_cap)} credits; "
-            f"it has spent {credits(spend.spent)} this month and holds "
+            f"it has spent {credits(spend.spent + spend.carried)} this month and holds "
             f"{credits(spend.reserved)} for running calls, and this call may cost up to "
             f"{credits(held)}. Raise the cap on the API keys page or wait for next month.",
             extra={"cap_microcredits": cap_key.monthly_spend_cap,
-                   "spent_microcredits": spend.spent})
+                   "spent_microcredits": spend.spent + spend.carried})
     payer = Account.objects.get(pk=payer_id)
     raise PaymentRequiredError(
         f"Not enough credits: this call may cost up to {credits(held)} credits "
@@ -193,6 +196,47 @@ def _key_spend_id(key: ApiKey, month: str) -> int:
     except IntegrityError:  # made by a concurrent call
         spend = KeySpend.objects.get(key=key, month=month)
     return spend.pk
+
+
+def key_spend_recount(*, key: ApiKey) -> KeySpend:
+    """The key's spending row for this month, with what its cap did not follow counted again
+    (``carried``): the charges this month (UTC) of the calls made with the key, or with a key
+    made from it, and of the calls those composed, that were not counted against its cap when
+    they were made (it had none, or it was lifted), refunds excluded. For a cap set during the
+    month, or set again: the month's spend before it counts against it, as a monthly cap
+    promises. Calls running at that moment count only if they were capped (they settle into
+    ``spent``)."""
+    month = _month()
+    with transaction.atomic():
+        spend_id = _key_spend_id(key, month)
+        # Locked before counting: a settlement that moves the row commits first.
+        spend = KeySpend.objects.select_for_update().get(pk=spend_id)
+        spend.carried = _charged_past_the_cap(key, month)
+        spend.save(update_fields=["carried"])
+    return spend
+
+
+def _charged_past_the_cap(key: ApiKey, month: str) -> int:
+    from execution.models import Invocation
+
+    start = datetime.strptime(month, "%Y-%m").replace(tzinfo=dt_timezone.utc)
+    end = (start + timedelta(days=32)).replace(day=1)
+    # The key and the keys made from it, down the tree; not the short-lived keys its calls
+    # were given for their own calls (those calls are in their roots' trees below).
+    keys, level = {key.pk}, [key.pk]
+    while level:
+        level = [pk for pk in ApiKey.objects.filter(parent_id__in=level).exclude(
+            can_manage=False, expires_at__isnull=False).values_list("pk", flat=True)
+            if pk not in keys]
+        keys.update(level)
+    roots = Invocation.objects.filter(  # a day early: a call begun before midnight, its
+        parent__isnull=True, api_key_id__in=keys,  # children's charges after it
+        created_at__gte=start - timedelta(days=1), created_at__lt=end).values("trace_id")
+    charged = UsageRecord.objects.filter(
+        status=UsageRecord.Status.SETTLED, created_at__gte=start, created_at__lt=end,
+        trace_id__in=roots).values_list("cap_keys", "royalty", "compute")
+    return sum(royalty + compute for cap_keys, royalty, compute in charged.iterator()
+               if key.pk not in cap_keys)  # (the others are in ``spent`` already)
 
 
 def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False,

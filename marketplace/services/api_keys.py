@@ -141,7 +141,8 @@ def _check_cap(cap: int | None) -> None:
 
 def api_key_set_spend_cap(*, key: ApiKey, cap: int | None, actor: User,
                           by_key: ApiKey | None = None) -> ApiKey:
-    """Set or clear a key's monthly spending cap (microcredits); audited.
+    """Set or clear a key's monthly spending cap (microcredits); audited. A cap set counts
+    what the key was charged since the month began (``billing.key_spend_recount``).
 
     ``by_key``: the key asking, over the API. A key can never change its own cap nor the cap
     of a key it was made from (a capped key could otherwise lift its own limit); the keys it
@@ -160,12 +161,17 @@ def api_key_set_spend_cap(*, key: ApiKey, cap: int | None, actor: User,
             cap is None or cap > key.parent.monthly_spend_cap):
         raise PermissionDeniedError("A key made by a capped key cannot have a higher cap "
                                     f"than it ({key.parent.monthly_spend_cap} microcredits).")
+    from billing.services import key_spend_recount
+
     before = key.monthly_spend_cap
-    ApiKey.objects.filter(pk=key.pk).update(monthly_spend_cap=cap)
-    authenticated_keys.bump_on_commit()
-    key.monthly_spend_cap = cap
-    audit_record(action="api_key.spend_cap", actor=actor, target=key,
-                 organization=key.organization, data={"before": before, "after": cap})
+    with transaction.atomic():
+        ApiKey.objects.filter(pk=key.pk).update(monthly_spend_cap=cap)
+        authenticated_keys.bump_on_commit()
+        key.monthly_spend_cap = cap
+        if cap is not None:  # this month's spend so far counts against it
+            key_spend_recount(key=key)
+        audit_record(action="api_key.spend_cap", actor=actor, target=key,
+                     organization=key.organization, data={"before": before, "after": cap})
     return key
 
 

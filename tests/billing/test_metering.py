@@ -301,6 +301,54 @@ def test_keys_made_by_a_capped_key_spend_out_of_its_cap(priced, author, caller, 
     call_command("check_ledger")
 
 
+def test_a_cap_set_during_the_month_counts_what_the_key_spent_before_it(
+        priced, author, caller, live_server, builds_run):
+    """A monthly cap is the month's: set on the 20th, it counts the key's calls since the
+    1st, and those of the keys made from it, but not the account's other keys'."""
+    import requests
+
+    key = marketplace_services.api_key_create(created_by=caller, name="capped later")
+    made = marketplace_services.api_key_create_from_key(
+        parent=key.key, name="made from it", scopes=marketplace_services.KeyScopes(
+            algo_patterns=["algo://*"], can_manage=False))
+    other = marketplace_services.api_key_create(created_by=caller, name="another key")
+    url = f"{live_server.url}/v1/algo/{author.username}/probe?timeout=1"
+    for raw in (key.raw, made.raw, other.raw):
+        assert requests.post(url, json="a", headers={"Authorization": raw},
+                             timeout=30).status_code == 200
+    settled()
+    keys_spend = sum(usage.total for usage in UsageRecord.objects.filter(
+        invocation__api_key__in=[key.key, made.key]))
+    assert keys_spend > 2 * ROYALTY and UsageRecord.objects.count() == 3
+    assert not KeySpend.objects.exists()  # nothing followed the uncapped calls
+
+    # Room for 2 credits more: less than a call's 3-credit hold.
+    marketplace_services.api_key_set_spend_cap(key=key.key, cap=keys_spend + 2 * CREDIT,
+                                               actor=caller)
+    spend = KeySpend.objects.get(key=key.key)
+    assert (spend.spent, spend.carried, spend.reserved) == (0, keys_spend, 0)
+    for raw in (key.raw, made.raw):
+        refused = requests.post(url, json="b", headers={"Authorization": raw}, timeout=30)
+        assert refused.status_code == 402, refused.text
+        assert "monthly spending cap" in refused.json()["error"]["message"]
+    account = requests.get(f"{live_server.url}/v1/billing/account",
+                           headers={"Authorization": key.raw}, timeout=30).json()
+    assert account["key"]["spent_this_month_microcredits"] == keys_spend
+    # Lifted, then set again higher: counted again, and the key runs.
+    marketplace_services.api_key_set_spend_cap(key=key.key, cap=None, actor=caller)
+    marketplace_services.api_key_set_spend_cap(key=key.key, cap=keys_spend + 10 * CREDIT,
+                                               actor=caller)
+    assert KeySpend.objects.get(key=key.key).carried == keys_spend
+    assert requests.post(url, json="c", headers={"Authorization": key.raw},
+                         timeout=30).status_code == 200
+    settled()
+    last = UsageRecord.objects.get(request_id=Invocation.objects.filter(
+        api_key=key.key).latest("created_at").request_id)
+    spend = KeySpend.objects.get(key=key.key)  # the capped call's charge followed as ever
+    assert (spend.spent, spend.carried, spend.reserved) == (last.total, keys_spend, 0)
+    call_command("check_ledger")
+
+
 def test_a_402_for_an_author_without_an_account_leaves_nothing_behind(priced, author, caller,
                                                                      caller_key, live_server,
                                                                      builds_run):
