@@ -9,38 +9,34 @@ DRF's dispatch and a thread blocked per waiting request at most of the web tier'
 call.
 
 The admission's database work (about a millisecond: the key check from its cache, one
-statement, one send to Redis) runs on the event loop's own thread while psycopg's pool has
-a connection idle: the hop to a worker thread and back cost a tenth of a call's CPU across
-the stack (docs/benchmarks.md, tenth pass). The loop waits for that statement; a statement
-that would wait on a row lock waits at most ``ADMIT_ON_LOOP_LOCK_TIMEOUT`` and is then
-made again in a worker thread, where it may wait as long as it needs. With no connection
-idle (the pool growing, or the database away), with no pool, or with
-``EXECUTION_ADMIT_ON_LOOP`` off, admission runs in a worker thread, as does whatever a
-failure needs next (testing the pool's connections).
-
-Everything else goes to Django untouched, decided from the headers before any of the body
-is read: no key (401 there), async calls (``output=void``, callbacks), a host Django would
-refuse, a repeated Host or Authorization header, an HTTPS redirect, an ``Accept`` or
-``format`` that DRF negotiates, the embedded mode (no broker: the call runs in-process),
-and every other path.
+statement, one send to Redis) runs on the event loop's own thread, on a connection the loop
+keeps from one call to the next: the hop to a worker thread and back cost a tenth of a
+call's CPU across the stack (docs/benchmarks.md, tenth pass). The loop waits for that work,
+within limits its connection carries (``ADMIT_ON_LOOP_LIMITS``): a lock (a row's or a
+table's) waited for at most 20 ms, a statement at most a second. A statement that gives up
+at a limit has written nothing, and the admission is made again in a worker thread, where
+it may wait as long as it needs. The loop takes its connection only from those the pool
+keeps idle; until it has one (no pool, none idle), and with ``EXECUTION_ADMIT_ON_LOOP``
+off, admission runs in a worker thread, as does whatever a failure needs next (testing the
+pool's connections). After a failure other than a limit, the loop's connection is closed.
 """
 import asyncio
 import json
 import logging
 import re
+import select
 from contextlib import contextmanager
 from urllib.parse import parse_qsl
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connections
 from django.http.request import split_domain_port, validate_host
 
 from execution import results, services
 from execution.apis import raw_parts
 from marketplace.authentication import key_from_header
-from marketplace.db_pool import (check_pool_if_connection_lost, idle_connection_ready,
-                                  lock_not_available)
+from marketplace.db_pool import check_pool_if_connection_lost, statement_gave_up
 from marketplace.errors import ApplicationError, AuthError, error_body
 
 logger = logging.getLogger(__name__)
@@ -126,29 +122,93 @@ def _accepts_json(accept: str) -> bool:
     return bool(types & {"application/json", "application/*", "*/*"})
 
 
-# How long admission on the event loop waits for a row lock (a settlement or a payment
-# holding the payer's account) before it is made again in a worker thread instead.
-ADMIT_ON_LOOP_LOCK_TIMEOUT_MS = 20
+# The loop's own database connection: kept by the loop's thread from one call to the next
+# (no checkout per call), with limits on how long any statement of an admission may hold
+# the loop: a lock waited for (a row or a table) and a statement's whole run.
+ADMIT_ON_LOOP_LIMITS = {"lock_timeout": "20ms", "statement_timeout": "1s"}
 
 
 async def _admit(**call):
-    """``_start`` on the loop's own thread when a pooled connection is idle, else (and
-    should a row lock keep it waiting) in a worker thread; what a failure needs next (the
-    pool's test) runs in a worker thread too."""
-    if not (settings.EXECUTION_ADMIT_ON_LOOP and idle_connection_ready()):
-        return await _start_in_thread(**call)
-    from marketplace.row_update import lock_wait_at_most
+    """``_start`` on the loop's own thread when its connection is at hand (or the pool
+    lends one at once), else in a worker thread. A statement that gave up at a limit wrote
+    nothing, and the admission is made again in a worker thread, which may wait; what any
+    other failure needs next (the pool's test) runs in a worker thread too."""
+    if settings.EXECUTION_ADMIT_ON_LOOP:
+        failure = None
+        with _blocking_allowed():
+            try:
+                if _loop_connection_ready():
+                    return _start(on_loop=True, **call)
+            except ApplicationError:
+                raise
+            except Exception as error:
+                failure = error
+                _after_failure_on_loop(error)
+        if failure is not None:
+            if statement_gave_up(failure):
+                return await _start_in_thread(**call)
+            await _check_pool_in_thread(failure)
+            raise failure
+    return await _start_in_thread(**call)
 
+
+def _loop_connection_ready() -> bool:
+    """(On the loop's thread, blocking allowed.) Whether its connection is at hand: kept
+    from an earlier call, or lent by the pool now from those it keeps idle (then kept, with
+    the limits set). Without a pool, or with none idle: no."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if db.connection is not None:
+        if not db.connection.closed and not _server_spoke(db.connection):
+            return True
+        _close_loop_connection(db)  # lost under it (a restart): the pool drops it
+    if not _pool_lends_at_once(db):
+        return False
+    db.ensure_connection()
+    with db.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(
+            f"set_config('{name}', '{value}', false)"
+            for name, value in ADMIT_ON_LOOP_LIMITS.items()))
+    return True
+
+
+def _server_spoke(raw) -> bool:
+    """Whether the idle connection has something to read. PostgreSQL says nothing on an idle
+    connection unless it is ending it (a restart, a terminated backend): one ``poll`` with no
+    wait, so that a connection lost between calls is let go before it fails a call."""
+    poller = select.poll()
+    poller.register(raw.fileno(), select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _pool_lends_at_once(db) -> bool:
+    """Whether the pool has a connection idle and nobody waiting for one (the checkout that
+    follows may still find it gone, once: the loop then waits for one as a thread would)."""
+    pool = getattr(db, "pool", None)  # PostgreSQL's, when configured
+    if pool is None:
+        return False
+    stats = pool.get_stats()
+    return bool(stats.get("pool_available")) and not stats.get("requests_waiting")
+
+
+def _after_failure_on_loop(error: Exception) -> None:
+    """A statement that gave up leaves the connection as it was; after any other failure
+    the loop's connection is closed, not given back (its limits are this loop's): the pool
+    makes another."""
+    db = connections[DEFAULT_DB_ALIAS]
+    if statement_gave_up(error):
+        db.errors_occurred = False  # (Django's flag: the connection itself is sound)
+        return
+    _close_loop_connection(db)
+
+
+def _close_loop_connection(db) -> None:
+    """Closed, then let go: the pool drops a closed connection and makes another."""
     try:
-        with _blocking_allowed(), lock_wait_at_most(ADMIT_ON_LOOP_LOCK_TIMEOUT_MS):
-            return _start(on_loop=True, **call)
-    except ApplicationError:
-        raise
-    except Exception as error:
-        if lock_not_available(error):  # nothing was written: the thread may wait for it
-            return await _start_in_thread(**call)
-        await _check_pool_in_thread(error)
-        raise
+        if db.connection is not None and not db.connection.closed:
+            db.connection.close()
+        db.close()
+    except Exception:  # closing what broke: nothing more to do
+        logger.debug("Closing the loop's database connection failed", exc_info=True)
 
 
 def _start(*, on_loop: bool = False, raw_key: str, owner: str, name: str,
@@ -169,7 +229,8 @@ def _start(*, on_loop: bool = False, raw_key: str, owner: str, name: str,
             check_pool_if_connection_lost(error)
         raise
     finally:
-        close_old_connections()  # as Django does at the end of a request
+        if not on_loop:  # (the loop keeps its connection)
+            close_old_connections()  # as Django does at the end of a request
 
 
 @contextmanager

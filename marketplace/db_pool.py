@@ -37,16 +37,6 @@ def check_pool_if_connection_lost(error: BaseException | None = None) -> bool:
     return checked
 
 
-def idle_connection_ready(alias: str = "default") -> bool:
-    """Whether this process's pool for ``alias`` has a connection idle and nobody waiting
-    for one: a checkout now would not wait (nor connect). False without a pool."""
-    pool = getattr(connections[alias], "pool", None)  # PostgreSQL's, when configured
-    if pool is None:
-        return False
-    stats = pool.get_stats()
-    return stats.get("pool_available", 0) > 0 and not stats.get("requests_waiting", 0)
-
-
 def drop_lost_connections(error: BaseException) -> None:
     """After ``error``, in a task that goes on (or tries again) outside any transaction:
     the pool checked if a connection was lost, and this thread's connections closed as at
@@ -68,10 +58,12 @@ def connection_lost(error: BaseException) -> bool:
     return False
 
 
-def lock_not_available(error: BaseException) -> bool:
+def statement_gave_up(error: BaseException) -> bool:
     """Whether ``error``, or an error it came from, is PostgreSQL's for a statement that
-    waited for a lock longer than its ``lock_timeout`` (it wrote nothing)."""
-    return any(getattr(found, "sqlstate", None) == "55P03" for found in _causes(error))
+    gave up at a limit, having written nothing: it waited for a lock longer than its
+    ``lock_timeout`` (55P03), or ran longer than its ``statement_timeout`` (57014)."""
+    return any(getattr(found, "sqlstate", None) in ("55P03", "57014")
+               for found in _causes(error))
 
 
 def _causes(error: BaseException | None):

@@ -19,29 +19,13 @@ change the same row twice (PostgreSQL applies only one of the changes). On other
 But a step that changes nothing is not an error: the steps before it stay written. To undo
 them then, run the chain in a transaction and raise in it.
 """
-import contextvars
 import functools
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 
 _SQL: dict = {}
 PREVIOUS = "previous"
-_lock_wait_ms: contextvars.ContextVar[int | None] = contextvars.ContextVar(
-    "chain_lock_wait_ms", default=None)
-
-
-@contextmanager
-def lock_wait_at_most(milliseconds: int):
-    """Chains written inside wait at most this long for a row lock (PostgreSQL: the
-    statement then fails with ``lock_not_available``, 55P03, having written nothing; in an
-    enclosing transaction, the limit holds to its end). Elsewhere, nothing."""
-    token = _lock_wait_ms.set(int(milliseconds))
-    try:
-        yield
-    finally:
-        _lock_wait_ms.reset(token)
 
 
 @dataclass
@@ -342,12 +326,10 @@ def _chain_one_by_one(db, steps: list) -> list:
 
 
 def _chain_postgresql(db, steps: list, wait_for_disk: bool) -> list:
-    lock_wait = _lock_wait_ms.get()
-    shape = (wait_for_disk, lock_wait, *((step.shape(), _after(steps, index),
-                                          step.matches_nothing()
-                                          if isinstance(step, Update) else False)
-                                         for index, step in enumerate(steps)))
-    sql = _cached(shape, lambda: _chain_sql(db, steps, wait_for_disk, lock_wait))
+    shape = (wait_for_disk, *((step.shape(), _after(steps, index), step.matches_nothing()
+                               if isinstance(step, Update) else False)
+                              for index, step in enumerate(steps)))
+    sql = _cached(shape, lambda: _chain_sql(db, steps, wait_for_disk))
     params = []
     for index, step in enumerate(steps):
         if isinstance(step, Insert):
@@ -358,15 +340,9 @@ def _chain_postgresql(db, steps: list, wait_for_disk: bool) -> list:
     return list(_execute(db, sql, params, fetch=True))
 
 
-def _chain_sql(db, steps: list, wait_for_disk: bool = True,
-               lock_wait_ms: int | None = None) -> str:
+def _chain_sql(db, steps: list, wait_for_disk: bool = True) -> str:
     quote = db.ops.quote_name
-    # The transaction's settings, read first: the outer query scans them before its columns
-    # run the steps (so a lock wait in any step sees them, as the commit does).
-    configs = [] if wait_for_disk else [NO_WAIT_SQL.removeprefix("SELECT ")]
-    if lock_wait_ms is not None:
-        configs.append(f"set_config('lock_timeout', '{int(lock_wait_ms)}ms', true)")
-    parts = [f"settings AS (SELECT {', '.join(configs)})"] if configs else []
+    parts = [] if wait_for_disk else [f"nowait AS ({NO_WAIT_SQL})"]
     for index, step in enumerate(steps):
         after = _after(steps, index)
         pk_column = quote((step.instance if isinstance(step, Insert) else step.model)
@@ -391,7 +367,7 @@ def _chain_sql(db, steps: list, wait_for_disk: bool = True,
         parts.append(f"s{index} AS ({body})")
     columns = ", ".join(f"(SELECT id FROM s{index} LIMIT 1)" for index in range(len(steps)))
     # A CTE that only reads runs only if the statement reads it.
-    return f"WITH {', '.join(parts)} SELECT {columns}{' FROM settings' if configs else ''}"
+    return f"WITH {', '.join(parts)} SELECT {columns}{'' if wait_for_disk else ' FROM nowait'}"
 
 
 # is_local: this transaction only (an autocommit statement's own, or the enclosing one).

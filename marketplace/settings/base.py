@@ -282,9 +282,9 @@ EXECUTION_RESULT_CHANNEL = env.str("EXECUTION_RESULT_CHANNEL",
                                    default="redis-list" if REDIS_URL else "celery")
 # Under ASGI, sync calls with an API key skip Django's request cycle (execution.asgi).
 EXECUTION_FAST_PATH = env.bool("EXECUTION_FAST_PATH", default=True)
-# Its admission (key check, hold, send) runs on the event loop's own thread while psycopg's
-# pool has a connection idle, instead of a hop to a worker thread and back (a tenth of a
-# call's CPU); else, and with this off, in a worker thread. See docs/deploy.md.
+# Its admission (key check, hold, send) runs on the event loop's own thread, on a pooled
+# connection the loop keeps (with short lock and statement limits), instead of a hop to a
+# worker thread and back (a tenth of a call's CPU); with this off, in a worker thread.
 EXECUTION_ADMIT_ON_LOOP = env.bool("EXECUTION_ADMIT_ON_LOOP", default=True)
 # The platform API as runners should reach it for composition (e.g. an internal service
 # address); empty: the address each call came in on.

@@ -42,9 +42,12 @@ def asgi(request, transactional_db, builds_run, monkeypatch):
     original = fast_path._start
     monkeypatch.setattr(fast_path, "_start", lambda **kwargs: served.append(
         threading.current_thread()) or original(**kwargs))
-    mode = getattr(request, "param", "in a thread")
-    if mode == "on the loop":
-        monkeypatch.setattr(fast_path, "idle_connection_ready", lambda: True)
+    mode, kept = getattr(request, "param", "in a thread"), []
+    if mode == "on the loop":  # as when the pool has one idle (this process has no pool)
+        monkeypatch.setattr(fast_path, "_pool_lends_at_once",
+                            lambda db: kept.append(db) or True)
+    else:
+        monkeypatch.setattr(fast_path, "_loop_connection_ready", lambda: False)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(application, log_level="warning", lifespan="off"))
@@ -52,10 +55,13 @@ def asgi(request, transactional_db, builds_run, monkeypatch):
     thread.start()
     wait_for(lambda: server.started, timeout=20)
     yield SimpleNamespace(url=f"http://127.0.0.1:{sock.getsockname()[1]}", served=served,
-                          mode=mode, loop_thread=thread)
+                          mode=mode, loop_thread=thread, kept=kept)
     server.should_exit = True
     thread.join(timeout=10)
     sock.close()
+    for db in kept:  # the loop's own connection (the process would end with it)
+        if db.connection is not None:
+            db.connection.close()
 
 
 def both(asgi, live_server, method_path: str, **kwargs):
@@ -157,13 +163,15 @@ def test_errors_answer_as_the_view_does(asgi, live_server, probe, user, raw_key,
     assert not UsageRecord.objects.exists()
 
 
+@pytest.mark.parametrize("lock", ["the payer's row", "the accounts table"])
 @pytest.mark.parametrize("asgi", ["on the loop"], indirect=True)
-def test_a_call_whose_payer_is_locked_waits_in_a_thread_not_on_the_loop(
-        asgi, probe, user, raw_key, make_key):
-    """The payer's account row held by another transaction (a settlement, a payment):
-    admission on the loop gives up after its short lock wait, having written nothing, and
-    is made again in a worker thread, which waits for the lock. Meanwhile the process
-    answers other callers; the call is admitted once and answered."""
+def test_a_call_that_meets_a_lock_waits_in_a_thread_not_on_the_loop(
+        asgi, probe, user, raw_key, make_key, lock):
+    """The payer's account row held by another transaction (a settlement, a payment), or its
+    table (a migration): admission on the loop gives up after its short lock wait, having
+    written nothing, and is made again in a worker thread, which waits for the lock.
+    Meanwhile the process answers other requests (and, for a row, other payers' calls); the
+    call is admitted once and answered."""
     from concurrent.futures import ThreadPoolExecutor
 
     import psycopg
@@ -175,25 +183,37 @@ def test_a_call_whose_payer_is_locked_waits_in_a_thread_not_on_the_loop(
         assert requests.post(url, json="warm", headers={"Authorization": key},
                              timeout=30).json()["result"] == "echo: warm"
     payer, before = Account.objects.get(user=user), len(asgi.served)
+    table = Account._meta.db_table
     with psycopg.connect(database_url_for_subprocess()) as locker, ThreadPoolExecutor(1) as pool:
-        locker.execute(f"SELECT id FROM {Account._meta.db_table} WHERE id = %s FOR UPDATE",
-                       [payer.pk])
+        if lock == "the payer's row":
+            locker.execute(f"SELECT id FROM {table} WHERE id = %s FOR UPDATE", [payer.pk])
+        else:
+            locker.execute(f"LOCK TABLE {table} IN SHARE MODE")
         held = pool.submit(requests.post, url, json="held", headers={"Authorization": raw_key},
                            timeout=60)
         wait_for(lambda: len(asgi.served) == before + 2, timeout=20)  # the loop, a thread
-        other = requests.post(url, json="meanwhile", headers={"Authorization": other_key},
-                              timeout=10)
-        assert other.status_code == 200 and other.json()["result"] == "echo: meanwhile"
+        assert requests.get(f"{asgi.url}/no-such-page", timeout=10).status_code == 404
+        if lock == "the payer's row":
+            other = requests.post(url, json="meanwhile", headers={"Authorization": other_key},
+                                  timeout=10)
+            assert other.status_code == 200 and other.json()["result"] == "echo: meanwhile"
         assert not held.done()
         locker.rollback()
         response = held.result(timeout=30)
     assert response.status_code == 200 and response.json()["result"] == "echo: held"
-    assert [thread is asgi.loop_thread for thread in asgi.served[before:]] == [
-        True, False, True]
+    assert [thread is asgi.loop_thread for thread in asgi.served[before:before + 2]] == [
+        True, False]
     mine = Invocation.objects.filter(caller=user)
     assert sorted(mine.values_list("status", flat=True)) == ["succeeded", "succeeded"]
     assert UsageRecord.objects.filter(payer_id=payer.pk).count() == 2
     wait_for(lambda: Account.objects.get(pk=payer.pk).reserved == 0, timeout=30)
+    # The loop kept its connection through it, and with it its limits.
+    assert requests.post(url, json="after", headers={"Authorization": raw_key},
+                         timeout=30).json()["result"] == "echo: after"
+    assert asgi.served[-1] is asgi.loop_thread
+    loop_connection = asgi.kept[-1].connection  # (idle now: its lock lets this thread ask)
+    assert [loop_connection.execute(f"SHOW {name}").fetchone()[0] for name in (
+        "lock_timeout", "statement_timeout")] == ["20ms", "1s"]
 
 
 def test_private_algorithms_and_credits(asgi, live_server, probe, user, raw_key, make_key):

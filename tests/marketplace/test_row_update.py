@@ -225,45 +225,6 @@ def test_on_postgresql_a_chain_is_prepared_once_per_connection_and_errors_stay_d
     assert Account.objects.get(pk=account.pk).reserved == 0
 
 
-@pytest.mark.services
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("wait_for_disk", [True, False])
-def test_on_postgresql_a_chain_waits_for_a_row_lock_at_most_as_long_as_it_is_told(
-        wait_for_disk):
-    """Inside ``lock_wait_at_most`` a chain that meets a locked row gives up after that
-    wait with PostgreSQL's lock_not_available, having written nothing; the limit is the
-    statement's own (the next chain waits as long as it needs)."""
-    import threading
-    import time
-
-    import psycopg
-    from django.db import OperationalError
-
-    from marketplace.db_pool import lock_not_available
-    from marketplace.row_update import lock_wait_at_most
-    from tests.conftest import database_url_for_subprocess
-
-    account, other = (Account.objects.get(user=UserFactory()) for _ in range(2))
-    chain = [Update(Account, other.pk, add={"reserved": 1}),
-             Update(Account, account.pk, add={"reserved": 1})]
-    with lock_wait_at_most(150):  # a chain that meets no lock: written, and the limit
-        assert write_chain(chain, wait_for_disk=wait_for_disk) == [other.pk, account.pk]
-    with psycopg.connect(database_url_for_subprocess()) as locker:  # was its own (below)
-        locker.execute("SELECT id FROM billing_account WHERE id = %s FOR UPDATE",
-                       [account.pk])
-        started = time.monotonic()
-        with pytest.raises(OperationalError) as refused, lock_wait_at_most(150):
-            write_chain(chain, wait_for_disk=wait_for_disk)
-        waited = time.monotonic() - started
-        assert lock_not_available(refused.value) and 0.15 <= waited < 10
-        assert Account.objects.get(pk=other.pk).reserved == 1  # its first step undone too
-        releaser = threading.Timer(0.3, locker.rollback)
-        releaser.start()
-        assert write_chain(chain, wait_for_disk=wait_for_disk) == [other.pk, account.pk]
-        releaser.join()
-    assert [Account.objects.get(pk=pk).reserved for pk in (other.pk, account.pk)] == [2, 2]
-
-
 def test_a_row_reader_reads_its_fields_in_the_models_order_whatever_it_was_given():
     reader = RowReader(Invocation, "i", ("options", "depth", "trace_id"))
     assert reader.attnames == ["id", "trace_id", "depth", "options"]
