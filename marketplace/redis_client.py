@@ -9,5 +9,8 @@ _client: redis.Redis | None = None
 def redis_client() -> redis.Redis:
     global _client
     if _client is None:
-        _client = redis.Redis.from_url(settings.REDIS_URL)
+        # Its commands are short (no blocking reads): a Redis that stops answering fails
+        # one within seconds instead of hanging its thread, or the web's event loop.
+        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10,
+                                       socket_connect_timeout=5, socket_keepalive=True)
     return _client

@@ -86,6 +86,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.boo
     # Django's own queries bind on the client and are never prepared. Off behind a pooler in
     # transaction mode that cannot carry prepared statements (PgBouncer before 1.21).
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 2)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A database that vanished without closing its connections (a host lost, a network
+    # partition) fails a waiting statement within seconds, not when TCP gives up after
+    # minutes: data sent and unacknowledged for 15 s, or an idle connection unanswered for
+    # 30 s plus three probes. The web's event loop waits on its admissions' statements.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 5,
+        "keepalives_count": 3, "tcp_user_timeout": 15_000})
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web tier read while a worker writes; the timeout rides out short locks.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -142,6 +150,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_interval": env.int("CELERY_RESTORE_INTERVAL", default=10),
     "unacked_restore_throttle": env.int("CELERY_RESTORE_THROTTLE", default=10),
 }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # A Redis that stops answering fails a send within seconds (kombu reconnects and
+    # retries it) rather than hanging it, and with it the web's event loop that sends.
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(socket_timeout=10, socket_connect_timeout=5,
+                                           socket_keepalive=True)
 # Periodic housekeeping (run `celery -A marketplace beat` beside the workers).
 CELERY_BEAT_SCHEDULE = {
     "reap-stuck-calls": {"task": "execution.reap_stuck", "schedule": 60.0},
