@@ -30,6 +30,52 @@ class CallContext:
             return self.api_key, self.api_base
 
 
+class _Upstream:
+    """Connections to the platform's API kept open between requests (HTTP keep-alive): a
+    composed call then costs no new connection, to the web tier nor through it. One is
+    reused only while idle for less than ``IDLE_SECONDS`` (well inside the web tier's own
+    keep-alive, 5 s) and only if the server has said nothing on it since (an idle connection
+    it closed reads as ended): a request is never sent on a connection already closed."""
+
+    IDLE_SECONDS, KEEP = 2.0, 8
+
+    def __init__(self, client, parse) -> None:
+        self.client, self.parse = client, parse
+        self.lock, self.idle = threading.Lock(), {}  # api base -> [(connection, since)]
+
+    def take(self, api_base: str):
+        import select
+        import time
+
+        with self.lock:
+            kept = self.idle.get(api_base, [])
+            while kept:
+                connection, since = kept.pop()
+                sock = connection.sock
+                if (sock is not None and time.monotonic() - since < self.IDLE_SECONDS
+                        and not select.select([sock], [], [], 0)[0]):
+                    return connection
+                connection.close()
+        target = self.parse.urlsplit(api_base)
+        if target.scheme == "https":
+            return self.client.HTTPSConnection(target.hostname, target.port or 443,
+                                               timeout=3600)
+        return self.client.HTTPConnection(target.hostname, target.port or 80, timeout=3600)
+
+    def give_back(self, api_base: str, connection, response) -> None:
+        import time
+
+        if response.will_close:
+            connection.close()
+            return
+        with self.lock:
+            kept = self.idle.setdefault(api_base, [])
+            if len(kept) < self.KEEP:
+                kept.append((connection, time.monotonic()))
+                return
+        connection.close()
+
+
 def serve(socket_path: str, context: CallContext) -> "socketserver.ThreadingUnixStreamServer":
     # Imported here, not with the module: only composing algorithms' runners serve the
     # bridge, and every runner's imports are part of its cold start.
@@ -37,6 +83,8 @@ def serve(socket_path: str, context: CallContext) -> "socketserver.ThreadingUnix
     import socketserver
     import urllib.parse
     from http.server import BaseHTTPRequestHandler
+
+    upstream = _Upstream(http.client, urllib.parse)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -50,31 +98,26 @@ def serve(socket_path: str, context: CallContext) -> "socketserver.ThreadingUnix
                                  b'API is reachable only while the algorithm serves a call.", '
                                  b'"error_type": "AuthError"}}')
                 return
-            target = urllib.parse.urlsplit(api_base)
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
             headers["Authorization"] = api_key
-            if target.scheme == "https":
-                connection = http.client.HTTPSConnection(target.hostname, target.port or 443,
-                                                         timeout=3600)
-            else:
-                connection = http.client.HTTPConnection(target.hostname, target.port or 80,
-                                                        timeout=3600)
+            connection = upstream.take(api_base)
             try:
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
-                self.send_response(response.status)
-                for name, value in response.getheaders():
-                    if name.lower() not in HOP_HEADERS:
-                        self.send_header(name, value)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-            except OSError:
+            except (OSError, http.client.HTTPException):
+                connection.close()
                 self._reply(502, b'{"error": {"message": "The platform API did not answer.", '
                                  b'"error_type": "InternalError"}}')
-            finally:
-                connection.close()
+                return
+            upstream.give_back(api_base, connection, response)
+            self.send_response(response.status)
+            for name, value in response.getheaders():
+                if name.lower() not in HOP_HEADERS:
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
 
         def _reply(self, status: int, body: bytes) -> None:
             self.send_response(status)
