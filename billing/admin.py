@@ -56,7 +56,7 @@ class UsageRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(KeySpend)
 class KeySpendAdmin(ReadOnlyAdmin):
-    list_display = ("key", "month", "spent", "reserved")
+    list_display = ("key", "month", "spent", "carried", "reserved")
 
 
 @admin.register(CreditPurchase)

@@ -12,5 +12,5 @@ def redis_client() -> redis.Redis:
         # Its commands are short (no blocking reads): a Redis that stops answering fails
         # one within seconds instead of hanging its thread, or the web's event loop.
         _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10,
-                                       socket_connect_timeout=5, socket_keepalive=True)
+                                       socket_connect_timeout=5)
     return _client

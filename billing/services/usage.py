@@ -15,7 +15,7 @@ from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, OuterRef, Subquery
+from django.db.models import F, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
@@ -204,16 +204,15 @@ def key_spend_recount(*, key: ApiKey) -> KeySpend:
     made from it, and of the calls those composed, that were not counted against its cap when
     they were made (it had none, or it was lifted), refunds excluded. For a cap set during the
     month, or set again: the month's spend before it counts against it, as a monthly cap
-    promises. Calls running at that moment count only if they were capped (they settle into
-    ``spent``)."""
+    promises. Counted before the row is touched (no lock is held while counting).
+
+    Finished calls count, settled or about to be; a call still running at that moment
+    counts only if it was capped (it settles into ``spent``): its price is not known yet."""
     month = _month()
-    with transaction.atomic():
-        spend_id = _key_spend_id(key, month)
-        # Locked before counting: a settlement that moves the row commits first.
-        spend = KeySpend.objects.select_for_update().get(pk=spend_id)
-        spend.carried = _charged_past_the_cap(key, month)
-        spend.save(update_fields=["carried"])
-    return spend
+    carried = _charged_past_the_cap(key, month)
+    spend_id = _key_spend_id(key, month)
+    KeySpend.objects.filter(pk=spend_id).update(carried=carried)
+    return KeySpend.objects.get(pk=spend_id)
 
 
 def _charged_past_the_cap(key: ApiKey, month: str) -> int:
@@ -222,21 +221,25 @@ def _charged_past_the_cap(key: ApiKey, month: str) -> int:
     start = datetime.strptime(month, "%Y-%m").replace(tzinfo=dt_timezone.utc)
     end = (start + timedelta(days=32)).replace(day=1)
     # The key and the keys made from it, down the tree; not the short-lived keys its calls
-    # were given for their own calls (those calls are in their roots' trees below).
+    # were given for their own calls (each serves one call: those calls are in their roots'
+    # trees below, and a busy key has made a great many).
     keys, level = {key.pk}, [key.pk]
     while level:
-        level = [pk for pk in ApiKey.objects.filter(parent_id__in=level).exclude(
-            can_manage=False, expires_at__isnull=False).values_list("pk", flat=True)
+        level = [pk for pk in ApiKey.objects.filter(
+            parent_id__in=level, serving__isnull=True).values_list("pk", flat=True)
             if pk not in keys]
         keys.update(level)
     roots = Invocation.objects.filter(  # a day early: a call begun before midnight, its
         parent__isnull=True, api_key_id__in=keys,  # children's charges after it
         created_at__gte=start - timedelta(days=1), created_at__lt=end).values("trace_id")
     charged = UsageRecord.objects.filter(
-        status=UsageRecord.Status.SETTLED, created_at__gte=start, created_at__lt=end,
-        trace_id__in=roots).values_list("cap_keys", "royalty", "compute")
-    return sum(royalty + compute for cap_keys, royalty, compute in charged.iterator()
-               if key.pk not in cap_keys)  # (the others are in ``spent`` already)
+        Q(status=UsageRecord.Status.SETTLED)
+        | Q(status=UsageRecord.Status.PENDING, billable=True),
+        created_at__gte=start, created_at__lt=end, trace_id__in=roots).values_list(
+        "cap_keys", "royalty", "compute")
+    return sum(royalty + compute for cap_keys, royalty, compute
+               in charged.iterator(chunk_size=5000)
+               if key.pk not in cap_keys)  # (the others are in ``spent``, or will be)
 
 
 def usage_finish(*, invocation, succeeded: bool, platform_fault: bool = False,

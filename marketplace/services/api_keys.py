@@ -165,11 +165,11 @@ def api_key_set_spend_cap(*, key: ApiKey, cap: int | None, actor: User,
 
     before = key.monthly_spend_cap
     with transaction.atomic():
+        if cap is not None:  # this month's spend so far counts against it
+            key_spend_recount(key=key)
         ApiKey.objects.filter(pk=key.pk).update(monthly_spend_cap=cap)
         authenticated_keys.bump_on_commit()
         key.monthly_spend_cap = cap
-        if cap is not None:  # this month's spend so far counts against it
-            key_spend_recount(key=key)
         audit_record(action="api_key.spend_cap", actor=actor, target=key,
                      organization=key.organization, data={"before": before, "after": cap})
     return key

@@ -91,9 +91,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # partition) fails a waiting statement within seconds, not when TCP gives up after
     # minutes: data sent and unacknowledged for 15 s, or an idle connection unanswered for
     # 30 s plus three probes. The web's event loop waits on its admissions' statements.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({
-        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 5,
-        "keepalives_count": 3, "tcp_user_timeout": 15_000})
+    DATABASES["default"]["OPTIONS"] = {
+        "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 5, "keepalives_count": 3,
+        "tcp_user_timeout": 15_000, **DATABASES["default"].get("OPTIONS", {})}  # yours first
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web tier read while a worker writes; the timeout rides out short locks.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -109,7 +109,9 @@ REDIS_URL = env.str("REDIS_URL", default="")
 EPOCH_WATCH = env.bool("EPOCH_WATCH", default=True)
 if REDIS_URL:
     CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                    # A Redis that stops answering fails a cache read in seconds, not never.
+                    "OPTIONS": {"socket_timeout": 5, "socket_connect_timeout": 5}}
     }
     CHANNEL_LAYERS = {
         "default": {
@@ -151,10 +153,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "unacked_restore_throttle": env.int("CELERY_RESTORE_THROTTLE", default=10),
 }
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
-    # A Redis that stops answering fails a send within seconds (kombu reconnects and
-    # retries it) rather than hanging it, and with it the web's event loop that sends.
-    CELERY_BROKER_TRANSPORT_OPTIONS.update(socket_timeout=10, socket_connect_timeout=5,
-                                           socket_keepalive=True)
+    # A Redis that stops answering fails a send (5 s an attempt; Celery tries a publish
+    # four times, reconnecting) rather than hanging it, and with it the web's event loop.
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(socket_timeout=5, socket_connect_timeout=5)
 # Periodic housekeeping (run `celery -A marketplace beat` beside the workers).
 CELERY_BEAT_SCHEDULE = {
     "reap-stuck-calls": {"task": "execution.reap_stuck", "schedule": 60.0},

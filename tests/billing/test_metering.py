@@ -307,19 +307,26 @@ def test_a_cap_set_during_the_month_counts_what_the_key_spent_before_it(
     1st, and those of the keys made from it, but not the account's other keys'."""
     import requests
 
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     key = marketplace_services.api_key_create(created_by=caller, name="capped later")
-    made = marketplace_services.api_key_create_from_key(
-        parent=key.key, name="made from it", scopes=marketplace_services.KeyScopes(
-            algo_patterns=["algo://*"], can_manage=False))
+    # Made from it: one for good, one that expires (and cannot manage keys) as a key for a
+    # contractor would.
+    made = [marketplace_services.api_key_create_from_key(
+        parent=key.key, name=f"made from it {n}", expires_at=expires,
+        scopes=marketplace_services.KeyScopes(algo_patterns=["algo://*"], can_manage=False))
+        for n, expires in enumerate([None, timezone.now() + timedelta(days=30)])]
     other = marketplace_services.api_key_create(created_by=caller, name="another key")
     url = f"{live_server.url}/v1/algo/{author.username}/probe?timeout=1"
-    for raw in (key.raw, made.raw, other.raw):
+    for raw in (key.raw, *(issued.raw for issued in made), other.raw):
         assert requests.post(url, json="a", headers={"Authorization": raw},
                              timeout=30).status_code == 200
     settled()
     keys_spend = sum(usage.total for usage in UsageRecord.objects.filter(
-        invocation__api_key__in=[key.key, made.key]))
-    assert keys_spend > 2 * ROYALTY and UsageRecord.objects.count() == 3
+        invocation__api_key__in=[key.key, *(issued.key for issued in made)]))
+    assert keys_spend > 3 * ROYALTY and UsageRecord.objects.count() == 4
     assert not KeySpend.objects.exists()  # nothing followed the uncapped calls
 
     # Room for 2 credits more: less than a call's 3-credit hold.
@@ -327,15 +334,21 @@ def test_a_cap_set_during_the_month_counts_what_the_key_spent_before_it(
                                                actor=caller)
     spend = KeySpend.objects.get(key=key.key)
     assert (spend.spent, spend.carried, spend.reserved) == (0, keys_spend, 0)
-    for raw in (key.raw, made.raw):
+    for raw in (key.raw, *(issued.raw for issued in made)):
         refused = requests.post(url, json="b", headers={"Authorization": raw}, timeout=30)
         assert refused.status_code == 402, refused.text
         assert "monthly spending cap" in refused.json()["error"]["message"]
     account = requests.get(f"{live_server.url}/v1/billing/account",
                            headers={"Authorization": key.raw}, timeout=30).json()
     assert account["key"]["spent_this_month_microcredits"] == keys_spend
-    # Lifted, then set again higher: counted again, and the key runs.
+    # Lifted, a call made, then set again higher: that call is counted too, and the key runs.
     marketplace_services.api_key_set_spend_cap(key=key.key, cap=None, actor=caller)
+    assert requests.post(url, json="uncapped", headers={"Authorization": key.raw},
+                         timeout=30).status_code == 200
+    settled()
+    while_lifted = UsageRecord.objects.get(request_id=Invocation.objects.filter(
+        api_key=key.key).latest("created_at").request_id).total
+    keys_spend += while_lifted
     marketplace_services.api_key_set_spend_cap(key=key.key, cap=keys_spend + 10 * CREDIT,
                                                actor=caller)
     assert KeySpend.objects.get(key=key.key).carried == keys_spend
