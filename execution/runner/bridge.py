@@ -52,9 +52,11 @@ class _Upstream:
             while kept:
                 connection, since = kept.pop()
                 sock = connection.sock
-                if (sock is not None and time.monotonic() - since < self.IDLE_SECONDS
-                        and not select.select([sock], [], [], 0)[0]):
-                    return connection
+                if sock is not None and time.monotonic() - since < self.IDLE_SECONDS:
+                    poller = select.poll()
+                    poller.register(sock, select.POLLIN)
+                    if not poller.poll(0):  # readable when idle: the server ended it
+                        return connection
                 connection.close()
         target = self.parse.urlsplit(api_base)
         if target.scheme == "https":
@@ -105,7 +107,7 @@ def serve(socket_path: str, context: CallContext) -> "socketserver.ThreadingUnix
                 connection.request(self.command, self.path, body=body, headers=headers)
                 response = connection.getresponse()
                 payload = response.read()
-            except (OSError, http.client.HTTPException):
+            except Exception:  # unreachable, cut off, or a request it cannot send
                 connection.close()
                 self._reply(502, b'{"error": {"message": "The platform API did not answer.", '
                                  b'"error_type": "InternalError"}}')

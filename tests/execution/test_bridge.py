@@ -81,6 +81,18 @@ def test_calls_go_with_the_calls_key_over_one_kept_connection(platform_api, tmp_
         assert post("/drop") == (200, b'{"result": "ok"}')  # the server closes it after this
         assert post("/v1/algo/a/b") == (200, b'{"result": "ok"}')  # not sent on the closed one
         assert seen[-1][0] != seen[0][0] and seen[-2][0] == seen[0][0]
+
+        context.set("ak_call_key", "http://127.0.0.1:9")  # nothing listens there
+        status, body = post("/v1/algo/a/b")
+        assert status == 502 and b"The platform API did not answer." in body
+        context.set("ak_call_key", api_base)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as raw:  # a path that
+            raw.connect(path)  # http.client will not send on (not ASCII)
+            raw.sendall('POST /v1/algo/é HTTP/1.1\r\nContent-Length: 3\r\n\r\n"x"'.encode())
+            reply = http.client.HTTPResponse(raw)
+            reply.begin()
+            assert reply.status == 502 and b"InternalError" in reply.read()
+        assert post("/v1/algo/a/b") == (200, b'{"result": "ok"}')  # and the bridge goes on
     finally:
         served.shutdown()
         served.server_close()
