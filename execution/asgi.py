@@ -24,7 +24,6 @@ import asyncio
 import json
 import logging
 import re
-import select
 from contextlib import contextmanager
 from urllib.parse import parse_qsl
 
@@ -35,6 +34,7 @@ from django.http.request import split_domain_port, validate_host
 
 from execution import results, services
 from execution.apis import raw_parts
+from execution.runner.bridge import ended_while_idle
 from marketplace.authentication import key_from_header
 from marketplace.db_pool import check_pool_if_connection_lost, statement_gave_up
 from marketplace.errors import ApplicationError, AuthError, error_body
@@ -133,23 +133,25 @@ async def _admit(**call):
     lends one at once), else in a worker thread. A statement that gave up at a limit wrote
     nothing, and the admission is made again in a worker thread, which may wait; what any
     other failure needs next (the pool's test) runs in a worker thread too."""
+    failure = None
     if settings.EXECUTION_ADMIT_ON_LOOP:
-        failure = None
         with _blocking_allowed():
             try:
                 if _loop_connection_ready():
-                    return _start(on_loop=True, **call)
+                    return _start(**call)
             except ApplicationError:
                 raise
             except Exception as error:
-                failure = error
-                _after_failure_on_loop(error)
-        if failure is not None:
-            if statement_gave_up(failure):
-                return await _start_in_thread(**call)
-            await _check_pool_in_thread(failure)
-            raise failure
-    return await _start_in_thread(**call)
+                failure, gave_up = error, statement_gave_up(error)
+                db = connections[DEFAULT_DB_ALIAS]
+                if gave_up:
+                    db.errors_occurred = False  # (Django's flag: the connection is sound)
+                else:  # closed, not given back (its limits are this loop's)
+                    _close_loop_connection(db)
+    if failure is None or gave_up:
+        return await _start_in_thread(**call)
+    await _check_pool_in_thread(failure)
+    raise failure
 
 
 def _loop_connection_ready() -> bool:
@@ -158,7 +160,7 @@ def _loop_connection_ready() -> bool:
     the limits set). Without a pool, or with none idle: no."""
     db = connections[DEFAULT_DB_ALIAS]
     if db.connection is not None:
-        if not db.connection.closed and not _server_spoke(db.connection):
+        if not db.connection.closed and not ended_while_idle(db.connection):
             return True
         _close_loop_connection(db)  # lost under it (a restart): the pool drops it
     if not _pool_lends_at_once(db):
@@ -171,15 +173,6 @@ def _loop_connection_ready() -> bool:
     return True
 
 
-def _server_spoke(raw) -> bool:
-    """Whether the idle connection has something to read. PostgreSQL says nothing on an idle
-    connection unless it is ending it (a restart, a terminated backend): one ``poll`` with no
-    wait, so that a connection lost between calls is let go before it fails a call."""
-    poller = select.poll()
-    poller.register(raw.fileno(), select.POLLIN)
-    return bool(poller.poll(0))
-
-
 def _pool_lends_at_once(db) -> bool:
     """Whether the pool has a connection idle and nobody waiting for one (the checkout that
     follows may still find it gone, once: the loop then waits for one as a thread would)."""
@@ -188,17 +181,6 @@ def _pool_lends_at_once(db) -> bool:
         return False
     stats = pool.get_stats()
     return bool(stats.get("pool_available")) and not stats.get("requests_waiting")
-
-
-def _after_failure_on_loop(error: Exception) -> None:
-    """A statement that gave up leaves the connection as it was; after any other failure
-    the loop's connection is closed, not given back (its limits are this loop's): the pool
-    makes another."""
-    db = connections[DEFAULT_DB_ALIAS]
-    if statement_gave_up(error):
-        db.errors_occurred = False  # (Django's flag: the connection itself is sound)
-        return
-    _close_loop_connection(db)
 
 
 def _close_loop_connection(db) -> None:
@@ -211,26 +193,30 @@ def _close_loop_connection(db) -> None:
         logger.debug("Closing the loop's database connection failed", exc_info=True)
 
 
-def _start(*, on_loop: bool = False, raw_key: str, owner: str, name: str,
-           version: str | None, query: dict, body: bytes, content_type: str, api_base: str,
-           reply_to: str):
+def _start(*, raw_key: str, owner: str, name: str, version: str | None, query: dict,
+           body: bytes, content_type: str, api_base: str, reply_to: str):
     """The database half: authenticate, admit (with the hold), queue."""
     from catalog.resolution_cache import resolutions
     from marketplace.epoch_cache import epochs_read_once
     from marketplace.services.api_keys import authenticated_keys
 
-    try:  # the key check and the version's resolution read their caches' epochs at once
-        with epochs_read_once(authenticated_keys, resolutions):
-            return _admit_and_send(raw_key=raw_key, owner=owner, name=name, version=version,
-                                   query=query, body=body, content_type=content_type,
-                                   api_base=api_base, reply_to=reply_to)
+    # The key check and the version's resolution read their caches' epochs at once.
+    with epochs_read_once(authenticated_keys, resolutions):
+        return _admit_and_send(raw_key=raw_key, owner=owner, name=name, version=version,
+                               query=query, body=body, content_type=content_type,
+                               api_base=api_base, reply_to=reply_to)
+
+
+def _start_as_a_request(**call):
+    """``_start`` in a worker thread, ended as Django ends a request (the loop keeps its own
+    connection instead, and has a failure checked in a thread)."""
+    try:
+        return _start(**call)
     except Exception as error:
-        if not on_loop:  # (on the loop, the caller has it done in a thread)
-            check_pool_if_connection_lost(error)
+        check_pool_if_connection_lost(error)
         raise
     finally:
-        if not on_loop:  # (the loop keeps its connection)
-            close_old_connections()  # as Django does at the end of a request
+        close_old_connections()
 
 
 @contextmanager
@@ -270,7 +256,8 @@ def _lost(invocation):
 
 # Made once: asgiref's wrapper costs a fiftieth of the web tier's time per call to build.
 # (The functions are looked up at each call, as a direct call would.)
-_start_in_thread = sync_to_async(lambda **call: _start(**call), thread_sensitive=False)
+_start_in_thread = sync_to_async(lambda **call: _start_as_a_request(**call),
+                                 thread_sensitive=False)
 _lost_in_thread = sync_to_async(lambda invocation: _lost(invocation), thread_sensitive=False)
 _check_pool_in_thread = sync_to_async(lambda error: check_pool_if_connection_lost(error),
                                       thread_sensitive=False)

@@ -198,8 +198,9 @@ def _key_spend_id(key: ApiKey, month: str) -> int:
     return spend.pk
 
 
-def key_spend_recount(*, key: ApiKey) -> KeySpend:
-    """The key's spending row for this month, with what its cap did not follow counted again
+def key_spend_recount(*, key: ApiKey) -> None:
+    """The key's spending row for this month made if needed, with what its cap did not follow
+    counted again
     (``carried``): the charges this month (UTC) of the calls made with the key, or with a key
     made from it, and of the calls those composed, that were not counted against its cap when
     they were made (it had none, or it was lifted), refunds excluded. For a cap set during the
@@ -210,9 +211,7 @@ def key_spend_recount(*, key: ApiKey) -> KeySpend:
     counts only if it was capped (it settles into ``spent``): its price is not known yet."""
     month = _month()
     carried = _charged_past_the_cap(key, month)
-    spend_id = _key_spend_id(key, month)
-    KeySpend.objects.filter(pk=spend_id).update(carried=carried)
-    return KeySpend.objects.get(pk=spend_id)
+    KeySpend.objects.filter(pk=_key_spend_id(key, month)).update(carried=carried)
 
 
 def _charged_past_the_cap(key: ApiKey, month: str) -> int:

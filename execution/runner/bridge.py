@@ -7,7 +7,9 @@ being served (a short-lived key derived from it), so the algorithm's code holds 
 request between calls is refused. Standard library only.
 """
 import os
+import select
 import threading
+import time
 
 HOP_HEADERS = {"connection", "keep-alive", "proxy-authorization", "te", "trailers",
                "transfer-encoding", "upgrade", "host", "authorization", "content-length"}
@@ -30,6 +32,15 @@ class CallContext:
             return self.api_key, self.api_base
 
 
+def ended_while_idle(sock) -> bool:
+    """Whether an idle connection (a socket, or anything with ``fileno()``) has something to
+    read: a server says nothing on a connection it is not answering unless it is ending it.
+    One ``poll``, no wait."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class _Upstream:
     """Connections to the platform's API kept open between requests (HTTP keep-alive): a
     composed call then costs no new connection, to the web tier nor through it. One is
@@ -39,34 +50,29 @@ class _Upstream:
 
     IDLE_SECONDS, KEEP = 2.0, 8
 
-    def __init__(self, client, parse) -> None:
-        self.client, self.parse = client, parse
+    def __init__(self) -> None:
         self.lock, self.idle = threading.Lock(), {}  # api base -> [(connection, since)]
 
     def take(self, api_base: str):
-        import select
-        import time
+        import http.client  # (with the bridge: not every runner's cold start)
+        import urllib.parse
 
         with self.lock:
             kept = self.idle.get(api_base, [])
             while kept:
                 connection, since = kept.pop()
-                sock = connection.sock
-                if sock is not None and time.monotonic() - since < self.IDLE_SECONDS:
-                    poller = select.poll()
-                    poller.register(sock, select.POLLIN)
-                    if not poller.poll(0):  # readable when idle: the server ended it
-                        return connection
+                if (connection.sock is not None
+                        and time.monotonic() - since < self.IDLE_SECONDS
+                        and not ended_while_idle(connection.sock)):
+                    return connection
                 connection.close()
-        target = self.parse.urlsplit(api_base)
+        target = urllib.parse.urlsplit(api_base)
         if target.scheme == "https":
-            return self.client.HTTPSConnection(target.hostname, target.port or 443,
+            return http.client.HTTPSConnection(target.hostname, target.port or 443,
                                                timeout=3600)
-        return self.client.HTTPConnection(target.hostname, target.port or 80, timeout=3600)
+        return http.client.HTTPConnection(target.hostname, target.port or 80, timeout=3600)
 
     def give_back(self, api_base: str, connection, response) -> None:
-        import time
-
         if response.will_close:
             connection.close()
             return
@@ -81,12 +87,10 @@ class _Upstream:
 def serve(socket_path: str, context: CallContext) -> "socketserver.ThreadingUnixStreamServer":
     # Imported here, not with the module: only composing algorithms' runners serve the
     # bridge, and every runner's imports are part of its cold start.
-    import http.client
     import socketserver
-    import urllib.parse
     from http.server import BaseHTTPRequestHandler
 
-    upstream = _Upstream(http.client, urllib.parse)
+    upstream = _Upstream()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
