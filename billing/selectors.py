@@ -142,8 +142,16 @@ def daily_series(rows: list[dict], value: str, days: int = 30) -> list[tuple[dat
 
 
 def key_spend_this_month(*, key) -> int:
-    spend = KeySpend.objects.filter(key=key, month=timezone.now().strftime("%Y-%m")).first()
-    return spend.spent + spend.carried if spend else 0
+    """What the key (and the keys made from it) spent this month. A capped key's row has it
+    (``spent``, and ``carried``: what was charged before the cap). Without a cap, nothing
+    follows the key's calls (a cap lifted left its row as it was then): counted now."""
+    from billing.services.usage import charged_outside_the_cap, current_month
+
+    month = current_month()
+    spend = KeySpend.objects.filter(key=key, month=month).first()
+    if key.monthly_spend_cap is not None:
+        return spend.spent + spend.carried if spend else 0
+    return (spend.spent if spend else 0) + charged_outside_the_cap(key, month)
 
 
 # --- the operators' view ----------------------------------------------------------------------

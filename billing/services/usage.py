@@ -86,7 +86,8 @@ def royalty_due(*, version, author_id: int | None, payer_id: int | None) -> int:
     return version.royalty_microcredits
 
 
-def _month() -> str:
+def current_month() -> str:
+    """The month a spending cap counts (UTC), as ``KeySpend.month`` names it."""
     return timezone.now().strftime("%Y-%m")
 
 
@@ -126,7 +127,7 @@ def _reserve(invocation, key: ApiKey, capped: list[ApiKey], *,
     royalty = royalty_due(version=invocation.version if invocation.version_id else None,
                           author_id=author_id, payer_id=payer_id)
     held = max_cost(royalty=royalty, timeout=float(invocation.options.get("timeout", 300)))
-    month = _month() if capped else ""
+    month = current_month() if capped else ""
     steps = [Update(KeySpend, _key_spend_id(cap_key, month), add={"reserved": held},
                     check=("spent + carried <= %s - reserved",
                            [cap_key.monthly_spend_cap - held]))
@@ -209,12 +210,15 @@ def key_spend_recount(*, key: ApiKey) -> None:
 
     Finished calls count, settled or about to be; a call still running at that moment
     counts only if it was capped (it settles into ``spent``): its price is not known yet."""
-    month = _month()
-    carried = _charged_past_the_cap(key, month)
+    month = current_month()
+    carried = charged_outside_the_cap(key, month)
     KeySpend.objects.filter(pk=_key_spend_id(key, month)).update(carried=carried)
 
 
-def _charged_past_the_cap(key: ApiKey, month: str) -> int:
+def charged_outside_the_cap(key: ApiKey, month: str) -> int:
+    """What ``month``'s calls made with the key, or with a key made from it, and the calls
+    those composed, were charged without the key's cap following them (``spent`` has the
+    rest)."""
     from execution.models import Invocation
 
     start = datetime.strptime(month, "%Y-%m").replace(tzinfo=dt_timezone.utc)

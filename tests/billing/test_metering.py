@@ -349,6 +349,14 @@ def test_a_cap_set_during_the_month_counts_what_the_key_spent_before_it(
     while_lifted = UsageRecord.objects.get(request_id=Invocation.objects.filter(
         api_key=key.key).latest("created_at").request_id).total
     keys_spend += while_lifted
+    # Uncapped, the account still tells the month's spend, that call included; and a key
+    # never capped tells its own (only its own).
+    for raw, spend in ((key.raw, keys_spend), (other.raw, UsageRecord.objects.get(
+            invocation__api_key=other.key).total)):
+        account = requests.get(f"{live_server.url}/v1/billing/account",
+                               headers={"Authorization": raw}, timeout=30).json()
+        assert account["key"]["monthly_spend_cap_microcredits"] is None
+        assert account["key"]["spent_this_month_microcredits"] == spend
     marketplace_services.api_key_set_spend_cap(key=key.key, cap=keys_spend + 10 * CREDIT,
                                                actor=caller)
     assert KeySpend.objects.get(key=key.key).carried == keys_spend
