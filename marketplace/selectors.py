@@ -28,12 +28,15 @@ def memberships_of(*, organization: Organization) -> QuerySet[Membership]:
 
 
 def api_keys_visible_to(*, user: User) -> QuerySet[ApiKey]:
-    """The user's own keys and those of organizations they administer."""
+    """The user's own keys and those of organizations they administer; not the short-lived
+    keys the platform made for their calls' own calls (one per composed call, retired when
+    it ends: the call tree shows each), which would bury the keys people made."""
     managed_orgs = Membership.objects.filter(user=user, role__in=MANAGER_ROLES).values(
         "organization_id"
     )
     return (
-        ApiKey.objects.filter(Q(user=user) | Q(organization_id__in=managed_orgs))
+        ApiKey.objects.filter(Q(user=user) | Q(organization_id__in=managed_orgs),
+                              serving__isnull=True)
         .select_related("organization", "user", "created_by")
         .order_by("revoked_at", "-created_at")
     )

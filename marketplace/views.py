@@ -151,9 +151,14 @@ def keys_page(request: HttpRequest) -> HttpResponse:
         else:
             return key_reveal.reveal_on_next_page(request, redirect("keys"),
                                                   name=issued.key.name, raw=issued.raw)
+    from billing.selectors import key_spend_this_month
+
+    keys = list(selectors.api_keys_visible_to(user=request.user))
+    for key in keys:  # beside its cap: what the key (and the keys made from it) spent
+        key.spent_this_month = key_spend_this_month(key=key) if key.is_active else None
     response = render(request, "accounts/keys.html", {
         "form": form,
-        "keys": selectors.api_keys_visible_to(user=request.user),
+        "keys": keys,
         "revealed": key_reveal.take_revealed(request),
         "webhook_secret": services.webhook_secret(request.user),
     })

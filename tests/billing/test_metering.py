@@ -5,6 +5,7 @@ import Algorithmia
 import pytest
 from Algorithmia.errors import AlgorithmException
 from django.core.management import call_command
+from django.test import Client as DjangoClient
 
 from billing import services
 from billing.models import Account, Entry, KeySpend, LedgerTransaction, UsageRecord
@@ -357,6 +358,14 @@ def test_a_cap_set_during_the_month_counts_what_the_key_spent_before_it(
                                headers={"Authorization": raw}, timeout=30).json()
         assert account["key"]["monthly_spend_cap_microcredits"] is None
         assert account["key"]["spent_this_month_microcredits"] == spend
+    # The keys page shows the same beside each key's cap.
+    page = DjangoClient()
+    page.force_login(caller)
+    rows = page.get("/account/keys/").content.decode()
+    for issued, spend in ((key, keys_spend), (other, UsageRecord.objects.get(
+            invocation__api_key=other.key).total)):
+        assert (f'<td data-testid="spent-{issued.key.prefix}">{services.usage.credits(spend)}'
+                "</td>") in rows
     marketplace_services.api_key_set_spend_cap(key=key.key, cap=keys_spend + 10 * CREDIT,
                                                actor=caller)
     assert KeySpend.objects.get(key=key.key).carried == keys_spend

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import Algorithmia
 import pytest
 from Algorithmia.errors import AlgorithmException
+from django.test import Client as DjangoClient
 
 from execution.models import Invocation
 from marketplace.models import ApiKey
@@ -44,6 +45,14 @@ def test_seefood_calls_a_specialist_and_records_the_tree(client, user, seefood):
     derived = ApiKey.objects.get(pk=root.derived_key_id)
     assert derived.revoked_at is not None and not derived.can_manage
     assert derived.data_access == "read" and derived.parent_id == root.api_key_id
+    # It is the platform's, not the user's: not on their keys page, nor in the keys API.
+    own = ApiKey.objects.get(pk=root.api_key_id)
+    page = DjangoClient()
+    page.force_login(user)
+    rows = page.get("/account/keys/").content.decode()
+    assert f'data-key="{own.prefix}"' in rows and f'data-key="{derived.prefix}"' not in rows
+    listed = client.getJsonHelper("/v1/keys")["results"]
+    assert [key["id"] for key in listed] == [own.prefix]
 
     async_call = client.algo(f"{user.username}/seefood").set_options(
         output=__import__("Algorithmia").algorithm.OutputType.void).pipe(
