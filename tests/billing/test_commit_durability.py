@@ -120,14 +120,12 @@ def test_a_process_killed_while_scheduling_settlement_leaves_a_run_queued(settin
     settings.CELERY_TASK_ALWAYS_EAGER = False
     sent = []
     monkeypatch.setattr(app, "send_task", lambda name, **options: sent.append(name))
-    monkeypatch.setattr(usage_services, "_scheduled_here_until", 0.0)
     monkeypatch.setattr(django.core.cache, "cache", DiesOnSet())
     with pytest.raises(SystemExit):
-        usage_services.schedule_settlement()
+        usage_services.send_settlement()
     assert sent == ["billing.settle"] and real.get(usage_services.SETTLE_SCHEDULED) is None
     monkeypatch.setattr(django.core.cache, "cache", real)
-    usage_services.schedule_settlement()  # the next call (another process): sent and marked
-    monkeypatch.setattr(usage_services, "_scheduled_here_until", 0.0)
-    usage_services.schedule_settlement()  # marked: it joins the queued run
+    assert usage_services.send_settlement()  # the next try (another process): sent, marked
+    assert not usage_services.send_settlement()  # marked: its calls join the queued run
     assert sent == ["billing.settle", "billing.settle"]
     real.delete(usage_services.SETTLE_SCHEDULED)
