@@ -30,6 +30,7 @@ MEDIA_ROOT = VAR_DIR / "test" / "media"  # noqa: F405
 EXECUTION_RUN_DIR = VAR_DIR / "test" / "run"  # noqa: F405
 EXECUTION_ARTIFACT_DIR = VAR_DIR / "test" / "artifacts"  # noqa: F405
 WEBHOOK_ALLOW_HTTP = True  # the tests' receivers listen on http://127.0.0.1
+WEBHOOK_ALLOW_PRIVATE_HOSTS = True
 WEBHOOK_BACKOFF_SECONDS = 0
 WEBHOOK_MAX_ATTEMPTS = 3
 DATA_CONNECTOR_ALLOWED_HOSTS = ["127.0.0.1"]  # the tests' S3 server (moto) runs here
