@@ -71,14 +71,23 @@ def audit_events_for_user(*, user: User, limit: int = 20) -> QuerySet[AuditEvent
 
 
 def api_key_for_console(*, user: User, owner: str, name: str) -> ApiKey:
-    """The key the page console calls with: the newest of the user's own active keys that
-    may call ``owner/name``."""
+    """The key the page console calls with: of the user's own active keys that may call
+    ``owner/name`` (not the short-lived ones the platform made for running calls), the
+    newest without a spending cap, else the capped one with the most room left this month.
+    (The newest key alone made the console answer 402 as soon as the user made a key with
+    a small cap, however many credits the account had.)"""
     from django.utils import timezone
 
-    keys = ApiKey.objects.filter(user=user, revoked_at__isnull=True).filter(
+    from billing.selectors import key_spend_this_month
+
+    keys = ApiKey.objects.filter(user=user, revoked_at__isnull=True, serving__isnull=True).filter(
         Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())).order_by("-created_at")
-    for key in keys:
-        if key.allows_algorithm(owner, name, None) or key.allows_algorithm(owner, name, "*"):
-            return key
-    raise PermissionDeniedError("You have no active API key that may call this algorithm: "
-                                "make one on the API keys page.")
+    allowed = [key for key in keys if key.allows_algorithm(owner, name, None)
+               or key.allows_algorithm(owner, name, "*")]
+    if not allowed:
+        raise PermissionDeniedError("You have no active API key that may call this algorithm: "
+                                    "make one on the API keys page.")
+    uncapped = [key for key in allowed if key.monthly_spend_cap is None]
+    if uncapped:
+        return uncapped[0]
+    return max(allowed, key=lambda key: key.monthly_spend_cap - key_spend_this_month(key=key))

@@ -39,3 +39,29 @@ def test_the_console_without_a_key_says_what_to_do(probe, user):
                             content_type="application/json")
     assert response.status_code == 403
     assert "make one on the API keys page" in response.json()["error"]["message"]
+
+
+def test_the_console_prefers_a_key_without_a_cap_then_the_one_with_most_room(
+        probe, user, raw_key, builds_run):
+    """A new key with a small cap does not stop the console (it answered 402 with the
+    account's credits untouched); with only capped keys, the one with most room is used."""
+    from marketplace import services
+    from marketplace.models import ApiKey
+
+    services.api_key_create(created_by=user, name="small cap", monthly_spend_cap=1)
+
+    def console_key() -> ApiKey:
+        response = Client()
+        response.force_login(user)
+        answer = response.post(f"/algorithms/{user.username}/probe/try/",
+                               data=json.dumps({"input": "hello", "content_type": "text"}),
+                               content_type="application/json")
+        assert answer.status_code == 200, answer.content
+        return Invocation.objects.get(request_id=answer.json()["request_id"]).api_key
+
+    uncapped = console_key()
+    assert (uncapped.name, uncapped.monthly_spend_cap) != ("small cap", 1)
+    assert uncapped.monthly_spend_cap is None
+    services.api_key_set_spend_cap(key=uncapped, cap=10 ** 12, actor=user)
+    assert console_key().pk == uncapped.pk  # 10**12 left beats 1
+    assert ApiKey.objects.filter(user=user, monthly_spend_cap=1).count() == 1
