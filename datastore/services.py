@@ -279,6 +279,10 @@ def collection_create(*, parent: DataPath, name: str, acl, key: ApiKey,
     require_scope(key, "read-write")
     if parent.collection is not None:
         raise InputError("Collections hold files, not folders: create it under data://.my.")
+    if not re.match(NAME_PATTERN, name):  # one name: not a path ("a/b" is a file in a)
+        raise InputError(f"'{name}' is not a valid collection name: 1 to 255 characters, "
+                         "letters, digits, spaces, '_', '-' and '.', starting with a letter "
+                         "or digit.")
     path = data_path_parse(f"{parent.owner}/{name}", key=key)
     owner_user, owner_org = owner_of(path.owner)
     if not is_owner(key, owner_user_id=owner_user.pk if owner_user else None,

@@ -236,3 +236,16 @@ def test_limits_hold_for_a_stream_of_unknown_length(user, settings):
     import os
 
     assert os.listdir(root) == [os.path.basename(DataFile.objects.get().storage_key)]
+
+
+@pytest.mark.parametrize("name", ["bad/name", "", "a/b/c", "-x", " "])
+def test_a_collection_name_that_is_not_one_name_is_refused(client, live_server, name):
+    """Not cut at its slash into another collection, nor "data://owner/None already
+    exists" for an empty one: a 400 saying why, and nothing made."""
+    status, body = raw_request(live_server, "POST", "/v1/data/.my", client.apiKey,
+                               json.dumps({"name": name}).encode())
+    assert status == 400, (name, status, body)
+    error = json.loads(body)["error"]
+    assert error["error_type"] == "InputError"
+    assert f"'{name}' is not a valid collection name" in error["message"]
+    assert not Collection.objects.exists()
