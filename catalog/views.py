@@ -1,4 +1,7 @@
 """The catalog's pages: browse and search, the algorithm page, and the publish flow."""
+import json
+import shlex
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -58,7 +61,22 @@ def algorithm_page(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         "quote": price_quote(version=latest) if latest else None,
         "is_manager": selectors.can_manage(algorithm=algorithm, user=_user(request)),
         "api_base": request.build_absolute_uri("/").rstrip("/"),
+        "snippet": _call_snippet(latest.sample_input if latest else ""),
     })
+
+
+def _call_snippet(sample: str) -> dict:
+    """The sample input as each snippet on the page must spell it: JSON sent as JSON, and
+    as the Python value it is (``true`` is ``True``); anything else as text. The shell's
+    argument quoted for the shell. (Pasted as it was, a text or unfinished JSON sample made
+    a snippet that did not run: ``algo.pipe(hello world)``.)"""
+    sample = sample or '"input"'
+    try:
+        value, content_type = json.loads(sample), "application/json"
+    except ValueError:
+        value, content_type = sample, "text/plain"
+    return {"content_type": content_type, "python": repr(value),
+            "shell": shlex.quote(sample)}
 
 
 @login_required

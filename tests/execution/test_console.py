@@ -1,9 +1,16 @@
 """The algorithm page: its console calls with the user's key; it shows measured latency."""
+import contextlib
+import html
+import io
 import json
+import re
+import shlex
 
 import pytest
+import requests
 from django.test import Client
 
+from catalog.models import AlgorithmVersion
 from execution.models import Invocation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,3 +72,33 @@ def test_the_console_prefers_a_key_without_a_cap_then_the_one_with_most_room(
     services.api_key_set_spend_cap(key=uncapped, cap=10 ** 12, actor=user)
     assert console_key().pk == uncapped.pk  # 10**12 left beats 1
     assert ApiKey.objects.filter(user=user, monthly_spend_cap=1).count() == 1
+
+
+@pytest.mark.parametrize("sample, answer", [
+    ('[true, null, {"a": 1}]', [True, None, {"a": 1}]),
+    ('it\'s "plain" text', 'echo: it\'s "plain" text'),
+    ('{"not json', 'echo: {"not json')])
+def test_the_pages_snippets_run_as_written(probe, user, raw_key, live_server, builds_run,
+                                           sample, answer):
+    """Whatever the author gave as the sample input, the page's Python and curl snippets
+    run and get the algorithm's answer (pasted as they were, a text sample gave
+    ``algo.pipe(it's "plain" text)``, and JSON's ``true`` is not Python's)."""
+    AlgorithmVersion.objects.filter(algorithm=probe).update(sample_input=sample)
+    page = Client().get(f"/algorithms/{user.username}/probe/").content.decode()
+    snippets = [html.unescape(code).replace("http://testserver", live_server.url)
+                .replace("YOUR_API_KEY", raw_key)
+                for code in re.findall(r"<pre><code[^>]*>(.*?)</code></pre>", page, re.S)]
+    python = next(code for code in snippets if code.startswith("import Algorithmia"))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(python, {})  # noqa: S102 (the page's own snippet, with the test's key)
+    assert printed.getvalue() == f"{answer}\n"
+
+    words = shlex.split(next(code for code in snippets if code.startswith("curl ")))
+    headers = dict(words[i + 1].split(": ", 1) for i, word in enumerate(words) if word == "-H")
+    response = requests.post(words[-1], data=words[words.index("-d") + 1].encode(),
+                             headers=headers, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json()["result"] == answer
+    cli = shlex.split(next(code for code in snippets if code.startswith("export ")))
+    assert cli[cli.index("-d") + 1] == sample
