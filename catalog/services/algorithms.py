@@ -95,3 +95,25 @@ def algorithm_delete(*, algorithm: Algorithm, actor: User) -> None:
     audit_record(action="algorithm.delete", actor=actor, target=algorithm,
                  organization=algorithm.owner_org, data={"path": algorithm.path})
     algorithm.delete()
+
+
+def algorithm_calls_refresh() -> int:
+    """Each algorithm's ``calls_30d`` (popularity: the browse order and a nudge to search
+    rank) counted again from the calls of the last 30 days, composed calls included.
+    Written only where it changed. Returns how many changed. Run every few minutes (beat),
+    and, embedded (no beat), when the catalog is browsed (``catalog.selectors``)."""
+    from datetime import timedelta
+
+    from django.db.models import Count
+    from django.utils import timezone
+
+    from execution.models import Invocation
+
+    since = timezone.now() - timedelta(days=30)
+    counts = dict(Invocation.objects.filter(created_at__gte=since, algorithm__isnull=False)
+                  .values_list("algorithm_id").annotate(calls=Count("id")).order_by())
+    changed = 0
+    for pk, current in Algorithm.objects.values_list("pk", "calls_30d"):
+        if counts.get(pk, 0) != current:
+            changed += Algorithm.objects.filter(pk=pk).update(calls_30d=counts.get(pk, 0))
+    return changed

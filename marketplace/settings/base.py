@@ -162,6 +162,7 @@ CELERY_BEAT_SCHEDULE = {
     "settle-and-reconcile": {"task": "billing.reconcile", "schedule": 60.0},
     "expire-algorithm-temp-data": {"task": "datastore.expire_temp", "schedule": 3600.0},
     "scale-idle-runner-pods": {"task": "execution.scale_idle", "schedule": 15.0},
+    "refresh-algorithm-popularity": {"task": "catalog.refresh_calls", "schedule": 300.0},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"

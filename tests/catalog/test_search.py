@@ -18,9 +18,27 @@ def published(user, name, *, tagline="", summary="", royalty=0, callability="pub
     fake_successful_build(algorithm, user, content=name)
     services.version_publish(algorithm=algorithm, actor=user, version_type="minor",
                              callability=callability)
-    if calls:
-        type(algorithm).objects.filter(pk=algorithm.pk).update(calls_30d=calls)
+    made_calls(algorithm, calls)
     return algorithm
+
+
+def made_calls(algorithm, count: int, *, days_ago: int = 0) -> None:
+    """``count`` calls of ``algorithm`` recorded ``days_ago``, then popularity counted."""
+    import uuid
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from catalog.services.algorithms import algorithm_calls_refresh
+    from execution.models import Invocation
+
+    ids = [uuid.uuid4() for _ in range(count)]
+    Invocation.objects.bulk_create(Invocation(
+        request_id=i, trace_id=i, algorithm=algorithm, algorithm_path=algorithm.path,
+        version_text="0.1.0", input_content_type="json") for i in ids)
+    Invocation.objects.filter(request_id__in=ids).update(
+        created_at=timezone.now() - timedelta(days=days_ago))
+    algorithm_calls_refresh()
 
 
 @pytest.fixture
@@ -87,3 +105,25 @@ def test_postgresql_full_text_search_uses_the_gin_index_and_ranks_names_first(sh
     assert ranked[0].rank > ranked[1].rank
     # Stemming: the plural still finds the word.
     assert "resize" in names(selectors.algorithm_search(query="images"))
+
+
+def test_popularity_is_counted_from_the_last_30_days_of_calls(user, settings):
+    """calls_30d was never counted (every algorithm stayed at 0, so "popular" was by name):
+    it is the calls of the last 30 days, composed ones included, counted again by beat, and
+    when the catalog is browsed embedded (no beat)."""
+    from django.core.cache import cache
+
+    from catalog.models import Algorithm
+    from execution.models import Invocation
+
+    old, new = published(user, "old"), published(user, "new")
+    made_calls(old, 5, days_ago=31)
+    made_calls(old, 2, days_ago=29)
+    made_calls(new, 3)
+    assert dict(Algorithm.objects.values_list("name", "calls_30d")) == {"old": 2, "new": 3}
+    assert names(selectors.algorithm_search()) == ["new", "old"]
+    Invocation.objects.filter(algorithm=new).update(algorithm=old)  # (as if made for old)
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    cache.delete("catalog:calls-refreshed")
+    assert names(selectors.algorithm_search()) == ["old", "new"]  # counted on browsing
+    assert dict(Algorithm.objects.values_list("name", "calls_30d")) == {"old": 5, "new": 0}
