@@ -25,3 +25,15 @@ def post_worker_init(worker):
     from marketplace.process_start import freeze_startup_objects
 
     freeze_startup_objects()
+
+
+def on_exit(server):
+    """Embedded (``make run``: calls run in the web process, no Celery workers), the web was
+    the only caller of the local runners: they stop with it, their sandboxes too, rather
+    than linger until their idle time runs out."""
+    from django.conf import settings
+
+    if settings.CELERY_TASK_ALWAYS_EAGER and settings.EXECUTION_BACKEND == "local":
+        from execution.runner.server import stop_all
+
+        stop_all(str(settings.EXECUTION_RUN_DIR))

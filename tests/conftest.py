@@ -1,5 +1,4 @@
 """Shared fixtures: users, keys, API clients, and real services for pass 2 of `make test`."""
-import json
 import os
 import shutil
 import signal
@@ -250,11 +249,6 @@ def _stop_test_runners():
 
 
 def _stop_runners(run_dir: Path) -> None:
-    for status in run_dir.glob("*/r*.status"):
-        try:
-            pid = json.loads(status.read_text())["pid"]
-            command = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError, KeyError):
-            continue
-        if b"execution.runner.server" in command and str(run_dir).encode() in command:
-            os.kill(pid, signal.SIGTERM)  # only a runner of this run dir (pids are reused)
+    from execution.runner.server import stop_all
+
+    stop_all(str(run_dir))

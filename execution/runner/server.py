@@ -19,6 +19,7 @@ import struct
 import sys
 import threading
 import time
+from pathlib import Path
 
 from execution.runner import bridge, sandbox
 from execution.runner.process import AlgorithmProcess, CallResult, LoadFailed, Limits
@@ -142,6 +143,13 @@ def serve_unix(spec: dict, process: AlgorithmProcess) -> None:
     _write_status(spec, {"state": "ready", "pid": os.getpid(), "at": time.time()})
     listener.settimeout(min(idle, 5.0))
     last_call = time.monotonic()
+    stopping = []
+
+    def stop(signum, frame):  # SIGTERM (the platform stopping): no more calls taken
+        stopping.append(signum)
+        listener.close()  # a waiting accept() ends at once; a call in flight finishes
+
+    signal.signal(signal.SIGTERM, stop)
     while True:
         try:
             conn, _ = listener.accept()
@@ -149,6 +157,10 @@ def serve_unix(spec: dict, process: AlgorithmProcess) -> None:
             if not reserved and time.monotonic() - last_call >= idle and _try_retire(lock_path):
                 break
             continue
+        except OSError:
+            if stopping:
+                break
+            raise
         with conn:
             conn.settimeout(None)
             try:
@@ -171,6 +183,27 @@ def serve_unix(spec: dict, process: AlgorithmProcess) -> None:
         if os.path.exists(leftover):
             os.unlink(leftover)
     process.stop()
+
+
+def stop_all(run_dir: str) -> list[int]:
+    """SIGTERM every local runner serving under ``run_dir`` (found by its status file's pid,
+    if that process is still the runner of that spec). Each finishes its call in flight,
+    then stops its sandbox and exits. Returns the pids told."""
+    told = []
+    for status in Path(run_dir).glob("*/r*.status"):
+        try:
+            pid = int(json.loads(status.read_text())["pid"])
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if str(status.with_suffix(".json")).encode() not in command:
+            continue  # gone, and its pid now another process's
+        try:
+            os.kill(pid, signal.SIGTERM)
+            told.append(pid)
+        except ProcessLookupError:
+            pass
+    return told
 
 
 def lock_nowait(path: str, *, create: bool = False) -> int | None:
