@@ -55,7 +55,11 @@ def test_the_page_shows_endpoint_price_versions_and_snippets(public_algorithm, u
 
 
 def test_an_unpublished_or_private_algorithm_page_is_404_to_others(algorithm, user):
-    assert Client().get(f"/algorithms/{user.username}/hello/").status_code == 404
+    response = Client().get(f"/algorithms/{user.username}/hello/")
+    assert response.status_code == 404
+    page = response.content.decode()  # the store's own page, not Django's technical one
+    assert 'data-testid="not-found"' in page and "URLconf" not in page
+    assert 'href="/browse/"' in page or "Browse the algorithms" in page
     other = Client()
     other.force_login(UserFactory())
     assert other.get(f"/algorithms/{user.username}/hello/manage/").status_code == 404
