@@ -28,7 +28,10 @@ def user_create(*, username: str, email: str, password: str | None = None,
 
 @transaction.atomic
 def user_signup(*, username: str, email: str, password: str) -> tuple[User, IssuedKey]:
-    """Sign a person up: the user, their default key (every scope), an audit event."""
+    """Sign a person up: the user, their default key (every scope), an audit event. One
+    account per email address."""
+    if email and User.objects.filter(email__iexact=email.strip()).exists():
+        raise ConflictError("An account with this email address exists already: log in.")
     user = user_create(username=username, email=email, password=password)
     audit_record(action="user.signup", actor=user, target=user)
     issued = api_key_create(created_by=user, name=DEFAULT_KEY_NAME)

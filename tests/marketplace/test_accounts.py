@@ -80,6 +80,14 @@ def test_signup_page_refuses_a_taken_name_and_creates_nothing(user):
     assert User.objects.count() == 1
 
 
+def test_signup_page_refuses_an_email_already_in_use_and_creates_nothing(user):
+    response = Client().post("/signup/", {"username": "another", "email": user.email.upper(),
+                                          "password1": GOOD_PASSWORD, "password2": GOOD_PASSWORD})
+    assert response.status_code == 200
+    assert "An account with this email address exists already" in response.content.decode()
+    assert User.objects.count() == 1
+
+
 def test_login_is_audited_with_ip_and_user_agent(user):
     client = Client(HTTP_USER_AGENT="pytest-browser/1.0", REMOTE_ADDR="203.0.113.9")
     response = client.post("/login/", {"username": user.username, "password": PASSWORD})
