@@ -55,7 +55,10 @@ class RequestStreamConsumer(AsyncJsonWebsocketConsumer):
         invocation = await database_sync_to_async(Invocation.objects.get)(pk=invocation.pk)
         await self.send_json({"type": "status", "status": invocation.status})
         if invocation.status in Invocation.FINISHED:
-            await self._send_result(invocation.result, invocation.stdout)
+            # Its printed lines only if the call could show them (stdout=true, by the
+            # algorithm's owner): they are kept for the owner, and may print secrets.
+            await self._send_result(invocation.result, invocation.stdout
+                                    if invocation.options.get("stdout") else "")
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):

@@ -82,6 +82,33 @@ def test_lines_are_not_streamed_without_stdout(probe, user, raw_key):
     assert "stdout" not in messages[-1]["metadata"]
 
 
+def test_a_watcher_after_the_end_gets_the_lines_only_if_the_call_could_show_them(
+        probe, user, raw_key):
+    """The printed lines are kept (for the owner's eyes), and may print secrets: a caller
+    who connects after the end of a call made without stdout=true (or by someone other
+    than the owner, which is the same) gets the result without them."""
+    payload = {"content_type": "json", "data": {"action": "print", "text": "secret line"}}
+    for stdout in (False, True):
+        invocation = _admit(user, raw_key, payload, stdout=stdout)
+        services.invocation_run(invocation_pk=invocation.pk, payload=payload)
+        assert Invocation.objects.get(pk=invocation.pk).stdout == "secret line\n"
+
+        async def watch_after():
+            communicator = WebsocketCommunicator(
+                application, f"/ws/requests/{invocation.request_id}",
+                headers=HEADERS + [(b"authorization", raw_key.encode())])
+            assert (await communicator.connect())[0]
+            messages = [await communicator.receive_json_from(timeout=5)]
+            while messages[-1]["type"] != "result":
+                messages.append(await communicator.receive_json_from(timeout=5))
+            return messages
+
+        messages = async_to_sync(watch_after)()
+        lines = [m["line"] for m in messages if m["type"] == "stdout"]
+        assert lines == (["secret line"] if stdout else []), stdout
+        assert messages[-1]["result"] == "printed"
+
+
 def test_someone_else_cannot_watch(probe, user, raw_key, make_key):
     key = api_key_authenticate(raw=raw_key)
     invocation = services.invocation_admit(
