@@ -40,12 +40,15 @@ def reader(request):
 
 
 def page_bounds(request) -> tuple[int, int]:
+    """``limit`` (1 or more; above 100 means 100) and ``marker`` (0 or more)."""
     try:
-        limit = min(max(int(request.GET.get("limit", 50)), 1), 100)
-        offset = max(int(request.GET.get("marker") or 0), 0)
+        limit = int(request.GET.get("limit", 50))
+        offset = int(request.GET.get("marker") or 0)
     except ValueError:
         raise InputError("limit and marker must be whole numbers.") from None
-    return offset, limit
+    if limit < 1 or offset < 0:
+        raise InputError("limit must be 1 or more, and marker 0 or more.")
+    return offset, min(limit, 100)
 
 
 def paged(request, items, serialize) -> dict:
@@ -228,7 +231,9 @@ class VersionPublishApi(APIView):
     def post(self, request, owner: str, name: str):
         actor = manager(request, owner)
         algorithm = selectors.algorithm_get_manageable(owner=owner, name=name, user=actor)
-        body = {k: v for k, v in (request.data or {}).items() if v not in ({}, None)}
+        if not isinstance(request.data, dict):
+            raise InputError('Send a JSON object: {"version_info": {"version_type": "minor"}}.')
+        body = {k: v for k, v in request.data.items() if v not in ({}, None)}
         data = self.InputSerializer(data=body)
         data.is_valid(raise_exception=True)
         settings = data.validated_data.get("settings") or {}

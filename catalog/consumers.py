@@ -8,6 +8,12 @@ from catalog.models import Build
 
 @database_sync_to_async
 def _build_for(user, build_id: str) -> Build | None:
+    import uuid
+
+    try:
+        build_id = uuid.UUID(build_id)
+    except ValueError:  # no build has it (a 500 at the handshake, before)
+        return None
     build = Build.objects.select_related("algorithm").filter(build_id=build_id).first()
     if build is None or not selectors.can_manage(algorithm=build.algorithm, user=user):
         return None

@@ -4,7 +4,9 @@ from dataclasses import dataclass
 
 from marketplace.errors import InputError
 
-EXACT = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+# At most nine digits a number: the columns are 32-bit, and Python refuses to read an
+# integer of more than 4,300 digits (a 500 for ".../hello/999...9").
+EXACT = re.compile(r"^(\d{1,9})\.(\d{1,9})\.(\d{1,9})$")
 BUILD_HASH = re.compile(r"^[0-9a-f]{8,64}$")
 
 
@@ -20,17 +22,21 @@ class Spec:
 
 
 def parse_spec(text: str | None) -> Spec:
-    text = (text or "").strip()
+    given, text = text or "", (text or "").strip()
+    if given and not text:  # a version given blank (".../hello/%20"): not "the latest"
+        raise InputError("A blank version is not a version: use 1.2.3, 1.2, 1.2.*, 1.*, "
+                         "latest or a build hash, or leave it out for the latest.")
     if text in ("", "latest", "*"):
         return Spec("latest")
     if m := EXACT.match(text):
         return Spec("exact", *map(int, m.groups()))
-    if m := re.match(r"^(\d+)(?:\.(\d+))?(?:\.\*)?$", text):
+    if m := re.match(r"^(\d{1,9})(?:\.(\d{1,9}))?(?:\.\*)?$", text):
         major, minor = m.groups()
         return Spec("partial", int(major), int(minor) if minor is not None else None)
     if BUILD_HASH.match(text):
         return Spec("hash", build_hash=text)
-    raise InputError(f"'{text}' is not a version: use 1.2.3, 1.2, 1.2.*, 1.*, latest or a "
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    raise InputError(f"'{shown}' is not a version: use 1.2.3, 1.2, 1.2.*, 1.*, latest or a "
                      "build hash.")
 
 

@@ -13,22 +13,30 @@ from marketplace.errors import ApplicationError, error_body
 @login_required
 @require_POST
 def try_call(request: HttpRequest, owner: str, name: str) -> JsonResponse:
-    """Run one call from the page. It uses (never shows) the newest of the user's own active
-    keys that may call this algorithm, so it is billed and scoped like any API call."""
+    """Run one call from the page. It uses (never shows) one of the user's own active keys
+    that may call this algorithm (``api_key_for_console``), so it is billed and scoped like
+    any API call."""
+    try:
+        form = json.loads(request.body or b"{}")
+    except ValueError:
+        return JsonResponse(error_body("Send a JSON body.", "InputError"), status=400)
     try:
         key = account_selectors.api_key_for_console(user=request.user, owner=owner, name=name)
-        form = json.loads(request.body or b"{}")
-        kind = form.get("content_type", "json")
+        if not isinstance(form, dict) or form.get("content_type", "json") not in (
+                "json", "text") or not isinstance(form.get("version") or "", str):
+            return JsonResponse(error_body(
+                'Send a JSON object: {"input": "...", "content_type": "json" or "text", '
+                '"version": "1.2.3" (optional)}.', "InputError"), status=400)
+        kind, given = form.get("content_type", "json"), form.get("input", "")
         invocation, envelope = services.invocation_call(
             key=key, user=request.user, owner=owner, name=name, version=form.get("version"),
-            body=str(form.get("input", "")).encode(),
+            # The page sends the input as typed; a JSON value given as such is sent as JSON.
+            body=(given if isinstance(given, str) else json.dumps(given)).encode(),
             content_type="text/plain" if kind == "text" else "application/json",
             options=services.CallOptions(timeout=60, stdout=True),
             api_base=services.platform_api_base(request))
     except ApplicationError as error:
         return JsonResponse(error_body(error.message, error.error_type), status=error.status_code)
-    except ValueError:
-        return JsonResponse(error_body("Send a JSON body.", "InputError"), status=400)
     return JsonResponse({**envelope, "request_id": str(invocation.request_id)})
 
 

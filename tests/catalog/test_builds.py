@@ -141,6 +141,14 @@ def test_the_build_log_websocket_streams_to_the_owner_and_refuses_others(
 
     connected, code, _ = async_to_sync(session)(UserFactory())
     assert (connected, code) == (False, 4404)
+
+    async def not_a_build_id():  # refused like an unknown build, not a 500 at the handshake
+        communicator = WebsocketCommunicator(BuildLogConsumer.as_asgi(), "/ws/builds/zzz")
+        communicator.scope["user"] = user
+        communicator.scope["url_route"] = {"kwargs": {"build_id": "zzz"}}
+        return await communicator.connect()
+
+    assert async_to_sync(not_a_build_id)() == (False, 4404)
     connected, _, received = async_to_sync(session)(user)
     assert connected and received[0] == {"text": "queued\n", "status": "in-progress",
                                          "snapshot": True}

@@ -78,6 +78,12 @@ def test_create_upload_compile_publish_and_list_with_the_official_client(client,
         f"{client.apiAddress}/v1/algorithms/{user.username}/hello/versions",
         json={"version_info": {"version_type": "minor"}}, headers={"Authorization": client.apiKey})
     assert again.status_code == 400 and "already published" in again.json()["error"]["message"]
+    for body in ([1], "x", 5):  # not an object: a 400 saying what to send (a 500 before)
+        reply = client.requestSession.post(
+            f"{client.apiAddress}/v1/algorithms/{user.username}/hello/versions", json=body,
+            headers={"Authorization": client.apiKey})
+        assert reply.status_code == 400, (body, reply.text)
+        assert "Send a JSON object" in reply.json()["error"]["message"]
 
 
 def test_management_needs_the_manage_scope_and_hides_private_algorithms(live_server, user,
@@ -124,6 +130,15 @@ def test_paging_of_versions(client, user):
                                   marker=first["marker"])
     assert [v["version_info"]["semantic_version"] for v in second["results"]] == ["0.0.1"]
     assert second["marker"] is None
+    everything = client.getJsonHelper(f"/v1/algorithms/{owner.username}/paged/versions",
+                                      limit=500)  # more than 100 means 100
+    assert len(everything["results"]) == 3
+    for bad in ({"limit": -1}, {"limit": 0}, {"marker": -2}, {"limit": "abc"}):
+        reply = client.requestSession.get(
+            f"{client.apiAddress}/v1/algorithms/{owner.username}/paged/versions", params=bad,
+            headers={"Authorization": client.apiKey})
+        assert reply.status_code == 400, bad
+        assert reply.json()["error"]["error_type"] == "InputError"
 
 
 def test_the_generated_management_client_works_where_it_can(client, user):

@@ -142,9 +142,11 @@ class TestResolution:
             selectors.version_resolve(owner=user.username, name="hello",
                                       spec=build.content_hash[:12], user=UserFactory())
 
-    def test_a_bad_spec_is_an_input_error(self, published, user):
+    @pytest.mark.parametrize("spec", ["v1!", " ", "\t", "9" * 5000, "1234567890.0.0"])
+    def test_a_bad_spec_is_an_input_error(self, published, user, spec):
+        """A blank version given is not "the latest" (only an absent one is)."""
         with pytest.raises(InputError):
-            selectors.version_resolve(owner=user.username, name="hello", spec="v1!", user=user)
+            selectors.version_resolve(owner=user.username, name="hello", spec=spec, user=user)
 
 
 def test_an_algorithm_without_public_versions_is_404_to_others(algorithm, user, succeeded_build):

@@ -102,3 +102,31 @@ def test_the_pages_snippets_run_as_written(probe, user, raw_key, live_server, bu
     assert response.json()["result"] == answer
     cli = shlex.split(next(code for code in snippets if code.startswith("export ")))
     assert cli[cli.index("-d") + 1] == sample
+
+
+@pytest.mark.parametrize("body", [[1], "x", None, 5, {"input": "1", "version": True},
+                                  {"input": "1", "version": 1.5},
+                                  {"input": "1", "content_type": "xml"}])
+def test_a_console_request_that_is_not_the_pages_is_a_400_not_a_500(probe, user, raw_key,
+                                                                    body):
+    browser = Client()
+    browser.force_login(user)
+    response = browser.post(f"/algorithms/{user.username}/probe/try/",
+                            data=json.dumps(body), content_type="application/json")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"]["error_type"] == "InputError"
+    assert not Invocation.objects.exists()
+
+
+def test_the_console_sends_a_json_value_given_as_such_and_a_long_version_is_a_400(
+        probe, user, raw_key, builds_run):
+    browser = Client()
+    browser.force_login(user)
+    url = f"/algorithms/{user.username}/probe/try/"
+    answer = browser.post(url, data=json.dumps({"input": {"action": "echo", "value": 3}}),
+                          content_type="application/json")
+    assert answer.status_code == 200 and answer.json()["result"] == {"action": "echo",
+                                                                     "value": 3}
+    long = browser.post(url, data=json.dumps({"input": "1", "version": "9" * 5000}),
+                        content_type="application/json")
+    assert long.status_code == 400 and "is not a version" in long.json()["error"]["message"]
