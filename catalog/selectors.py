@@ -32,9 +32,18 @@ def _member_orgs(user: User):
     return Membership.objects.filter(user=user).values("organization_id")
 
 
+def _acting_for(user: User) -> int | None:
+    """The organization an organization's API key acts for (``ApiKey.acting_user``): its
+    creator then manages that organization's algorithms only, never their own."""
+    return getattr(user, "acting_for_organization_id", None)
+
+
 def manageable_q(user: User | None) -> Q:
     if user is None or not user.is_authenticated:
         return Q(pk__in=[])
+    if _acting_for(user) is not None:
+        return Q(owner_org_id__in=_member_orgs(user).filter(
+            organization_id=_acting_for(user)))
     return Q(owner_user=user) | Q(owner_org_id__in=_member_orgs(user))
 
 
@@ -42,7 +51,9 @@ def can_manage(*, algorithm: Algorithm, user: User | None) -> bool:
     if user is None or not user.is_authenticated:
         return False
     if algorithm.owner_user_id is not None:
-        return algorithm.owner_user_id == user.pk
+        return algorithm.owner_user_id == user.pk and _acting_for(user) is None
+    if _acting_for(user) not in (None, algorithm.owner_org_id):
+        return False
     return Membership.objects.filter(organization_id=algorithm.owner_org_id, user=user).exists()
 
 
@@ -132,7 +143,8 @@ def version_resolve_for_call(*, owner: str, name: str, spec: str | None,
         resolved = version_resolve(owner=owner, name=name, spec=spec, user=user)
         return resolved, can_manage(algorithm=resolved.algorithm, user=user)
 
-    return resolutions.get_or_set((owner.lower(), name.lower(), spec or "", user.pk), resolve)
+    return resolutions.get_or_set((owner.lower(), name.lower(), spec or "", user.pk,
+                                   _acting_for(user)), resolve)
 
 
 def latest_public_version(*, algorithm: Algorithm) -> AlgorithmVersion | None:

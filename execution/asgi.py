@@ -239,7 +239,7 @@ def _admit_and_send(*, raw_key: str, owner: str, name: str, version: str | None,
     key = api_key_authenticate(raw=raw_key)
     options = services.CallOptions.parse(query)
     invocation, payload = services.invocation_start(
-        key=key, user=key.user or key.created_by, owner=owner, name=name,
+        key=key, user=key.acting_user, owner=owner, name=name,
         version=version, body=body, content_type=content_type, options=options,
         api_base=api_base)
     services.invocation_send(invocation=invocation, payload=payload, wait=True,

@@ -35,7 +35,7 @@ def _invocation_for(scope, request_id: str) -> Invocation | None:
             key = api_key_authenticate(raw=key_from_header(raw))
         except AuthError:
             return None
-        user = key.user or key.created_by
+        user = key.acting_user
     try:
         return Invocation.objects.filter(request_id=request_id, caller=user).first()
     except Exception:  # not a UUID

@@ -30,7 +30,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             key = api_key_authenticate(raw=key_from_header(header))
         except AuthError as error:
             raise exceptions.AuthenticationFailed(error.message) from None
-        return (key.user or key.created_by, key)
+        return (key.acting_user, key)
 
     def authenticate_header(self, request: Request) -> str:
         return 'Simple realm="algostore"'

@@ -2,6 +2,7 @@
 
 The raw key exists only in the response that creates it; the database holds its hash.
 """
+import copy
 import re
 
 from django.core.exceptions import ValidationError
@@ -96,6 +97,20 @@ class ApiKey(models.Model):
     @property
     def owner_name(self) -> str:
         return self.organization.name if self.organization_id else self.user.username
+
+    @property
+    def acting_user(self) -> User | None:
+        """Who the key acts as: its user; for an organization's key, its creator acting for
+        the organization only (``acting_for_organization_id`` on a copy of the creator: the
+        catalog then shows the key that organization's algorithms and public ones, not the
+        creator's own private ones)."""
+        if self.organization_id is None:
+            return self.user
+        if self.created_by is None:
+            return None
+        acting = copy.copy(self.created_by)
+        acting.acting_for_organization_id = self.organization_id
+        return acting
 
     @property
     def is_revoked(self) -> bool:

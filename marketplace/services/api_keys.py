@@ -277,7 +277,7 @@ def _authenticate_uncached(raw: str, digest: str) -> ApiKey:
         raise AuthError("This API key has been revoked.")
     if key.is_expired:
         raise AuthError("This API key has expired.")
-    acting_user = key.user or key.created_by
+    acting_user = key.acting_user
     if acting_user is None or not acting_user.is_active:
         raise AuthError("This API key's account is disabled.")
     if key.organization_id is not None and not key.creator_manages_org:

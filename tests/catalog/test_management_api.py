@@ -177,3 +177,49 @@ def test_the_generated_management_client_works_where_it_can(client, user):
     assert by_hash.build.version_info.semantic_version == "0.1.0"
     api.delete_algorithm(user.username, "gen")  # private only: deletable
     assert not Algorithm.objects.filter(name="gen").exists()
+
+
+def test_an_organizations_key_sees_its_organization_not_its_creators_private_algorithms(
+        live_server, user):
+    """An organization's key speaks for its creator within the organization only: the
+    creator's own private algorithms are 404 to it (they were listed and readable, and a
+    build hash of one got as far as billing), as to any outsider."""
+    import requests
+
+    from catalog import services
+    from marketplace import services as marketplace_services
+    from tests.catalog.conftest import fake_successful_build
+
+    org = marketplace_services.organization_create(actor=user, name="acme_keys")
+    mine = services.algorithm_create(actor=user, owner=user.username, name="mine")
+    build = fake_successful_build(mine, user)
+    ours = services.algorithm_create(actor=user, owner=org.name, name="ours")
+    personal = marketplace_services.api_key_create(created_by=user, name="me").raw
+    org_key = marketplace_services.api_key_create(created_by=user, name="acme",
+                                                  organization=org).raw
+
+    def get(path: str, key: str) -> requests.Response:
+        return requests.get(f"{live_server.url}{path}", headers={"Authorization": key},
+                            timeout=30)
+
+    private = [f"/v1/algorithms/{user.username}/mine",
+               f"/v1/algorithms/{user.username}/mine/builds",
+               f"/v1/algorithms/{user.username}/mine/builds/{build.build_id}",
+               f"/v1/algorithms/{user.username}/mine/builds/{build.build_id}/logs",
+               f"/v1/algorithms/{user.username}/mine/versions/{build.content_hash[:12]}"]
+    for path in private:
+        assert get(path, personal).status_code == 200, path
+        reply = get(path, org_key)
+        assert reply.status_code == 404, (path, reply.text)
+        assert reply.json()["error"]["error_type"] == "NotFound"
+    listed = get(f"/v1/algorithms/{user.username}", org_key).json()["results"]
+    assert [a["name"] for a in listed] == []
+    assert [a["name"] for a in get(f"/v1/algorithms/{user.username}", personal).json()[
+        "results"]] == ["mine"]
+    called = requests.post(f"{live_server.url}/v1/algo/{user.username}/mine/"
+                           f"{build.content_hash[:12]}", json="x",
+                           headers={"Authorization": org_key}, timeout=30)
+    assert called.status_code == 404, called.text
+    # Its own organization's private algorithm it does see.
+    assert get(f"/v1/algorithms/{org.name}/ours", org_key).status_code == 200
+    assert ours.name == "ours"
