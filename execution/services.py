@@ -21,7 +21,7 @@ from execution.artifacts import ensure_artifact
 from execution.backends import RunTarget, get_backend
 from execution.capacity import lent_while_waiting
 from execution.models import Invocation
-from marketplace.dispatch import run_eagerly
+from marketplace.dispatch import run_eagerly, run_in_background
 from marketplace.errors import ApplicationError, InputError, NotFoundError, PermissionDeniedError
 from marketplace.models import ApiKey, User
 from marketplace.row_update import RowReader, Update, model_instance, statement_rows
@@ -535,8 +535,10 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
     gets a TimeoutError at the call's deadline, never an endless wait.
     """
     if settings.CELERY_TASK_ALWAYS_EAGER:
-        envelope = run_eagerly("execution.invoke", _task_args(invocation, payload, wait))
-        return envelope if wait else None
+        if not wait:  # answered at once; the call runs on a thread of this process
+            run_in_background("execution.invoke", _task_args(invocation, payload, wait))
+            return None
+        return run_eagerly("execution.invoke", _task_args(invocation, payload, wait))
     from execution import results
 
     if results.direct():

@@ -3,8 +3,14 @@
 With a broker the task goes to its named queue and a worker runs it; in the embedded default
 (no broker) it runs in-process, eagerly, through the same task code.
 """
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
+
 from django.conf import settings
 from django.db import transaction
+
+logger = logging.getLogger(__name__)
 
 
 def run_eagerly(name: str, args: list | tuple = ()):
@@ -25,3 +31,44 @@ def task_send(name: str, *, args: list | tuple = (), queue: str) -> None:
             app.send_task(name, args=list(args), queue=queue)
 
     transaction.on_commit(send)
+
+
+_background: ThreadPoolExecutor | None = None
+_background_lock = threading.Lock()
+_running: set = set()
+
+
+def run_in_background(name: str, args: list | tuple = ()) -> None:
+    """Embedded (no broker): run a task by name on a thread of this process once the current
+    transaction commits, for work nobody waits on (an ``output=void`` call, which answers
+    at once, as with a broker, instead of after the whole call). At most
+    EXECUTION_EMBEDDED_THREADS at once; more wait their turn."""
+    global _background
+
+    def submit() -> None:
+        global _background
+        with _background_lock:
+            if _background is None:
+                _background = ThreadPoolExecutor(settings.EXECUTION_EMBEDDED_THREADS,
+                                                 thread_name_prefix="embedded-task")
+            future = _background.submit(_run_then_close, name, list(args))
+        _running.add(future)
+        future.add_done_callback(_running.discard)
+
+    transaction.on_commit(submit)
+
+
+def _run_then_close(name: str, args: list) -> None:
+    from django.db import connections
+
+    try:
+        run_eagerly(name, args)
+    except Exception:  # the task closes its own failures; this is what it could not
+        logger.exception("Task %s failed in the background", name)
+    finally:
+        connections.close_all()  # this thread's own connections
+
+
+def background_drained(timeout: float = 60) -> bool:
+    """Whether the background tasks running now have finished within ``timeout``."""
+    return not wait(list(_running), timeout=timeout).not_done

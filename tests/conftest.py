@@ -41,6 +41,19 @@ def _clear_cache():
 
 
 @pytest.fixture(autouse=True)
+def _background_calls_finished_before_flush(request):
+    """Embedded, an output=void call runs on a thread of the process (the tests' own): it
+    finishes before its test's database is flushed."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker and marker.kwargs.get("transaction"):
+        request.getfixturevalue("transactional_db")  # so this teardown runs before the flush
+    yield
+    from marketplace.dispatch import background_drained
+
+    assert background_drained(timeout=120), "a background call did not finish"
+
+
+@pytest.fixture(autouse=True)
 def _billing_settled_before_flush(request, settings):
     """With a real broker, a call's settlement is a task that may still be running when its
     test ends; the flush after a transactional test must not race it (PostgreSQL would call

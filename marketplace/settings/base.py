@@ -312,6 +312,8 @@ EXECUTION_QUEUE = env.str("EXECUTION_QUEUE", default="execution")
 # How many worker slots an execution worker's composing calls may lend at once to the calls
 # they make while they wait on them (execution/capacity.py).
 EXECUTION_MAX_LENT_SLOTS = env.int("EXECUTION_MAX_LENT_SLOTS", default=256)
+# Embedded (no broker): output=void calls run on this many threads of the web process.
+EXECUTION_EMBEDDED_THREADS = env.int("EXECUTION_EMBEDDED_THREADS", default=4)
 
 # --- billing ------------------------------------------------------------------------------
 # Microcredits (1 credit = 1,000,000); 10,000 credits per US dollar.

@@ -127,3 +127,18 @@ def test_private_algorithms_are_404_and_scopes_are_enforced(live_server, user, m
                                           json="x", headers={"Authorization": narrow})
     assert denied.status_code == 403
     outsider.requestSession.close()
+
+
+def test_void_answers_before_the_call_ends_embedded_too(client, probe, user, settings):
+    """output=void answers at once (it waited for the whole call when no broker was set,
+    as under make run): a 3-second call's request id comes back while the call still runs."""
+    response = client.algo(f"{user.username}/probe").set_options(
+        output=OutputType.void).pipe({"action": "sleep", "seconds": 3})
+    assert response.async_protocol == "void"
+    body = client.getJsonHelper(f"/v1/algo/requests/{response.request_id}")
+    assert body["status"] in ("queued", "running") and "result" not in body
+    deadline = time.monotonic() + 60
+    while "result" not in body and time.monotonic() < deadline:
+        time.sleep(0.1)
+        body = client.getJsonHelper(f"/v1/algo/requests/{response.request_id}")
+    assert body["result"] == "slept"
