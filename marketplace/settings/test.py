@@ -28,6 +28,11 @@ STORAGES["data"] = {  # noqa: F405
 BUILD_ROOT = VAR_DIR / "test" / "builds"  # noqa: F405
 MEDIA_ROOT = VAR_DIR / "test" / "media"  # noqa: F405
 EXECUTION_RUN_DIR = VAR_DIR / "test" / "run"  # noqa: F405
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, as make run's (WAL, a busy timeout), not Django's in-memory test database:
+    # there, threads share one cache whose table locks fail at once ("database table is
+    # locked") where a file's wait, and embedded calls run on threads of their own.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test" / "db.sqlite3")}  # noqa: F405
 EXECUTION_ARTIFACT_DIR = VAR_DIR / "test" / "artifacts"  # noqa: F405
 WEBHOOK_ALLOW_HTTP = True  # the tests' receivers listen on http://127.0.0.1
 WEBHOOK_ALLOW_PRIVATE_HOSTS = True

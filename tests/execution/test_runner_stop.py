@@ -50,8 +50,8 @@ def alive(pid: int) -> bool:
 
 
 def test_the_web_stopping_embedded_stops_its_runners_and_their_sandboxes(client, probe,
-                                                                         user):
-    assert settings.CELERY_TASK_ALWAYS_EAGER  # embedded, as make run serves
+                                                                         user, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # embedded, as make run serves (in both passes)
     algo = client.algo(f"{user.username}/probe")
     assert algo.pipe("one").result == "echo: one"
     runners = runner_pids()
