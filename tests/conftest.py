@@ -214,7 +214,7 @@ def gunicorn_web(**env_overrides: str):
         assert process.poll() is None, "gunicorn exited; see var/gunicorn-test-*.log"
         try:
             return requests.get(f"{url}/healthz", timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # still booting its worker
             return False
 
     try:
