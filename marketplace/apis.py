@@ -3,6 +3,7 @@
 Each class is one operation: parse, call a service or selector, serialize.
 """
 from rest_framework import serializers
+from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import APIView
@@ -177,6 +178,11 @@ def _personal_key(request) -> None:
 
 
 class OrganizationTypesApi(APIView):
+    """``GET /v1/organization/types``: public (a fixed list; the generated management client,
+    algorithmia-api-client, asks for it without a key)."""
+
+    permission_classes = [AllowAny]
+
     def get(self, request):
         return Response([{"id": Organization.TYPE_IDS[t], "name": t.value}
                          for t in Organization.Type])

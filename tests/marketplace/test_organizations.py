@@ -17,6 +17,17 @@ def client(live_server, raw_key):
     client.requestSession.close()  # no keep-alive connection outlives the live server
 
 
+def test_the_organization_types_are_public_as_the_generated_client_expects(live_server):
+    """algorithmia-api-client's get_all_organization_types sends no key (it was a 401)."""
+    import algorithmia_api_client as generated
+
+    api = generated.DefaultApi(generated.ApiClient(generated.Configuration(
+        host=f"{live_server.url}/v1")))
+    types = api.get_all_organization_types()
+    assert {(t.id, t.name) for t in types} == {
+        (Organization.TYPE_IDS[kind], kind.value) for kind in Organization.Type}
+
+
 def test_official_client_creates_reads_edits_and_invites(client, user, live_server):
     types = client.get_org_types()
     assert {t["name"] for t in types} == {"basic", "pro"}
