@@ -97,9 +97,7 @@ class Insert:
     after: object = PREVIOUS
 
     def fields(self) -> list:
-        meta = self.instance._meta
-        return [found for found in meta.local_concrete_fields
-                if found is not meta.auto_field and not found.generated]
+        return list(_inserted_fields(type(self.instance)))
 
     def shape(self) -> tuple:
         return ("insert", type(self.instance), tuple(sorted(self.links.items())))
@@ -128,9 +126,16 @@ class Insert:
 def _insert_plan(model, alias: str) -> tuple:
     """``Insert.fields`` of ``model``, each with its attname and what ``_stored_as_it_is``
     says of it on this database."""
-    meta = model._meta
     return tuple((found, found.attname, *_stored_as_it_is(model, found.name, alias))
-                 for found in meta.local_concrete_fields
+                 for found in _inserted_fields(model))
+
+
+@functools.cache
+def _inserted_fields(model) -> tuple:
+    """The columns an INSERT of ``model`` writes: its concrete fields but its own id and
+    generated ones."""
+    meta = model._meta
+    return tuple(found for found in meta.local_concrete_fields
                  if found is not meta.auto_field and not found.generated)
 
 
