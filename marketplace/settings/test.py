@@ -33,6 +33,8 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # there, threads share one cache whose table locks fail at once ("database table is
     # locked") where a file's wait, and embedded calls run on threads of their own.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test" / "db.sqlite3")}  # noqa: F405
+    # SQLite creates the file but not its folder, which a fresh clone does not have yet.
+    (VAR_DIR / "test").mkdir(parents=True, exist_ok=True)  # noqa: F405
 EXECUTION_ARTIFACT_DIR = VAR_DIR / "test" / "artifacts"  # noqa: F405
 WEBHOOK_ALLOW_HTTP = True  # the tests' receivers listen on http://127.0.0.1
 WEBHOOK_ALLOW_PRIVATE_HOSTS = True
