@@ -51,6 +51,16 @@ def page_bounds(request) -> tuple[int, int]:
     return offset, min(limit, 100)
 
 
+def query_flag(request, name: str) -> bool | None:
+    """A true/false query parameter (any case), or None when it is not given."""
+    value = request.GET.get(name)
+    if value is None:
+        return None
+    if value.lower() not in ("true", "false"):
+        raise InputError(f"{name} must be true or false, not {value!r}.")
+    return value.lower() == "true"
+
+
 def paged(request, items, serialize) -> dict:
     offset, limit = page_bounds(request)
     window = list(items[offset:offset + limit + 1])
@@ -203,9 +213,9 @@ class VersionListApi(APIView):
         user = reader(request)
         algorithm = selectors.algorithm_get_visible(owner=owner, name=name, user=user)
         versions = selectors.versions_visible(algorithm=algorithm, user=user)
-        if request.GET.get("callable", "").lower() == "true":
+        if query_flag(request, "callable"):
             versions = versions.filter(callability=Algorithm.Callability.PUBLIC)
-        if request.GET.get("published", "").lower() == "false":
+        if query_flag(request, "published") is False:
             versions = versions.none()  # every version listed here is published
         return Response(paged(request, versions,
                               lambda v: payloads.version(algorithm, v.build, v, request)))
@@ -262,6 +272,7 @@ class SearchApi(APIView):
     permission_classes = [AllowAny]
 
     def get(self, request):
+        services.popularity_refresh_if_embedded()
         algorithms = selectors.algorithm_search(
             query=request.GET.get("q", ""), category=request.GET.get("category", ""),
             tag=request.GET.get("tag", ""), sort=request.GET.get("sort", ""),
@@ -315,7 +326,12 @@ class SecretCreateApi(APIView):
         secret_key = serializers.CharField(max_length=64)
         secret_value = serializers.CharField(max_length=16_384, trim_whitespace=False)
         description = serializers.CharField(max_length=300, required=False, allow_blank=True)
-        provider_id = serializers.CharField(required=False)
+        # The official client sends the default provider's id (from the list above): the
+        # only one there is. Another is an error, not a secret kept somewhere it did not ask.
+        provider_id = serializers.ChoiceField(
+            choices=[SECRET_PROVIDER["id"]], required=False,
+            error_messages={"invalid_choice": f'Unknown secret provider "{{input}}": the one '
+                                              f'provider is "{SECRET_PROVIDER["id"]}".'})
 
     def post(self, request, algorithm_id):
         algorithm = _algorithm_by_id(request, algorithm_id)

@@ -184,7 +184,6 @@ def algorithm_search(*, query: str = "", category: str = "", tag: str = "",
     and docs (C), through the GIN-indexed ``search_vector`` column, ranked and then nudged
     by popularity; on SQLite, a substring match ranked the same way by field.
     """
-    _refresh_popularity_if_embedded()
     algorithms = (algorithms_visible_to(user=user)
                   .filter(versions__isnull=False).distinct()
                   .prefetch_related("categories", "tags"))
@@ -198,19 +197,6 @@ def algorithm_search(*, query: str = "", category: str = "", tag: str = "",
         if sort not in SORTS:
             return algorithms.order_by("-rank", "-calls_30d", "name")
     return algorithms.order_by(SORTS.get(sort, "-calls_30d"), "owner_name", "name")
-
-
-def _refresh_popularity_if_embedded() -> None:
-    """Embedded (Celery eager: no beat runs), popularity is counted again when the catalog
-    is browsed, at most once a minute; with a broker, beat does it
-    (``catalog.refresh_calls``)."""
-    from django.conf import settings
-    from django.core.cache import cache
-
-    if settings.CELERY_TASK_ALWAYS_EAGER and cache.add("catalog:calls-refreshed", 1, 60):
-        from catalog.services.algorithms import algorithm_calls_refresh
-
-        algorithm_calls_refresh()
 
 
 def _text_search(algorithms: QuerySet[Algorithm], query: str) -> QuerySet[Algorithm]:

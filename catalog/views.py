@@ -24,6 +24,7 @@ def _user(request: HttpRequest):
 def browse(request: HttpRequest) -> HttpResponse:
     query, sort = request.GET.get("q", ""), request.GET.get("sort", "")
     category, tag = request.GET.get("category", ""), request.GET.get("tag", "")
+    services.popularity_refresh_if_embedded()
     algorithms = selectors.algorithm_search(query=query, category=category, tag=tag, sort=sort,
                                             user=_user(request))
     page = Paginator(algorithms, 24).get_page(request.GET.get("page"))

@@ -43,9 +43,12 @@ def data_home(request: HttpRequest) -> HttpResponse:
         try:
             if owner not in namespaces:
                 raise ApplicationError("You cannot create collections there.")
+            acl = ACL_BODIES.get(request.POST.get("acl", "algorithms"))
+            if acl is None:  # not the default: someone chose, and not one of these
+                raise ApplicationError("Choose who may read the collection.")
             collection = services.collection_create(
                 parent=services.DataPath(owner), name=request.POST.get("name", "").strip(),
-                acl=ACL_BODIES.get(request.POST.get("acl", "algorithms")),
+                acl=acl,
                 key=_principal(request), actor=user)
         except ApplicationError as error:
             messages.error(request, error.message)

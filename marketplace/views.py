@@ -151,11 +151,13 @@ def keys_page(request: HttpRequest) -> HttpResponse:
         else:
             return key_reveal.reveal_on_next_page(request, redirect("keys"),
                                                   name=issued.key.name, raw=issued.raw)
-    from billing.selectors import key_spend_this_month
+    from billing.selectors import keys_spend_this_month
 
     keys = list(selectors.api_keys_visible_to(user=request.user))
-    for key in keys:  # beside its cap: what the key (and the keys made from it) spent
-        key.spent_this_month = key_spend_this_month(key=key) if key.is_active else None
+    # Beside each active key's cap: what it (and the keys made from it) spent this month.
+    spent = keys_spend_this_month(keys=[key for key in keys if key.is_active])
+    for key in keys:
+        key.spent_this_month = spent.get(key.pk)
     response = render(request, "accounts/keys.html", {
         "form": form,
         "keys": keys,

@@ -101,7 +101,7 @@ def algorithm_calls_refresh() -> int:
     """Each algorithm's ``calls_30d`` (popularity: the browse order and a nudge to search
     rank) counted again from the calls of the last 30 days, composed calls included.
     Written only where it changed. Returns how many changed. Run every few minutes (beat),
-    and, embedded (no beat), when the catalog is browsed (``catalog.selectors``)."""
+    and, embedded (no beat), when the catalog is browsed (``popularity_refresh_if_embedded``)."""
     from datetime import timedelta
 
     from django.db.models import Count
@@ -117,3 +117,14 @@ def algorithm_calls_refresh() -> int:
         if counts.get(pk, 0) != current:
             changed += Algorithm.objects.filter(pk=pk).update(calls_30d=counts.get(pk, 0))
     return changed
+
+
+def popularity_refresh_if_embedded() -> None:
+    """Embedded (Celery eager: no beat runs), popularity is counted again when the catalog
+    is browsed (the page and the search API call this before reading), at most once a
+    minute; with a broker, beat does it (``catalog.refresh_calls``)."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    if settings.CELERY_TASK_ALWAYS_EAGER and cache.add("catalog:calls-refreshed", 1, 60):
+        algorithm_calls_refresh()

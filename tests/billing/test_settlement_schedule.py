@@ -1,6 +1,7 @@
 """The settlement scheduler: closing calls raise a flag; one thread per process sends the
 runs. Every call is settled by a run that starts after it closed, and a burst of calls
 sends one run per countdown, not one per call."""
+import threading
 import time
 
 import pytest
@@ -89,10 +90,33 @@ def test_a_failed_send_is_tried_again_and_the_exit_sends_what_is_left():
     assert [sent for _, sent in runs.checks] == [False, True]  # failed, then sent
     assert runs.checks[1][0] - runs.checks[0][0] >= DELAY - 0.01
 
-    idle = Runs()
-    exiting = SettlementScheduler(send=idle)
+    held = HeldRuns()
+    exiting = SettlementScheduler(send=held)
     exiting.flush()
-    assert idle.checks == []  # nothing waiting: nothing sent
-    exiting._wanted.set()  # a call closed just before the process exits
+    assert held.checks == []  # nothing waiting: nothing sent
+    exiting.wanted()
+    assert held.entered.wait(5)  # the thread is sending a run (held up at the broker)...
+    exiting.wanted()  # ...when a call closes, just before the process exits
     exiting.flush()
-    assert len(idle.sent) == 1
+    assert len(held.sent) == 1  # the exit sent one for it, while the thread's was held
+    held.release.set()
+    quiet(held)
+    assert len(held.sent) == 2
+    exiting.flush()
+    assert len(held.sent) == 2  # nothing waiting any more
+
+
+class HeldRuns(Runs):
+    """Runs whose first send is held up until ``release`` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.calls = 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        if self.calls == 1:
+            self.entered.set()
+            self.release.wait(5)
+        return super().__call__()

@@ -133,7 +133,11 @@ def test_paging_of_versions(client, user):
     everything = client.getJsonHelper(f"/v1/algorithms/{owner.username}/paged/versions",
                                       limit=500)  # more than 100 means 100
     assert len(everything["results"]) == 3
-    for bad in ({"limit": -1}, {"limit": 0}, {"marker": -2}, {"limit": "abc"}):
+    algo = client.algo(f"{owner.username}/paged")
+    assert len(algo.versions(published=True, callable=True)["results"]) == 3
+    assert algo.versions(published="false")["results"] == []
+    for bad in ({"limit": -1}, {"limit": 0}, {"marker": -2}, {"limit": "abc"},
+                {"published": "maybe"}, {"callable": "yes"}):
         reply = client.requestSession.get(
             f"{client.apiAddress}/v1/algorithms/{owner.username}/paged/versions", params=bad,
             headers={"Authorization": client.apiKey})

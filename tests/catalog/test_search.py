@@ -1,6 +1,8 @@
 """Discovery: search ranking, filters, sorting, visibility — on SQLite and on PostgreSQL."""
 import pytest
 from django.db import connection
+from django.test import Client
+from rest_framework.test import APIClient
 
 from catalog import selectors, services
 from catalog.models import Category
@@ -123,7 +125,20 @@ def test_popularity_is_counted_from_the_last_30_days_of_calls(user, settings):
     assert dict(Algorithm.objects.values_list("name", "calls_30d")) == {"old": 2, "new": 3}
     assert names(selectors.algorithm_search()) == ["new", "old"]
     Invocation.objects.filter(algorithm=new).update(algorithm=old)  # (as if made for old)
+    # Searching reads only: the selector does not count.
     settings.CELERY_TASK_ALWAYS_EAGER = True
     cache.delete("catalog:calls-refreshed")
-    assert names(selectors.algorithm_search()) == ["old", "new"]  # counted on browsing
-    assert dict(Algorithm.objects.values_list("name", "calls_30d")) == {"old": 5, "new": 0}
+    assert names(selectors.algorithm_search()) == ["new", "old"]
+    # Browsing does, embedded: the search API, then (once the minute is up) the page.
+    response = APIClient().get("/v1/search")
+    assert response.status_code == 200
+    assert [(a["name"], a["calls_30d"]) for a in response.json()["results"]] == [
+        ("old", 5), ("new", 0)]
+    Invocation.objects.filter(algorithm=old).update(algorithm=new)
+    assert APIClient().get("/v1/search").json()["results"][0]["name"] == "old"  # (a minute)
+    cache.delete("catalog:calls-refreshed")
+    page = Client().get("/browse/")
+    assert page.status_code == 200
+    assert dict(Algorithm.objects.values_list("name", "calls_30d")) == {"old": 0, "new": 5}
+    assert page.content.index(b"/algorithms/%s/new/" % user.username.encode()) < \
+        page.content.index(b"/algorithms/%s/old/" % user.username.encode())

@@ -13,6 +13,12 @@ pytestmark = pytest.mark.django_db(transaction=True)  # blobs go when their rows
 
 def test_create_upload_download_acl_delete(client, user):
     client.force_login(user)
+    # An ACL that is not one of the choices is refused, not replaced by the default.
+    response = client.post(reverse("data"), {"owner": user.username, "name": "pics",
+                                             "acl": "everyone-please"}, follow=True)
+    assert response.status_code == 200
+    assert "Choose who may read the collection." in response.content.decode()
+    assert not Collection.objects.exists()
     response = client.post(reverse("data"), {"owner": user.username, "name": "pics",
                                              "acl": "private"})
     assert response.status_code == 302

@@ -46,6 +46,13 @@ def test_bad_names_and_strangers_are_refused(client, probe, user, live_server, m
     bad = client.requestSession.post(url, json={"secret_key": "PATH", "secret_value": "x"},
                                      headers={"Authorization": client.apiKey})
     assert bad.status_code == 400 and "set by the platform" in bad.json()["error"]["message"]
+    other = client.requestSession.post(
+        url, json={"secret_key": "TOKEN", "secret_value": "x", "provider_id": "aws-secrets"},
+        headers={"Authorization": client.apiKey})
+    assert other.status_code == 400
+    assert other.json()["error"]["message"] == (
+        'provider_id: Unknown secret provider "aws-secrets": the one provider is '
+        '"algostore-encrypted".')
     from tests.factories import UserFactory
 
     stranger = Algorithmia.client(make_key(UserFactory()), api_address=live_server.url)
