@@ -36,7 +36,24 @@ def manager(request, owner: str | None = None):
 
 
 def reader(request):
-    return request.user if request.user.is_authenticated else None
+    """Who reads the catalog: the signed-in person, or a key's user when the key may manage
+    algorithms. A key without the manage scope (one made only to call, an algorithm's
+    short-lived key for its own calls) reads what everyone can: it never lists or shows its
+    user's private algorithms, builds or versions."""
+    if not request.user.is_authenticated:
+        return None
+    key = request.auth
+    if key is not None and not getattr(key, "can_manage", True):
+        return None
+    return request.user
+
+
+def managed(request, owner: str, name: str) -> Algorithm:
+    """The algorithm, for a read only its managers may make (its builds and their logs):
+    404 unless the caller can see it at all, then 403 without the manage scope."""
+    selectors.algorithm_get_visible(owner=owner, name=name, user=reader(request))
+    return selectors.algorithm_get_manageable(owner=owner, name=name,
+                                              user=manager(request, owner))
 
 
 def page_bounds(request) -> tuple[int, int]:
@@ -190,19 +207,19 @@ class CompileApi(APIView):
 
 class BuildListApi(APIView):
     def get(self, request, owner: str, name: str):
-        algorithm = selectors.algorithm_get_manageable(owner=owner, name=name, user=request.user)
+        algorithm = managed(request, owner, name)
         return Response(paged(request, selectors.builds_of(algorithm=algorithm), payloads.build))
 
 
 class BuildDetailApi(APIView):
     def get(self, request, owner: str, name: str, build_id: str):
-        algorithm = selectors.algorithm_get_manageable(owner=owner, name=name, user=request.user)
+        algorithm = managed(request, owner, name)
         return Response(payloads.build(selectors.build_get(algorithm=algorithm, build_id=build_id)))
 
 
 class BuildLogsApi(APIView):
     def get(self, request, owner: str, name: str, build_id: str):
-        algorithm = selectors.algorithm_get_manageable(owner=owner, name=name, user=request.user)
+        algorithm = managed(request, owner, name)
         return Response({"logs": selectors.build_get(algorithm=algorithm, build_id=build_id).logs})
 
 

@@ -38,8 +38,13 @@ def _acting_for(user: User) -> int | None:
     return getattr(user, "acting_for_organization_id", None)
 
 
+def _for_a_call(user: User) -> bool:
+    """A derived key's user (``ApiKey.acting_user``): it reads and calls as anyone would."""
+    return getattr(user, "acting_for_a_call", False)
+
+
 def manageable_q(user: User | None) -> Q:
-    if user is None or not user.is_authenticated:
+    if user is None or not user.is_authenticated or _for_a_call(user):
         return Q(pk__in=[])
     if _acting_for(user) is not None:
         return Q(owner_org_id__in=_member_orgs(user).filter(
@@ -48,7 +53,7 @@ def manageable_q(user: User | None) -> Q:
 
 
 def can_manage(*, algorithm: Algorithm, user: User | None) -> bool:
-    if user is None or not user.is_authenticated:
+    if user is None or not user.is_authenticated or _for_a_call(user):
         return False
     if algorithm.owner_user_id is not None:
         return algorithm.owner_user_id == user.pk and _acting_for(user) is None
@@ -144,7 +149,7 @@ def version_resolve_for_call(*, owner: str, name: str, spec: str | None,
         return resolved, can_manage(algorithm=resolved.algorithm, user=user)
 
     return resolutions.get_or_set((owner.lower(), name.lower(), spec or "", user.pk,
-                                   _acting_for(user)), resolve)
+                                   _acting_for(user), _for_a_call(user)), resolve)
 
 
 def latest_public_version(*, algorithm: Algorithm) -> AlgorithmVersion | None:

@@ -99,18 +99,33 @@ class ApiKey(models.Model):
         return self.organization.name if self.organization_id else self.user.username
 
     @property
+    def is_derived(self) -> bool:
+        """A key made for one running call's own calls (``api_key_create_derived``), or one
+        of its kind: made from another key, without management, and bound to expire."""
+        return self.parent_id is not None and not self.can_manage and self.expires_at is not None
+
+    @property
     def acting_user(self) -> User | None:
         """Who the key acts as: its user; for an organization's key, its creator acting for
         the organization only (``acting_for_organization_id`` on a copy of the creator: the
         catalog then shows the key that organization's algorithms and public ones, not the
-        creator's own private ones)."""
+        creator's own private ones).
+
+        A derived key's user is marked ``acting_for_a_call`` (a copy): the algorithm holding
+        it was written by someone else, so the catalog shows it and lets it call only what
+        everyone may (public versions; never the caller's private algorithms, builds or
+        build hashes), and it never counts as a manager (no stdout, no traces)."""
         if self.organization_id is None:
-            return self.user
-        if self.created_by is None:
+            user = self.user
+        elif self.created_by is None:
             return None
-        acting = copy.copy(self.created_by)
-        acting.acting_for_organization_id = self.organization_id
-        return acting
+        else:
+            user = copy.copy(self.created_by)
+            user.acting_for_organization_id = self.organization_id
+        if self.is_derived:
+            user = copy.copy(user)
+            user.acting_for_a_call = True
+        return user
 
     @property
     def is_revoked(self) -> bool:

@@ -246,9 +246,8 @@ authenticated_keys = EpochCache("api-keys", ttl_seconds=60.0)
 
 
 def is_derived(key: ApiKey) -> bool:
-    """A key made for one running call's own calls (``api_key_create_derived``), or one of
-    its kind: made from another key, without management, and bound to expire."""
-    return key.parent_id is not None and not key.can_manage and key.expires_at is not None
+    """``ApiKey.is_derived``: a key made for one running call's own calls, or one of its kind."""
+    return key.is_derived
 
 
 def api_key_authenticate(*, raw: str) -> ApiKey:

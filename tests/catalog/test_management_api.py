@@ -99,6 +99,7 @@ def test_management_needs_the_manage_scope_and_hides_private_algorithms(live_ser
     assert not Algorithm.objects.exists()
 
     from catalog import services
+    from tests.catalog.conftest import fake_successful_build
     from tests.factories import UserFactory
 
     other = UserFactory()
@@ -110,6 +111,27 @@ def test_management_needs_the_manage_scope_and_hides_private_algorithms(live_ser
                                           headers={"Authorization": narrow.apiKey})
         assert reply.status_code == 404, path
         assert reply.json()["error"]["error_type"] == "NotFound"
+    # Nor its own user's: a key without the manage scope reads what everyone can (it read
+    # and listed them, with their builds' logs).
+    own = services.algorithm_create(actor=user, owner=user.username, name="own_secret")
+    build = fake_successful_build(own, user)
+    for path in (f"/v1/algorithms/{user.username}/own_secret",
+                 f"/v1/algorithms/{user.username}/own_secret/versions",
+                 f"/v1/algorithms/{user.username}/own_secret/builds",
+                 f"/v1/algorithms/{user.username}/own_secret/builds/{build.build_id}/logs",
+                 f"/v1/algorithms/{user.username}/own_secret/versions/{build.content_hash}"):
+        reply = narrow.requestSession.get(live_server.url + path,
+                                          headers={"Authorization": narrow.apiKey})
+        assert reply.status_code == 404, path
+    listed = narrow.requestSession.get(f"{live_server.url}/v1/algorithms/{user.username}",
+                                       headers={"Authorization": narrow.apiKey})
+    assert listed.status_code == 200 and listed.json()["results"] == []
+    full = Algorithmia.client(make_key(user), api_address=live_server.url)
+    assert [a["name"] for a in full.getJsonHelper(f"/v1/algorithms/{user.username}")[
+        "results"]] == ["own_secret"]
+    assert full.getJsonHelper(f"/v1/algorithms/{user.username}/own_secret/builds/"
+                              f"{build.build_id}/logs")["logs"] == build.logs
+    full.requestSession.close()
     narrow.requestSession.close()
 
 

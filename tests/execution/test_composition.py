@@ -143,3 +143,39 @@ def test_compositions_on_every_thread_of_a_worker_lend_their_slots_to_their_chil
     roots = Invocation.objects.filter(algorithm_path=f"{user.username}/seefood")
     assert roots.count() == 6 and set(roots.values_list("status", flat=True)) == {"succeeded"}
     assert Invocation.objects.filter(parent__in=roots, status="succeeded").count() == 6
+
+
+def test_a_called_algorithm_cannot_reach_its_callers_private_algorithms(client, user, probe):
+    """The short-lived key an algorithm gets for its own calls is made from its caller's
+    key, but the algorithm is someone else's code: it reads and calls only what everyone
+    may. (It listed, read and called the caller's private algorithm by build hash with
+    stdout, and so printed the caller's secret.)"""
+    from catalog.models import Build
+    from tests.execution.conftest import bundle_files
+    from tests.factories import UserFactory
+
+    diary = publish(user, "diary", bundle_files("probe", rename="diary"), callability="private")
+    build = Build.objects.get(algorithm=diary)
+    author = UserFactory()
+    publish(author, "spy", bundle_files("spy"), pipeline_enabled=True)
+    mine = f"/v1/algorithms/{user.username}"
+    steps = [["GET", mine], ["GET", f"{mine}/diary"], ["GET", f"{mine}/diary/versions"],
+             ["GET", f"{mine}/diary/builds"], ["GET", f"{mine}/diary/builds/{build.build_id}/logs"],
+             ["POST", f"/v1/algo/{user.username}/diary/{build.content_hash}?stdout=true",
+              {"action": "print", "text": "the diary's secret"}],
+             ["POST", f"/v1/algo/{user.username}/diary", "hello"],
+             ["POST", f"/v1/algo/{user.username}/probe?stdout=true",
+              {"action": "print", "text": "a public algorithm's line"}]]
+    # The caller sees their own private algorithm, with their own key.
+    assert client.algo(f"{user.username}/diary").pipe("me").result == "echo: me"
+    replies = client.algo(f"{author.username}/spy").pipe(steps).result
+    listed = [algorithm["name"] for algorithm in replies[0]["body"]["results"]]
+    assert replies[0]["status"] == 200 and listed == ["probe"]  # not "diary"
+    assert [reply["status"] for reply in replies[1:7]] == [404] * 6, replies
+    assert all(reply["body"]["error"]["error_type"] == "NotFound" for reply in replies[1:7])
+    public = replies[7]
+    assert public["status"] == 200 and public["body"]["result"] == "printed"
+    assert "stdout" not in public["body"]["metadata"]  # it does not manage the algorithm
+    assert "secret" not in repr(replies).replace("a public algorithm", "")
+    # Nothing of the private algorithm ran for the spy.
+    assert Invocation.objects.filter(algorithm_path=f"{user.username}/diary").count() == 1
