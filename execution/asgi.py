@@ -287,7 +287,7 @@ def _scheme(scope, headers: dict) -> str:
 
 
 def _api_base(scope, headers: dict) -> str | None:
-    """Where a composing algorithm's calls go (``services.platform_api_base``), or None if
+    """Where a composing algorithm's calls go (``services.listening_api_base``), or None if
     Django would refuse the request's host."""
     host = headers.get("host", "")
     if settings.USE_X_FORWARDED_HOST and "x-forwarded-host" in headers:
@@ -299,7 +299,7 @@ def _api_base(scope, headers: dict) -> str | None:
                                          if settings.DEBUG else [])
     if not domain or not validate_host(domain, allowed):
         return None
-    return settings.EXECUTION_PLATFORM_API or f"{_scheme(scope, headers)}://{host}"
+    return services.listening_api_base(scope.get("scheme", "http"), scope.get("server"))
 
 
 async def _read_body(receive, limit: int) -> tuple[bytes, str]:

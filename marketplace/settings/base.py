@@ -305,7 +305,8 @@ EXECUTION_FAST_PATH = env.bool("EXECUTION_FAST_PATH", default=True)
 # worker thread and back (a tenth of a call's CPU); with this off, in a worker thread.
 EXECUTION_ADMIT_ON_LOOP = env.bool("EXECUTION_ADMIT_ON_LOOP", default=True)
 # The platform API as runners should reach it for composition (e.g. an internal service
-# address); empty: the address each call came in on.
+# address); empty: the address of the socket the web process took each call on (never the
+# request's Host header). Set it when the web tier listens on a unix socket.
 EXECUTION_PLATFORM_API = env.str("EXECUTION_PLATFORM_API", default="")
 # The Celery queue invocations are sent to.
 EXECUTION_QUEUE = env.str("EXECUTION_QUEUE", default="execution")

@@ -179,3 +179,62 @@ def test_a_called_algorithm_cannot_reach_its_callers_private_algorithms(client, 
     assert "secret" not in repr(replies).replace("a public algorithm", "")
     # Nothing of the private algorithm ran for the spy.
     assert Invocation.objects.filter(algorithm_path=f"{user.username}/diary").count() == 1
+
+
+def test_the_host_header_does_not_choose_where_an_algorithms_requests_go(
+        client, user, live_server):
+    """The runner's bridge sends an algorithm's API requests, with its key, to the address
+    the web process took the call on; a caller's ``Host: 127.0.0.1:<port>`` sent them to any
+    service on that port (here, a listener that would have been given the key)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+
+    from tests.execution.conftest import bundle_files
+    from tests.factories import UserFactory
+
+    seen = []
+
+    class Listener(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'"the internal service"')
+
+        def log_message(self, *args):
+            pass
+
+    listener = ThreadingHTTPServer(("127.0.0.1", 0), Listener)
+    threading.Thread(target=listener.serve_forever, daemon=True).start()
+    try:
+        author = UserFactory()
+        publish(author, "spy", bundle_files("spy"), pipeline_enabled=True)
+        reply = requests.post(
+            f"{live_server.url}/v1/algo/{author.username}/spy", json=[["GET", "/v1/me"]],
+            headers={"Authorization": client.apiKey,
+                     "Host": f"127.0.0.1:{listener.server_address[1]}"}, timeout=60)
+    finally:
+        listener.shutdown()
+        listener.server_close()
+    assert reply.status_code == 200, reply.text
+    me = reply.json()["result"][0]
+    assert me["status"] == 200 and me["body"]["username"] == user.username  # the platform
+    assert seen == []
+
+
+def test_the_asgi_fast_path_takes_the_address_from_the_socket_not_the_host(settings):
+    from execution.asgi import _api_base
+
+    settings.EXECUTION_PLATFORM_API = ""
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "store.example"]
+    scope = {"type": "http", "scheme": "http", "server": ("127.0.0.1", 8000)}
+    assert _api_base(scope, {"host": "127.0.0.1:9911"}) == "http://127.0.0.1:8000"
+    assert _api_base(scope, {"host": "store.example"}) == "http://127.0.0.1:8000"
+    assert _api_base({**scope, "server": ("::1", 8000)}, {"host": "127.0.0.1"}) == \
+        "http://[::1]:8000"
+    assert _api_base(scope, {"host": "evil.example"}) is None  # Django refuses it: 400
+    assert _api_base({**scope, "server": ("/run/web.sock", None)}, {"host": "127.0.0.1"}) == ""
+    settings.EXECUTION_PLATFORM_API = "http://web.internal:8000"
+    assert _api_base(scope, {"host": "127.0.0.1:9911"}) == "http://web.internal:8000"
