@@ -21,6 +21,9 @@ class MarketplaceConfig(AppConfig):
                 signal.connect(receiver, sender=model,
                                dispatch_uid=f"key-cache-{signal}-{model.__name__}")
         _cache_redis_version()
+        from .log_filters import install
+
+        install()  # no keys or call results in uvicorn's and Celery's log lines
 
 
 def _bump_unless_new_key(sender, instance, created: bool = False, **kwargs) -> None:
