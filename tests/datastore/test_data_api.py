@@ -249,3 +249,25 @@ def test_a_collection_name_that_is_not_one_name_is_refused(client, live_server, 
     assert error["error_type"] == "InputError"
     assert f"'{name}' is not a valid collection name" in error["message"]
     assert not Collection.objects.exists()
+
+
+def test_an_organizations_data_namespace_is_404_to_outsiders(client, user, live_server):
+    """``/v1/organizations/<name>`` is 404 to non-members; the Data API listed the same
+    organization's namespace to them (an empty 200, where an unknown name is 404)."""
+    org = marketplace_services.organization_create(actor=user, name="hushorg")
+    outsider = other_client(live_server, data_access="read")
+    for method in ("GET", "HEAD"):
+        status, _ = raw_request(live_server, method, "/v1/data/hushorg", outsider.apiKey)
+        assert status == 404, method
+        status, _ = raw_request(live_server, method, "/v1/data/nosuchowner", outsider.apiKey)
+        assert status == 404, method
+        status, _ = raw_request(live_server, method, "/v1/data/hushorg", client.apiKey)
+        assert status == 200, method  # a member
+    # Once it has a public collection, its namespace lists that (and nothing else) to anyone.
+    client.dir("data://hushorg/shared").create(ReadAcl.public)
+    client.dir("data://hushorg/inner").create(ReadAcl.private)
+    status, body = raw_request(live_server, "GET", "/v1/data/hushorg", outsider.apiKey)
+    assert status == 200
+    assert [folder["name"] for folder in json.loads(body)["folders"]] == ["shared"]
+    assert Collection.objects.filter(owner_org=org).count() == 2
+    outsider.requestSession.close()
