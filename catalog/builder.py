@@ -7,7 +7,9 @@ installed offline into the algorithm's own virtualenv; npm dependencies are inst
 Every line goes to the build's log, which streams live to the browser.
 """
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -156,10 +158,58 @@ def build_python(work: Path, log: BuildLog, deadline: float) -> None:
                log=log, cwd=work, deadline=deadline)
 
 
+# npm takes settings from a .npmrc beside package.json (a registry, a proxy, scripts'
+# shell), and what to fetch from package.json and its lockfile: in a bundle all of it is
+# the author's, and npm runs on the build machine, outside any sandbox. A bundled .npmrc
+# sent the build's requests to a service on the platform's host; a "file:" dependency
+# would copy the host's files into the artifact. Only packages from the registry, by name
+# and version range (or dist-tag), are installed.
+NPM_IGNORED_FILES = (".npmrc", "package-lock.json", "npm-shrinkwrap.json", ".yarnrc",
+                     ".yarnrc.yml", "yarn.lock")
+NPM_SPEC = re.compile(r"^[\w.^~<>=|*+ -]*$")
+NPM_DEPENDENCY_FIELDS = ("dependencies", "optionalDependencies", "peerDependencies",
+                         "devDependencies", "overrides")
+
+
+def npm_inputs_checked(source: Path, log: BuildLog) -> None:
+    """Drop the bundle's npm settings and lockfiles; refuse a dependency that is not a
+    version range of a registry package (file:, link:, git, URLs, aliases) and workspaces."""
+    for name in NPM_IGNORED_FILES:
+        if (source / name).is_file():
+            (source / name).unlink()
+            log.write(f"Ignoring the bundle's {name}: npm's settings and sources are the "
+                      "platform's.")
+    try:
+        manifest = json.loads((source / "package.json").read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as error:
+        raise BuildError(f"package.json is not valid JSON: {error}.") from None
+    if not isinstance(manifest, dict):
+        raise BuildError("package.json must be a JSON object.")
+    if manifest.get("workspaces"):
+        raise BuildError("package.json: workspaces are not supported; bundle one package.")
+
+    def check(field: str, dependencies, trail: str = "") -> None:
+        if not isinstance(dependencies, dict):
+            raise BuildError(f"package.json: {field} must be an object.")
+        for name, spec in dependencies.items():
+            if isinstance(spec, dict) and field == "overrides":
+                check(field, spec, f"{trail}{name} > ")
+            elif not isinstance(spec, str) or not NPM_SPEC.match(spec):
+                raise BuildError(
+                    f"package.json: {field} \"{trail}{name}\": {json.dumps(spec)} is not "
+                    "allowed: give a version range of a package on the npm registry (no "
+                    "file:, link:, git or URL dependencies, no aliases).")
+
+    for field in NPM_DEPENDENCY_FIELDS:
+        if manifest.get(field) is not None:
+            check(field, manifest[field])
+
+
 def build_javascript(work: Path, log: BuildLog, deadline: float) -> None:
     if not (work / "source" / "package.json").exists():
         log.write("No package.json: nothing to install.")
         return
+    npm_inputs_checked(work / "source", log)
     npm = shutil.which("npm")
     if npm is None:
         raise BuildError("npm is not installed on the build machine.")

@@ -154,3 +154,55 @@ def test_the_build_log_websocket_streams_to_the_owner_and_refuses_others(
                                          "snapshot": True}
     assert received[-1]["status"] == "succeeded"
     assert "No requirements to install." in "".join(m["text"] for m in received[1:])
+
+
+@pytest.fixture
+def js_algorithm(user):
+    return services.algorithm_create(actor=user, owner=user.username, name="jsalgo",
+                                     language="javascript")
+
+
+@pytest.mark.parametrize("manifest, reason", [
+    ({"dependencies": {"left-pad": "file:/etc"}}, '"left-pad": "file:/etc" is not allowed'),
+    ({"dependencies": {"x": "git+ssh://git@127.0.0.1/x.git"}}, '"x": "git+ssh'),
+    ({"optionalDependencies": {"x": "http://127.0.0.1:9912/x.tgz"}}, "optionalDependencies"),
+    ({"dependencies": {"x": "npm:left-pad@1"}}, "no aliases"),
+    ({"dependencies": {"x": "owner/repo"}}, '"x": "owner/repo"'),
+    ({"overrides": {"a": {"b": "link:../../etc"}}}, '"a > b"'),
+    ({"workspaces": ["../../etc"]}, "workspaces are not supported"),
+    ("[1, 2", "package.json is not valid JSON"),
+])
+def test_npm_installs_only_registry_packages(js_algorithm, user, manifest, reason,
+                                             django_capture_on_commit_callbacks):
+    """npm runs on the build machine: a bundle's package.json must not make it copy the
+    host's files (file:, link:) or fetch from anywhere but the registry."""
+    import json
+
+    text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+    upload(js_algorithm, user, tar_gz({"src/jsalgo.js": f"// {uuid.uuid4()}",  # built anew
+                                       "package.json": text}))
+    build = build_now(js_algorithm, user, django_capture_on_commit_callbacks)
+    assert build.status == "failed"
+    assert reason in build.error_message and reason in build.logs
+    assert "npm install" not in build.logs or "added" not in build.logs
+
+
+def test_a_bundled_npmrc_and_lockfile_are_not_used(js_algorithm, user,
+                                                   django_capture_on_commit_callbacks):
+    """A bundle's .npmrc set npm's registry (a service on the platform's host got the
+    build's requests) and its lockfile can name any URL: both are dropped before npm runs."""
+    upload(js_algorithm, user, tar_gz({
+        "src/jsalgo.js": f"// {uuid.uuid4()}", "package.json": '{"name": "jsalgo", "dependencies": {}}',
+        ".npmrc": "registry=http://127.0.0.1:9912/npmreg/\n",
+        "package-lock.json": '{"packages": {"node_modules/x": '
+                             '{"resolved": "http://127.0.0.1:9912/x.tgz"}}}'}))
+    build = build_now(js_algorithm, user, django_capture_on_commit_callbacks)
+    assert build.status == "succeeded", build.logs
+    assert "Ignoring the bundle's .npmrc" in build.logs
+    assert "Ignoring the bundle's package-lock.json" in build.logs
+    with storages["sources"].open(build.artifact_path) as stored, \
+            tarfile.open(fileobj=stored, mode="r:gz") as artifact:
+        names = set(artifact.getnames())
+        lockfile = artifact.extractfile("source/package-lock.json").read().decode()
+    assert "source/src/jsalgo.js" in names and "source/.npmrc" not in names
+    assert "9912" not in lockfile  # the one npm wrote, not the bundle's
