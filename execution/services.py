@@ -11,7 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import transaction
+from django.db import DataError, transaction
 from django.utils import timezone
 
 from catalog import selectors as catalog_selectors
@@ -325,8 +325,18 @@ def _run_and_finish(invocation: Invocation, payload: dict, timeout: float, conte
             error_message=(f"The algorithm failed to load: {str(error)[-2000:]}" if load
                            else f"The call could not be run ({type(error).__name__})."),
             queue_ms=queued_ms, platform_fault=not load, retire=derived)
-    return invocation_finish(invocation=invocation, outcome=outcome, queue_ms=queued_ms,
-                             retire=derived)
+    try:
+        return invocation_finish(invocation=invocation, outcome=outcome, queue_ms=queued_ms,
+                                 retire=derived)
+    except DataError as error:
+        # The database refused what the algorithm returned (the runner checks for what it
+        # knows of: NaN, NUL). The call is still closed, its hold released, and the caller
+        # told, rather than left "running" with its credits held.
+        logger.warning("Could not store the result of %s: %s", invocation.request_id,
+                       type(error).__name__)
+        return invocation_finish(
+            invocation=invocation, error_type="AlgorithmError", queue_ms=queued_ms,
+            error_message="The algorithm's result could not be stored.", retire=derived)
 
 
 _ROW_FIELDS = ("request_id", "trace_id", "parent_id", "depth", "algorithm_id", "algorithm_path",
@@ -429,6 +439,10 @@ def _call_context(invocation: Invocation, timeout: float):
     return {"api_key": issued.raw, "api_base": invocation.options.get("api_base", "")}, issued.key
 
 
+def _storable(text: str) -> str:
+    return text.replace("\x00", "\ufffd") if text and "\x00" in text else text
+
+
 def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str = "",
                       error_message: str = "", queue_ms: float = 0.0,
                       platform_fault: bool = False, retire: ApiKey | None = None,
@@ -449,6 +463,10 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
         stdout, stack = outcome.stdout, outcome.stack_trace
         fields["cold_start_ms"], fields["run_ms"] = outcome.cold_start_ms, outcome.run_ms
         queue_ms += outcome.queue_ms
+    # What an algorithm printed or raised may hold NUL, which PostgreSQL's text and jsonb
+    # refuse: the closing write failed and the call stayed "running", its hold kept.
+    stdout, stack, error_message = (_storable(stdout), _storable(stack),
+                                    _storable(error_message))
     if error_type:
         envelope = {"error": {"message": error_message, "error_type": error_type}}
         if stack and options.get("show_trace"):

@@ -113,7 +113,13 @@ class AlgorithmProcess:
             process.wait()
         if self.fifo_fd is not None:
             self.generation += 1
-            os.write(self.fifo_fd, b"\n")  # wakes the FIFO reader, which sees it is retired
+            os.set_blocking(self.fifo_fd, False)
+            try:
+                os.write(self.fifo_fd, b"\n")  # wakes the FIFO reader: it sees it is retired
+            except BlockingIOError:
+                # The FIFO is full: its reader stopped at a result over the limit and is
+                # gone. (A blocking write here waited forever: the runner never answered.)
+                pass
             os.close(self.fifo_fd)
             self.fifo_fd = None
 
@@ -262,10 +268,17 @@ class AlgorithmProcess:
         self._settle_stdout()
         stdout = self._drain_output()
         try:
-            response = json.loads(line)
+            response = json.loads(line, parse_constant=_no_constants)
+        except NotJson as error:
+            return CallResult(error_type="AlgorithmError", stdout=stdout,
+                              error_message=str(error))
         except ValueError:
             return CallResult(error_type="AlgorithmError", stdout=stdout,
                               error_message="The algorithm wrote a malformed response.")
+        if b"\\u0000" in line and _holds_nul(response):
+            return CallResult(error_type="AlgorithmError", stdout=stdout, error_message=(
+                "The result holds a NUL character (\\u0000), which cannot be stored: "
+                "return it as binary or without it."))
         if isinstance(response, dict) and "error" in response:
             error = response["error"] or {}
             error_type = error.get("error_type") or "AlgorithmError"
@@ -313,3 +326,24 @@ class LoadFailed(Exception):
 
 class OutputTooLarge:
     """Marker put on the response queue when a response line exceeds the limit."""
+
+
+class NotJson(ValueError):
+    pass
+
+
+def _no_constants(name: str):
+    """Python's json reads NaN and Infinity, which JSON has no form for: the result could
+    not be stored, nor read by the caller's JSON parser."""
+    raise NotJson(f"The result is not valid JSON: it holds {name}, which JSON has no form "
+                  "for (return null or a string instead).")
+
+
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False

@@ -142,3 +142,24 @@ def test_void_answers_before_the_call_ends_embedded_too(client, probe, user, set
         time.sleep(0.1)
         body = client.getJsonHelper(f"/v1/algo/requests/{response.request_id}")
     assert body["result"] == "slept"
+
+
+def test_a_nan_result_and_a_nul_in_stdout_still_close_the_call(client, probe, user):
+    """A result of NaN got a 500 and the call stayed "running" with the caller's credits
+    held for good; a NUL printed would fail the same closing write on PostgreSQL."""
+    from billing.models import Account
+    from tests.billing.conftest import settled
+
+    algo = client.algo(f"{user.username}/probe")
+    with pytest.raises(AlgorithmException) as raised:
+        algo.pipe({"action": "nan"})
+    assert raised.value.error_type == "AlgorithmError"
+    assert "it holds NaN" in raised.value.message
+    printed = algo.set_options(stdout=True).pipe({"action": "print", "text": "a\u0000b"})
+    assert printed.result == "printed" and printed.metadata.stdout == "a\ufffdb\n"
+    assert algo.pipe("still here").result == "echo: still here"
+    calls = Invocation.objects.filter(algorithm_path=f"{user.username}/probe")
+    assert sorted(calls.values_list("status", flat=True)) == [
+        "failed", "succeeded", "succeeded"]
+    settled()
+    assert Account.objects.get(user=user).reserved == 0

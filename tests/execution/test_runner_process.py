@@ -27,8 +27,10 @@ FAKE = textwrap.dedent("""
         if data == "huge":  # one 3 MB line, no newline: cut at the limit, read in linear time
             sys.stdout.write("y" * 3_000_000)
             sys.stdout.flush()
+        result = {"nan": float("nan"), "inf": [float("inf")], "nul": {"k": "a\\x00b"},
+                  "big": "z" * 300_000}.get(data, data)
         with open(sys.argv[1], "w") as fifo:
-            fifo.write(json.dumps({"result": data, "metadata": {"content_type": "text"}}) + "\\n")
+            fifo.write(json.dumps({"result": result, "metadata": {"content_type": "json"}}) + "\\n")
 """)
 
 
@@ -50,7 +52,7 @@ def test_the_ready_line_leaves_no_stdout_pending(process):
 def test_everything_printed_before_the_answer_is_the_calls_stdout(process):
     for _ in range(20):
         result = process.call({"content_type": "text", "data": "hi"}, timeout=5)
-        assert result.response == {"result": "hi", "metadata": {"content_type": "text"}}
+        assert result.response == {"result": "hi", "metadata": {"content_type": "json"}}
         assert result.stdout == "line 0\nline 1\nline 2\n"
 
 
@@ -93,3 +95,41 @@ def test_a_process_that_dies_while_loading_is_a_load_failure(tmp_path):
     proc = AlgorithmProcess([sys.executable, str(script)], str(tmp_path / "algoout"))
     with pytest.raises(LoadFailed, match="cannot load the model"):
         proc.start()
+
+
+@pytest.mark.parametrize("data, message", [
+    ("nan", "it holds NaN"), ("inf", "it holds Infinity"), ("nul", "a NUL character"),
+])
+def test_a_result_json_cannot_hold_is_an_algorithm_error(process, data, message):
+    """NaN, Infinity (Python's json writes them) and NUL (PostgreSQL cannot store it): the
+    call got a 500 and stayed "running", its hold never released."""
+    result = process.call({"content_type": "text", "data": data}, timeout=5)
+    assert result.error_type == "AlgorithmError" and message in result.error_message
+    assert process.call({"content_type": "text", "data": "hi"}, timeout=5).response[
+        "result"] == "hi"
+
+
+def test_a_result_over_the_limit_is_refused_and_the_runner_goes_on(tmp_path):
+    """A result larger than the limit (here 100 kB) left the FIFO full, and stopping the
+    process blocked for ever on its wake-up write: the runner never answered again."""
+    import threading
+
+    from execution.runner.process import Limits
+
+    script = tmp_path / "fake.py"
+    script.write_text(FAKE)
+    fifo = tmp_path / "algoout"
+    proc = AlgorithmProcess([sys.executable, str(script), str(fifo)], str(fifo),
+                            limits=Limits(max_output_bytes=100_000))
+    proc.start()
+    answers = []
+    caller = threading.Thread(target=lambda: answers.append(
+        proc.call({"content_type": "text", "data": "big"}, timeout=10)), daemon=True)
+    caller.start()
+    caller.join(15)
+    assert not caller.is_alive(), "the call never came back"
+    assert answers[0].error_type == "AlgorithmError"
+    assert answers[0].error_message == "The result is larger than 100000 bytes."
+    assert proc.call({"content_type": "text", "data": "hi"}, timeout=5).response[
+        "result"] == "hi"
+    proc.stop()
