@@ -296,7 +296,7 @@ class SearchApi(APIView):
             user=reader(request))
         return Response(paged(request, algorithms, lambda a: {
             "owner": a.owner_name, "name": a.name, "label": a.label, "tagline": a.tagline,
-            "royalty_microcredits": a.royalty_microcredits, "calls_30d": a.calls_30d,
+            "royalty_microcredits": a.price, "calls_30d": a.calls_30d,
             "categories": [c.slug for c in a.categories.all()],
             "tags": [t.name for t in a.tags.all()],
             "self_link": request.build_absolute_uri(f"/algorithms/{a.owner_name}/{a.name}/"),

@@ -2,7 +2,8 @@
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.db.models.expressions import RawSQL
 
 from catalog import semver
@@ -173,7 +174,12 @@ def build_get(*, algorithm: Algorithm, build_id: str) -> Build:
 
 # --- Discovery ---------------------------------------------------------------------------
 
-SORTS = {"popular": "-calls_30d", "newest": "-created_at", "price": "royalty_microcredits"}
+SORTS = {"popular": "-calls_30d", "newest": "-created_at", "price": "price"}
+
+
+def _latest_royalty(**filters) -> Subquery:
+    return Subquery(AlgorithmVersion.objects.filter(algorithm=OuterRef("pk"), **filters)
+                    .order_by("-major", "-minor", "-patch").values("royalty_microcredits")[:1])
 
 
 def algorithms_for_user(*, user: User) -> QuerySet[Algorithm]:
@@ -189,8 +195,13 @@ def algorithm_search(*, query: str = "", category: str = "", tag: str = "",
     and docs (C), through the GIN-indexed ``search_vector`` column, ranked and then nudged
     by popularity; on SQLite, a substring match ranked the same way by field.
     """
+    # The price is the newest public version's royalty, what a call costs (the algorithm's
+    # own royalty is the next version's); for a manager's private algorithm, its newest's.
     algorithms = (algorithms_visible_to(user=user)
                   .filter(versions__isnull=False).distinct()
+                  .annotate(price=Coalesce(
+                      _latest_royalty(callability=Algorithm.Callability.PUBLIC),
+                      _latest_royalty()))
                   .prefetch_related("categories", "tags"))
     if category:
         algorithms = algorithms.filter(categories__slug=category)

@@ -142,3 +142,16 @@ def test_popularity_is_counted_from_the_last_30_days_of_calls(user, settings):
     assert dict(Algorithm.objects.values_list("name", "calls_30d")) == {"old": 0, "new": 5}
     assert page.content.index(b"/algorithms/%s/new/" % user.username.encode()) < \
         page.content.index(b"/algorithms/%s/old/" % user.username.encode())
+
+
+def test_the_price_shown_and_sorted_is_what_a_call_costs_now(user):
+    """The algorithm's royalty is the next version's (set in its settings, it applies when
+    a version is published); browse and search showed and sorted by it, not by the
+    published version's, which is what a call costs."""
+    cheap = published(user, "cheap", royalty=1)
+    published(user, "middle", royalty=5)
+    services.algorithm_update(algorithm=cheap, actor=user, royalty_microcredits=9)
+    assert names(selectors.algorithm_search(sort="price")) == ["cheap", "middle"]
+    results = APIClient().get("/v1/search", {"sort": "price"}).json()["results"]
+    assert [(a["name"], a["royalty_microcredits"]) for a in results] == [
+        ("cheap", 1), ("middle", 5)]
