@@ -12,11 +12,11 @@ django_asgi_app = get_asgi_application()  # before anything that imports models
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from execution.asgi import InvokeFastPath  # noqa: E402
 from marketplace.body_limit import BodyLimit  # noqa: E402
 from marketplace.routing import websocket_urlpatterns  # noqa: E402
+from marketplace.websocket_origin import BrowserOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
@@ -24,7 +24,8 @@ application = ProtocolTypeRouter(
         # (API and pages) are cut off at the file size limit as they arrive.
         "http": InvokeFastPath(BodyLimit(django_asgi_app, prefixes=("/v1/data/", "/data/"),
                                          limit_setting="DATA_MAX_FILE_BYTES")),
-        "websocket": AllowedHostsOriginValidator(
+        # A browser's Origin must be this site's; clients without one use their key.
+        "websocket": BrowserOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }

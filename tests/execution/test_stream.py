@@ -123,3 +123,27 @@ def test_someone_else_cannot_watch(probe, user, raw_key, make_key):
         return await communicator.connect()
 
     assert async_to_sync(connect)() == (False, 4404)
+
+
+def test_a_client_without_an_origin_watches_with_its_key_and_a_foreign_origin_is_refused(
+        probe, user, raw_key):
+    """A non-browser client (no Origin header) with ``?key=`` was refused (403) by the
+    origin check; a browser page on another site still is."""
+    invocation = _admit(user, raw_key, {"content_type": "text", "data": "x"})
+    services.invocation_run(invocation_pk=invocation.pk,
+                            payload={"content_type": "text", "data": "x"})
+
+    async def connect(headers):
+        communicator = WebsocketCommunicator(
+            application, f"/ws/requests/{invocation.request_id}?key={raw_key}", headers=headers)
+        connected, _ = await communicator.connect()
+        messages = []
+        while connected and (not messages or messages[-1]["type"] != "result"):
+            messages.append(await communicator.receive_json_from(timeout=5))
+        await communicator.disconnect()
+        return connected, messages[-1] if messages else None
+
+    connected, message = async_to_sync(connect)([(b"host", b"127.0.0.1")])
+    assert connected and message["result"] == "echo: x"
+    foreign = [(b"host", b"127.0.0.1"), (b"origin", b"https://evil.example")]
+    assert async_to_sync(connect)(foreign) == (False, None)
