@@ -315,6 +315,10 @@ EXECUTION_QUEUE = env.str("EXECUTION_QUEUE", default="execution")
 EXECUTION_MAX_LENT_SLOTS = env.int("EXECUTION_MAX_LENT_SLOTS", default=256)
 # Embedded (no broker): output=void calls run on this many threads of the web process.
 EXECUTION_EMBEDDED_THREADS = env.int("EXECUTION_EMBEDDED_THREADS", default=4)
+# Embedded (no broker): builds run on those threads too, so starting one answers at once
+# and its page streams the log live (make run turns it on); off, a build runs within the
+# request that starts it (the suite's embedded pass relies on that).
+EMBEDDED_BUILDS_IN_BACKGROUND = env.bool("EMBEDDED_BUILDS_IN_BACKGROUND", default=False)
 
 # --- billing ------------------------------------------------------------------------------
 # Microcredits (1 credit = 1,000,000); 10,000 credits per US dollar.

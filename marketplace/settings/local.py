@@ -7,3 +7,5 @@ from .base import env
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 # A development-only key: production.py refuses to start without a real one.
 SECRET_KEY = env.str("SECRET_KEY", default="dev-only-insecure-key-not-for-production-use-000")
+# make run: a build started from the pages answers at once and its log streams live.
+EMBEDDED_BUILDS_IN_BACKGROUND = env.bool("EMBEDDED_BUILDS_IN_BACKGROUND", default=True)

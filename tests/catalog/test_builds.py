@@ -206,3 +206,30 @@ def test_a_bundled_npmrc_and_lockfile_are_not_used(js_algorithm, user,
         lockfile = artifact.extractfile("source/package-lock.json").read().decode()
     assert "source/src/jsalgo.js" in names and "source/.npmrc" not in names
     assert "9912" not in lockfile  # the one npm wrote, not the bundle's
+
+
+@pytest.mark.django_db(transaction=True)
+def test_embedded_a_build_started_from_the_page_answers_at_once(algorithm, user, settings):
+    """make run (no broker): the build ran within the request that started it, so the page
+    opened on a finished build and its live log never streamed. With
+    EMBEDDED_BUILDS_IN_BACKGROUND (make run's setting) it runs on a thread of the process."""
+    from django.test import Client
+
+    from marketplace.dispatch import background_drained
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True  # embedded, in both passes
+    settings.EMBEDDED_BUILDS_IN_BACKGROUND = True
+    upload(algorithm, user, tar_gz(demo_files(unique=True)))  # a real pip install: seconds
+    page = Client()
+    page.force_login(user)
+    response = page.post(f"/algorithms/{user.username}/hello/compile/")
+    build = Build.objects.get(algorithm=algorithm)
+    assert response.status_code == 302
+    assert response["Location"] == f"/algorithms/{user.username}/hello/builds/{build.build_id}/"
+    assert build.status == "in-progress"  # the answer came before the build's end
+    shown = page.get(response["Location"]).content.decode()  # the page that streams the log
+    assert 'data-status="in-progress"' in shown and f'data-ws="/ws/builds/{build.build_id}"' in shown
+    assert background_drained(timeout=300)
+    build.refresh_from_db()
+    assert build.status == "succeeded", build.logs
+    assert "Successfully installed" in build.logs
