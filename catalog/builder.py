@@ -88,9 +88,12 @@ def run_logged(command: list[str], *, log: BuildLog, cwd: Path, deadline: float)
     log.write("$ " + " ".join(command))
     process = subprocess.Popen(command, cwd=cwd, env=_clean_env(cwd), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    last_error = ""
     try:
         for line in process.stdout:
             log.write(line)
+            if line.startswith(("ERROR:", "npm ERR!", "npm error")):
+                last_error = line.strip()  # pip's and npm's own reason, for the summary
             if time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(command, settings.BUILD_TIMEOUT_SECONDS)
         process.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -99,8 +102,11 @@ def run_logged(command: list[str], *, log: BuildLog, cwd: Path, deadline: float)
         process.wait()
         raise BuildError(f"The build took longer than {settings.BUILD_TIMEOUT_SECONDS} s.") from None
     if process.returncode != 0:
-        raise BuildError(f"`{Path(command[0]).name} {command[1] if len(command) > 1 else ''}` "
-                         f"failed with exit code {process.returncode}.")
+        tool = [Path(command[0]).name, *command[1:]]
+        if len(tool) > 2 and tool[1] == "-m":  # python -m pip download: "pip download"
+            tool = tool[2:]
+        raise BuildError(f"`{' '.join(tool[:2])}` failed with exit code {process.returncode}"
+                         + (f": {last_error[:500]}" if last_error else "."))
 
 
 def clean_requirements(text: str) -> list[str]:

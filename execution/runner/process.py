@@ -250,7 +250,7 @@ class AlgorithmProcess:
             answer = self.responses.get(timeout=timeout)
         except queue.Empty:
             result = CallResult(error_type="TimeoutError",
-                                error_message=f"The algorithm did not answer within {timeout:g} s.")
+                                error_message=f"The algorithm did not answer within {timeout:.3g} s.")
             result.stdout = self._drain_output()
             self._replace()
             return self._timed(result, started)
@@ -283,10 +283,12 @@ class AlgorithmProcess:
             error = response["error"] or {}
             error_type = error.get("error_type") or "AlgorithmError"
             text = f"{error.get('message', '')} {error.get('stacktrace', '')}"
+            message = str(error.get("message", ""))
             if "MemoryError" in text or self.memory_exceeded:
                 error_type = "OutOfMemoryError"
+                message = message or "The algorithm ran out of memory."  # MemoryError() says nothing
                 self._replace()
-            return CallResult(error_type=error_type, error_message=str(error.get("message", "")),
+            return CallResult(error_type=error_type, error_message=message,
                               stack_trace=str(error.get("stacktrace", "")), stdout=stdout)
         return CallResult(response=response, stdout=stdout)
 

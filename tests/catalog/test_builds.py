@@ -69,7 +69,9 @@ def test_a_missing_package_fails_the_build(algorithm, user, django_capture_on_co
                                     "requirements.txt": "algostore-no-such-package-xyz==9.9\n"}))
     build = build_now(algorithm, user, django_capture_on_commit_callbacks)
     assert build.status == "failed"
-    assert "failed with exit code" in build.error_message
+    # Which tool failed, and its own reason (was: "`python -m` failed with exit code 1.").
+    assert build.error_message.startswith("`pip download` failed with exit code 1: ERROR: ")
+    assert "algostore-no-such-package-xyz" in build.error_message
     assert "algostore-no-such-package-xyz" in build.logs
 
 

@@ -66,6 +66,11 @@ def test_an_unpublished_or_private_algorithm_page_is_404_to_others(algorithm, us
 
 
 def test_manage_page_is_404_to_others_even_when_public(public_algorithm, user):
+    mine = Client()
+    mine.force_login(user)
+    page = mine.get(f"/algorithms/{user.username}/hello/manage/").content.decode()
+    # Help texts are text: "<name>" was read as a tag by the browser and vanished.
+    assert ".tar.gz or .zip with src/&lt;name&gt;.py (or .js)" in page
     other = Client()
     other.force_login(UserFactory())
     assert other.get(f"/algorithms/{user.username}/hello/").status_code == 200

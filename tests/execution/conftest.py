@@ -1,4 +1,5 @@
 """Execution fixtures: real algorithms, built and published, called through the full stack."""
+import re
 import time
 import uuid
 from pathlib import Path
@@ -56,6 +57,10 @@ def assert_timeout_is_quick_and_harmless(client, path: str) -> None:
         client.algo(path).set_options(timeout=1).pipe({"action": "sleep", "seconds": 30})
     assert time.monotonic() - started < 2
     assert raised.value.error_type == "TimeoutError"
+    # The time it had, as a person would write it (it said "within 0.99975 s"; a call that
+    # waited in the queue has a little less than its timeout left).
+    assert re.fullmatch(r"The algorithm did not answer within (1|0\.\d\d?) s\.",
+                        raised.value.message), raised.value.message
     assert client.algo(path).pipe("again").result == "echo: again"
 
 

@@ -78,6 +78,7 @@ def test_a_fork_bomb_is_stopped_by_the_process_limit(algo):
 def test_allocating_ten_gigabytes_is_an_out_of_memory_error(algo):
     error = refused(algo, {"action": "alloc", "bytes": 10 * 1024 ** 3})
     assert error.error_type == "OutOfMemoryError"
+    assert error.message == "The algorithm ran out of memory."  # MemoryError() said ""
 
 
 def test_a_missing_bubblewrap_is_a_clear_error(monkeypatch):
