@@ -88,7 +88,9 @@ class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
 def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
     from billing.services import account_for_user
+    from catalog.services import popularity_refresh_if_embedded
 
+    popularity_refresh_if_embedded()  # the algorithms' calls in 30 days (beat's, with a broker)
     return render(request, "dashboard.html", {
         "account": account_for_user(user),
         "algorithms": catalog_selectors.algorithms_for_user(user=user),

@@ -140,6 +140,14 @@ def test_popularity_is_counted_from_the_last_30_days_of_calls(user, settings):
     page = Client().get("/browse/")
     assert page.status_code == 200
     assert dict(Algorithm.objects.values_list("name", "calls_30d")) == {"old": 0, "new": 5}
+    # And the author's dashboard (it showed 5 after 40 calls: only browsing counted).
+    Invocation.objects.filter(algorithm=new).update(algorithm=old)
+    cache.delete("catalog:calls-refreshed")
+    author = Client()
+    author.force_login(user)
+    dashboard = author.get("/dashboard/").content.decode()
+    assert dict(Algorithm.objects.values_list("name", "calls_30d")) == {"old": 5, "new": 0}
+    assert "<td>5</td>" in dashboard
     assert page.content.index(b"/algorithms/%s/new/" % user.username.encode()) < \
         page.content.index(b"/algorithms/%s/old/" % user.username.encode())
 
