@@ -31,7 +31,12 @@ def test_pages_fit_the_window_at_every_width(page, live_server, make_key):
     services.version_publish(algorithm=algorithm, actor=author, version_type="minor")
     for number in range(3):  # a keys table of several rows, each with a cap form
         make_key(author, name=f"a key with a fairly long name {number}")
+    failed = []  # every request a page makes is answered
+    page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
     log_in(page, base, author, PASSWORD)
+    # The pages name their icon (browsers asked for /favicon.ico, a 404 on every page).
+    icon = page.evaluate("document.querySelector('link[rel=icon]')?.href")
+    assert icon and page.request.get(icon).status == 200
     paths = ["/", "/browse/", "/algorithms/ada/wide_table_test/",
              "/algorithms/ada/wide_table_test/manage/", "/dashboard/", "/account/keys/",
              "/orgs/", "/docs/", "/docs/benchmarks/", "/docs/deploy/", "/publish/", "/billing/", "/data/"]
@@ -54,3 +59,4 @@ def test_pages_fit_the_window_at_every_width(page, live_server, make_key):
         if page.evaluate("document.documentElement.scrollWidth") > width:
             overflowing[(width, "keys with an error")] = page.evaluate(OVERFLOWING)
     assert overflowing == {}
+    assert failed == []
