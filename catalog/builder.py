@@ -211,6 +211,21 @@ def npm_inputs_checked(source: Path, log: BuildLog) -> None:
             check(field, manifest[field])
 
 
+def entry_syntax_checked(source: Path, name: str, log: BuildLog) -> None:
+    """The entry module ``src/<name>.py`` parses (compiled, never run): a syntax error fails
+    the build with its line, rather than the first call with a LoadingError."""
+    entry = source / "src" / f"{name}.py"
+    if not entry.is_file():
+        return  # bundles.inspect has already said what the bundle must hold
+    try:
+        compile(entry.read_bytes(), f"src/{name}.py", "exec", dont_inherit=True)
+    except SyntaxError as error:  # IndentationError and TabError too
+        raise BuildError(f"src/{name}.py line {error.lineno}: {error.msg}.") from None
+    except (ValueError, MemoryError, RecursionError) as error:  # NUL bytes, absurd nesting
+        raise BuildError(f"src/{name}.py cannot be compiled: {error}.") from None
+    log.write(f"src/{name}.py compiles.")
+
+
 def build_javascript(work: Path, log: BuildLog, deadline: float) -> None:
     if not (work / "source" / "package.json").exists():
         log.write("No package.json: nothing to install.")
@@ -300,6 +315,8 @@ def build_run(build_pk: int) -> str:
                                        algorithm_name=build.algorithm.name)
                 bundles.extract(spool, info, work / "source")
             log.write(f"Unpacked {len(info.files)} files.")
+            if build.language == "python3-1":
+                entry_syntax_checked(work / "source", build.algorithm.name, log)
             BUILDERS[build.language](work, log, deadline)
             path, digest = _store_artifact(work, build)
         log.write(f"Stored the artifact ({digest[:12]}).")

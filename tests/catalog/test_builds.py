@@ -235,3 +235,14 @@ def test_embedded_a_build_started_from_the_page_answers_at_once(algorithm, user,
     build.refresh_from_db()
     assert build.status == "succeeded", build.logs
     assert "Successfully installed" in build.logs
+
+
+def test_a_syntax_error_in_the_entry_module_fails_the_build(algorithm, user,
+                                                            django_capture_on_commit_callbacks):
+    """It built, and only the first call found it (a LoadingError)."""
+    upload(algorithm, user, tar_gz({"src/hello.py": f"# {uuid.uuid4()}\ndef apply(input):\n"
+                                                     "    return input +\n"}))
+    build = build_now(algorithm, user, django_capture_on_commit_callbacks)
+    assert build.status == "failed"
+    assert build.error_message == "src/hello.py line 3: invalid syntax."
+    assert "Successfully installed" not in build.logs  # found before installing anything
