@@ -89,7 +89,9 @@ def statement(*, account: Account, limit: int = 200) -> list[StatementLine]:
                 line.parts.append(posted.memo)
             line.when = min(line.when, posted.created_at)
             continue
-        lines.append(StatementLine(when=posted.created_at, kind=posted.get_kind_display(),
+        earned = posted.kind == LedgerTransaction.Kind.USAGE and entry.amount > 0
+        lines.append(StatementLine(when=posted.created_at,  # an author's share of a call
+                                   kind="Royalty earned" if earned else posted.get_kind_display(),
                                    description=posted.memo, amount=entry.amount,
                                    request_id=str(posted.request_id or "")))
     for line in trees.values():

@@ -70,6 +70,10 @@ def test_seefood_for_a_third_user_is_one_charge_and_each_author_earns_70_percent
                 for row in earnings] == [(f"{author.username}/{name}", "0.1.0", 1,
                                           royalty * CREDIT * 70 // 100)]
         assert balance(author).balance == GRANT + royalty * CREDIT * 70 // 100
+        # On their statement it is an earning, not "Algorithm call" with a positive amount.
+        statement = client.get(reverse("billing")).context["statement"]
+        assert [(line.kind, line.amount) for line in statement if line.kind != "Free credits"] \
+            == [("Royalty earned", royalty * CREDIT * 70 // 100)]
     assert child.status == "succeeded"
 
 
