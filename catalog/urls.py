@@ -13,5 +13,6 @@ urlpatterns = [
     path(ALGO + "source/", views.upload_source, name="algorithm-upload"),
     path(ALGO + "compile/", views.compile_source, name="algorithm-compile"),
     path(ALGO + "publish/", views.publish_version, name="algorithm-publish"),
+    path(ALGO + "delete/", views.delete_algorithm, name="algorithm-delete"),
     path(ALGO + "builds/<str:build_id>/", views.build_page, name="build"),
 ]

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from catalog import forms, selectors, services
-from catalog.models import Build, Category
+from catalog.models import Algorithm, Build, Category
 from execution import selectors as execution_selectors
 from marketplace import selectors as account_selectors
 from marketplace.errors import ApplicationError
@@ -127,6 +127,8 @@ def manage(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         "publish_form": forms.PublishForm(initial={"callability": algorithm.callability}),
         "publishable": newest_ok if newest_ok and not hasattr(newest_ok, "version") else None,
         "versions": selectors.versions_visible(algorithm=algorithm, user=request.user),
+        "deletable": not algorithm.versions.filter(
+            callability=Algorithm.Callability.PUBLIC).exists(),
     })
 
 
@@ -178,6 +180,23 @@ def build_page(request: HttpRequest, owner: str, name: str, build_id: str) -> Ht
     except ApplicationError:
         raise Http404("No such build.") from None
     return render(request, "catalog/build.html", {"algorithm": algorithm, "build": build})
+
+
+@login_required
+@require_POST
+def delete_algorithm(request: HttpRequest, owner: str, name: str) -> HttpResponse:
+    """Delete, from the manage page, once its name is typed (as the API's DELETE does)."""
+    algorithm = _managed(request, owner, name)
+    if request.POST.get("confirm", "").strip() != algorithm.name:
+        messages.error(request, f"Type {algorithm.name} to confirm the deletion.")
+        return redirect("algorithm-manage", owner=owner, name=name)
+    try:
+        services.algorithm_delete(algorithm=algorithm, actor=request.user)
+    except ApplicationError as error:
+        messages.error(request, error.message)
+        return redirect("algorithm-manage", owner=owner, name=name)
+    messages.success(request, f"Deleted {owner}/{name}.")
+    return redirect("publish")
 
 
 @login_required

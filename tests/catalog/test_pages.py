@@ -123,3 +123,35 @@ def test_a_hostile_upload_through_the_page_reports_the_reason(browser, algorithm
 def test_the_dashboard_lists_the_authors_algorithms(browser, public_algorithm, user):
     html = browser.get("/dashboard/").content.decode()
     assert f"{user.username}/hello" in html and "0.1.0 (public)" in html
+
+
+def test_an_algorithm_is_deleted_from_its_manage_page_once_its_name_is_typed(
+        algorithm, public_algorithm, user):
+    """Deleting was API-only. An algorithm with a public version still cannot be deleted."""
+    from catalog import services
+    from catalog.models import Algorithm
+    from marketplace.models import AuditEvent
+
+    owner = Client()
+    owner.force_login(user)
+    page = owner.get(f"/algorithms/{user.username}/hello/manage/").content.decode()
+    assert 'data-testid="delete-form"' not in page and "callers depend on it" in page
+    refused = owner.post(f"/algorithms/{user.username}/hello/delete/", {"confirm": "hello"},
+                         follow=True)
+    assert "cannot be deleted" in refused.content.decode()
+    draft = services.algorithm_create(actor=user, owner=user.username, name="draft")
+    assert 'data-testid="delete-form"' in owner.get(
+        f"/algorithms/{user.username}/draft/manage/").content.decode()
+    other = Client()
+    other.force_login(UserFactory())
+    assert other.post(f"/algorithms/{user.username}/draft/delete/",
+                      {"confirm": "draft"}).status_code == 404
+    mistyped = owner.post(f"/algorithms/{user.username}/draft/delete/", {"confirm": "draf"},
+                          follow=True)
+    assert "Type draft to confirm the deletion." in mistyped.content.decode()
+    assert Algorithm.objects.filter(pk=draft.pk).exists()
+    deleted = owner.post(f"/algorithms/{user.username}/draft/delete/", {"confirm": "draft"})
+    assert deleted.status_code == 302 and deleted["Location"] == "/publish/"
+    assert not Algorithm.objects.filter(pk=draft.pk).exists()
+    assert AuditEvent.objects.filter(action="algorithm.delete").count() == 1
+    assert Algorithm.objects.filter(name="hello").exists()
