@@ -180,7 +180,8 @@ def api_key_create_from_key(
     monthly_spend_cap: int | None = None,
 ) -> IssuedKey:
     """Make a key over the API: never with more power than the key that asks for it (nor a
-    higher spending cap: a capped key's keys inherit its cap unless given a lower one)."""
+    higher spending cap: a capped key's keys inherit its cap unless given a lower one; a
+    higher one is refused, as changing a cap to one is, not quietly lowered)."""
     if not parent.can_manage:
         raise PermissionDeniedError("This key may not manage keys (it lacks the manage scope).")
     if not parent.allows_data(scopes.data_access):
@@ -190,9 +191,13 @@ def api_key_create_from_key(
             raise PermissionDeniedError(f"This key cannot grant '{pattern}'.")
     if parent.expires_at and (expires_at is None or expires_at > parent.expires_at):
         expires_at = parent.expires_at
-    if parent.monthly_spend_cap is not None and (
-            monthly_spend_cap is None or monthly_spend_cap > parent.monthly_spend_cap):
-        monthly_spend_cap = parent.monthly_spend_cap
+    if parent.monthly_spend_cap is not None:
+        if monthly_spend_cap is None:
+            monthly_spend_cap = parent.monthly_spend_cap
+        elif monthly_spend_cap > parent.monthly_spend_cap:
+            raise PermissionDeniedError(
+                "A key made by a capped key cannot have a higher cap than it "
+                f"({parent.monthly_spend_cap} microcredits).")
     return api_key_create(
         created_by=parent.created_by, name=name, organization=parent.organization,
         scopes=scopes, expires_at=expires_at, parent=parent,

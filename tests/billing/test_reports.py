@@ -171,6 +171,16 @@ def test_a_keys_cap_is_set_over_the_api_by_the_key_that_made_it_and_audited(call
     child = requests.post(f"{live_server.url}/v1/keys", json={"name": "child"},
                           headers={"Authorization": made["key"]}, timeout=30).json()
     assert child["monthly_spend_cap_microcredits"] == 42 * CREDIT
+    # Asking for a higher cap is refused, as changing one to it is (it was quietly lowered).
+    higher = requests.post(f"{live_server.url}/v1/keys",
+                           json={"name": "greedy", "monthly_spend_cap_microcredits": 50 * CREDIT},
+                           headers={"Authorization": made["key"]}, timeout=30)
+    assert higher.status_code == 403 and "cannot have a higher cap" in higher.json()[
+        "error"]["message"]
+    lower = requests.post(f"{live_server.url}/v1/keys",
+                          json={"name": "modest", "monthly_spend_cap_microcredits": 7 * CREDIT},
+                          headers={"Authorization": made["key"]}, timeout=30)
+    assert lower.status_code == 201 and lower.json()["monthly_spend_cap_microcredits"] == 7 * CREDIT
     assert AuditEvent.objects.filter(action="api_key.spend_cap").count() == 1
 
 
