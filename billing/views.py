@@ -79,6 +79,15 @@ def buy_credits(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def bought(request: HttpRequest) -> HttpResponse:
+    """Where Stripe sends the buyer back: thanks for a checkout they started, and nothing
+    more for any other session id (it thanked anyone, payments on or off)."""
+    from billing.models import CreditPurchase
+
+    session_id = request.GET.get("session_id", "")
+    if not session_id or not CreditPurchase.objects.filter(
+            checkout_session_id=session_id, created_by=request.user).exists():
+        messages.error(request, "There is no purchase of yours with that checkout session.")
+        return redirect("billing")
     messages.success(request, "Thank you. Your credits appear here as soon as Stripe confirms "
                               "the payment (usually within seconds).")
     return redirect("billing")

@@ -49,6 +49,15 @@ def test_buying_a_pack_creates_a_checkout_session_and_redirects_to_it(client, us
     assert (purchase.status, purchase.amount_cents, purchase.microcredits) == (
         "pending", 1000, 100_000 * CREDIT)
     assert balance(user).balance == GRANT  # nothing is credited before Stripe says it is paid
+    # Stripe sends the buyer back: thanked for their own checkout, not for any session id.
+    back = client.get(f"{reverse('billing-bought')}?session_id={purchase.checkout_session_id}",
+                      follow=True).content.decode()
+    assert "Thank you." in back
+    for other in ("cs_made_up", ""):
+        page = client.get(f"{reverse('billing-bought')}?session_id={other}",
+                          follow=True).content.decode()
+        assert "There is no purchase of yours with that checkout session." in page
+        assert "Thank you." not in page
 
 
 def test_a_signed_completed_checkout_credits_once_even_when_replayed(client, user, stripe_on):
