@@ -86,6 +86,11 @@ class KeyCreateApi(APIView):
         parent = _require_manage(request)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        owner = request.data.get("owner") if isinstance(request.data, dict) else None
+        if owner not in (None, parent.owner_name):
+            # It was ignored: the key made was the asking key's owner's, with no word.
+            raise InputError(f"A key made over the API belongs to this key's owner "
+                             f"({parent.owner_name}); make {owner}'s keys on the keys page.")
         scopes_in = self.ScopesInput(data=data.validated_data.get("scopes") or {})
         scopes_in.is_valid(raise_exception=True)
         scopes = scopes_in.validated_data

@@ -186,6 +186,18 @@ class TestKeysApi:
         assert {k["id"] for k in listing.json()["results"]} == set(
             ApiKey.objects.filter(user=user).values_list("prefix", flat=True))
 
+    def test_an_owner_other_than_the_keys_own_is_refused_not_ignored(self, api, user):
+        """POST /v1/keys with "owner": an organization made a personal key, with no word."""
+        before = ApiKey.objects.count()
+        response = api.post("/v1/keys", {"name": "org key", "owner": "someorg"}, format="json")
+        assert response.status_code == 400
+        assert response.json()["error"] == {
+            "message": f"A key made over the API belongs to this key's owner ({user.username}); "
+                       "make someorg's keys on the keys page.", "error_type": "InputError"}
+        assert ApiKey.objects.count() == before
+        same = api.post("/v1/keys", {"name": "mine", "owner": user.username}, format="json")
+        assert same.status_code == 201
+
     def test_new_key_works_and_revoking_it_over_the_api_stops_it(self, api):
         raw = api.post("/v1/keys", {"name": "temp"}, format="json").json()["key"]
         prefix = raw.split("_")[1]
