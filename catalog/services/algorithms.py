@@ -3,7 +3,7 @@ from django.db import transaction
 
 from catalog.models import Algorithm, Category, Tag
 from catalog.selectors import namespace_for_owner
-from marketplace.errors import ConflictError, InputError
+from marketplace.errors import ConflictError, InputError, PermissionDeniedError
 from marketplace.models import User
 from marketplace.services import audit_record
 
@@ -88,7 +88,16 @@ def algorithm_update(*, algorithm: Algorithm, actor: User, **fields) -> Algorith
 
 @transaction.atomic
 def algorithm_delete(*, algorithm: Algorithm, actor: User) -> None:
-    """Delete an algorithm that callers do not depend on (no public version)."""
+    """Delete an algorithm that callers do not depend on (no public version). An
+    organization's members build and publish its algorithms; deleting one, which cannot be
+    undone, is for its owners and admins (as changing its members and settings is)."""
+    from marketplace.models import Membership
+
+    if algorithm.owner_org_id is not None and not Membership.objects.filter(
+            organization_id=algorithm.owner_org_id, user_id=actor.pk,
+            role__in=(Membership.Role.OWNER, Membership.Role.ADMIN)).exists():
+        raise PermissionDeniedError("Only the organization's owners and admins can delete "
+                                    "its algorithms.")
     if algorithm.versions.filter(callability=Algorithm.Callability.PUBLIC).exists():
         raise InputError("An algorithm with a public version cannot be deleted: callers "
                          "depend on it.")

@@ -155,3 +155,31 @@ def test_an_algorithm_without_public_versions_is_404_to_others(algorithm, user, 
     with pytest.raises(NotFoundError):
         selectors.algorithm_get_visible(owner=user.username, name="hello", user=other)
     assert selectors.algorithm_get_visible(owner=user.username, name="HELLO", user=user) == algorithm
+
+
+@pytest.mark.django_db(transaction=True)  # the live server reads what the test writes
+def test_an_organizations_members_build_its_algorithms_but_only_owners_and_admins_delete(
+        live_server, user, make_key):
+    """A plain member could delete any of the organization's algorithms (and so lose its
+    builds for good) while members' and settings' changes were owners' and admins' only."""
+    import requests
+
+    from marketplace import services as accounts
+    from marketplace.models import Membership
+
+    org = accounts.organization_create(actor=user, name="guild")
+    member, admin = UserFactory(), UserFactory()
+    accounts.membership_add(organization=org, actor=user, user=member)
+    accounts.membership_add(organization=org, actor=user, user=admin, role="admin")
+    assert Membership.objects.get(user=member, organization=org).role == "member"
+    made = services.algorithm_create(actor=member, owner="guild", name="shared")  # may build
+    url = f"{live_server.url}/v1/algorithms/guild/shared"
+    refused = requests.delete(url, headers={"Authorization": make_key(member)}, timeout=30)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["message"] == (
+        "Only the organization's owners and admins can delete its algorithms.")
+    assert Algorithm.objects.filter(pk=made.pk).exists()
+    with pytest.raises(PermissionDeniedError):
+        services.algorithm_delete(algorithm=made, actor=member)
+    deleted = requests.delete(url, headers={"Authorization": make_key(admin)}, timeout=30)
+    assert deleted.status_code == 200 and not Algorithm.objects.filter(pk=made.pk).exists()
