@@ -92,8 +92,10 @@ def run_logged(command: list[str], *, log: BuildLog, cwd: Path, deadline: float)
     try:
         for line in process.stdout:
             log.write(line)
-            if line.startswith(("ERROR:", "npm ERR!", "npm error")):
-                last_error = line.strip()  # pip's and npm's own reason, for the summary
+            if not last_error and line.startswith(("ERROR:", "npm ERR!", "npm error")) and not (
+                    "complete log of this run" in line
+                    or line.startswith(("npm ERR! code ", "npm error code "))):
+                last_error = _redact(line.strip())  # pip's or npm's own first reason
             if time.monotonic() > deadline:
                 raise subprocess.TimeoutExpired(command, settings.BUILD_TIMEOUT_SECONDS)
         process.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -200,7 +202,8 @@ def npm_inputs_checked(source: Path, log: BuildLog) -> None:
         for name, spec in dependencies.items():
             if isinstance(spec, dict) and field == "overrides":
                 check(field, spec, f"{trail}{name} > ")
-            elif not isinstance(spec, str) or not NPM_SPEC.match(spec):
+            elif not isinstance(spec, str) or not NPM_SPEC.match(spec) or spec.startswith("."):
+                # ("." and ".." are a folder to npm: the build's own work folder.)
                 raise BuildError(
                     f"package.json: {field} \"{trail}{name}\": {json.dumps(spec)} is not "
                     "allowed: give a version range of a package on the npm registry (no "

@@ -299,7 +299,7 @@ def _api_base(scope, headers: dict) -> str | None:
                                          if settings.DEBUG else [])
     if not domain or not validate_host(domain, allowed):
         return None
-    return services.listening_api_base(scope.get("scheme", "http"), scope.get("server"))
+    return services.listening_api_base(scope.get("server"))
 
 
 async def _read_body(receive, limit: int) -> tuple[bytes, str]:

@@ -36,6 +36,12 @@ def _invocation_for(scope, request_id: str) -> Invocation | None:
         except AuthError:
             return None
         user = key.acting_user
+        if getattr(user, "acting_for_a_call", False):  # an algorithm's key: its own calls
+            try:
+                return Invocation.objects.filter(request_id=request_id, caller=user,
+                                                 api_key=key).first()
+            except Exception:  # not a UUID
+                return None
     try:
         return Invocation.objects.filter(request_id=request_id, caller=user).first()
     except Exception:  # not a UUID

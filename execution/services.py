@@ -103,25 +103,28 @@ def platform_api_base(request) -> str:
     through Django: ASGI's scope, or the WSGI server's own name and port."""
     scope = getattr(request, "scope", None)
     if scope is not None:
-        return listening_api_base(scope.get("scheme", "http"), scope.get("server"))
-    meta = request.META
-    return listening_api_base(meta.get("wsgi.url_scheme", "http"),
-                              (meta.get("SERVER_NAME"), meta.get("SERVER_PORT")))
+        return listening_api_base(scope.get("server"))
+    # A WSGI server (the tests' live server): its port, on loopback. Not SERVER_NAME, which
+    # a server on a unix socket takes from the Host header.
+    port = request.META.get("SERVER_PORT", "")
+    return listening_api_base(("127.0.0.1", int(port)) if str(port).isdigit() else None)
 
 
-def listening_api_base(scheme: str, server: tuple | None) -> str:
+def listening_api_base(server: tuple | None) -> str:
     """The configured internal address (EXECUTION_PLATFORM_API), or the address of the
     socket this process took the call on, which the runner's bridge forwards an
     algorithm's API requests to, with its key. Never the request's Host header: the caller
     writes that, and ``Host: 127.0.0.1:<any port>`` sent an algorithm's requests, and the
     key, to any service on the platform's host. Empty (no API for the algorithm) when the
-    process listens on a unix socket and nothing is configured."""
+    process listens on a unix socket and nothing is configured. Plain HTTP: the socket's
+    own protocol (ASGI's scheme follows a TLS proxy's X-Forwarded-Proto); a web process
+    that terminates TLS itself needs EXECUTION_PLATFORM_API."""
     if settings.EXECUTION_PLATFORM_API:
         return settings.EXECUTION_PLATFORM_API
     host, port = server if server else (None, None)
     if not host or not port:
         return ""
-    return f"{scheme}://{f'[{host}]' if ':' in str(host) else host}:{port}"
+    return f"http://{f'[{host}]' if ':' in str(host) else host}:{port}"
 
 
 def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version: str | None,

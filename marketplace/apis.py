@@ -42,10 +42,19 @@ def _require_manage(request) -> ApiKey:
     return key
 
 
+def _not_for_a_call(request) -> None:
+    """An algorithm's key for its own calls (``ApiKey.acting_user``) acts for code its
+    caller did not write: it does not read the caller's account or organizations."""
+    if getattr(request.user, "acting_for_a_call", False):
+        raise PermissionDeniedError("An algorithm's key for its own calls cannot read its "
+                                    "caller's account.")
+
+
 class MeApi(APIView):
     """Who the key belongs to and what it may do."""
 
     def get(self, request):
+        _not_for_a_call(request)
         key = request.auth
         orgs = selectors.organizations_for_user(user=request.user)
         return Response({
@@ -87,7 +96,7 @@ class KeyCreateApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         owner = request.data.get("owner") if isinstance(request.data, dict) else None
-        if owner not in (None, parent.owner_name):
+        if owner is not None and str(owner).lower() != parent.owner_name.lower():
             # It was ignored: the key made was the asking key's owner's, with no word.
             raise InputError(f"A key made over the API belongs to this key's owner "
                              f"({parent.owner_name}); make {owner}'s keys on the keys page.")
@@ -226,6 +235,7 @@ class OrganizationCreateApi(APIView):
 
 class OrganizationDetailApi(APIView):
     def get(self, request, name: str):
+        _not_for_a_call(request)
         org = selectors.organization_get_for_member(name=name, user=request.user)
         return Response(OrganizationOutput(org).data)
 
@@ -249,6 +259,7 @@ class MembershipOutput(serializers.Serializer):
 
 class MemberListApi(APIView):
     def get(self, request, name: str):
+        _not_for_a_call(request)
         org = selectors.organization_get_for_member(name=name, user=request.user)
         members = selectors.memberships_of(organization=org)
         return Response({"results": MembershipOutput(members, many=True).data})

@@ -33,25 +33,27 @@ def task_send(name: str, *, args: list | tuple = (), queue: str) -> None:
     transaction.on_commit(send)
 
 
-_background: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
 _background_lock = threading.Lock()
 _running: set = set()
+# Builds wait on their own threads (each may take minutes), never ahead of calls.
+EMBEDDED_BUILD_THREADS = 2
 
 
-def run_in_background(name: str, args: list | tuple = ()) -> None:
+def run_in_background(name: str, args: list | tuple = (), *, pool: str = "calls") -> None:
     """Embedded (no broker): run a task by name on a thread of this process once the current
     transaction commits, for work nobody waits on (an ``output=void`` call, which answers
     at once, as with a broker, instead of after the whole call). At most
-    EXECUTION_EMBEDDED_THREADS at once; more wait their turn."""
-    global _background
+    EXECUTION_EMBEDDED_THREADS calls at once (``pool="builds"``: EMBEDDED_BUILD_THREADS
+    builds); more wait their turn."""
 
     def submit() -> None:
-        global _background
         with _background_lock:
-            if _background is None:
-                _background = ThreadPoolExecutor(settings.EXECUTION_EMBEDDED_THREADS,
-                                                 thread_name_prefix="embedded-task")
-            future = _background.submit(_run_then_close, name, list(args))
+            if pool not in _pools:
+                size = (EMBEDDED_BUILD_THREADS if pool == "builds"
+                        else settings.EXECUTION_EMBEDDED_THREADS)
+                _pools[pool] = ThreadPoolExecutor(size, thread_name_prefix=f"embedded-{pool}")
+            future = _pools[pool].submit(_run_then_close, name, list(args))
         _running.add(future)
         future.add_done_callback(_running.discard)
 

@@ -25,7 +25,7 @@ def build_start(*, algorithm: Algorithm, actor: User) -> Build:
     with EMBEDDED_BUILDS_IN_BACKGROUND, on a thread of this process)."""
     build = build_create(algorithm=algorithm, actor=actor)
     if settings.CELERY_TASK_ALWAYS_EAGER and settings.EMBEDDED_BUILDS_IN_BACKGROUND:
-        run_in_background("catalog.build_run", args=[build.pk])
+        run_in_background("catalog.build_run", args=[build.pk], pool="builds")
     else:
         task_send("catalog.build_run", args=[build.pk], queue="builds")
     return build

@@ -8,6 +8,7 @@ module also runs in Kubernetes runner pods.
 """
 import fcntl
 import json
+import math
 import os
 import queue
 import select
@@ -250,7 +251,7 @@ class AlgorithmProcess:
             answer = self.responses.get(timeout=timeout)
         except queue.Empty:
             result = CallResult(error_type="TimeoutError",
-                                error_message=f"The algorithm did not answer within {timeout:.3g} s.")
+                                error_message=f"The algorithm did not answer within {_seconds(timeout)} s.")
             result.stdout = self._drain_output()
             self._replace()
             return self._timed(result, started)
@@ -268,7 +269,7 @@ class AlgorithmProcess:
         self._settle_stdout()
         stdout = self._drain_output()
         try:
-            response = json.loads(line, parse_constant=_no_constants)
+            response = json.loads(line, parse_constant=_no_constants, parse_float=_finite)
         except NotJson as error:
             return CallResult(error_type="AlgorithmError", stdout=stdout,
                               error_message=str(error))
@@ -349,3 +350,18 @@ def _holds_nul(value) -> bool:
     if isinstance(value, list):
         return any(_holds_nul(item) for item in value)
     return False
+
+
+def _finite(text: str) -> float:
+    """A number too large for a float (1e400) reads as Infinity: the same refusal."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotJson(f"The result is not valid JSON: it holds {text}, which is out of range "
+                      "for a number (return it as a string instead).")
+    return value
+
+
+def _seconds(timeout: float) -> str:
+    """The time a call had, as a person writes it: the caller's timeout less the moments
+    spent getting a runner (0.99975 s) reads as the timeout (1 s); never 3e+03."""
+    return f"{math.ceil(timeout * 10) / 10:g}"

@@ -111,7 +111,7 @@ class ApiKey(models.Model):
         catalog then shows the key that organization's algorithms and public ones, not the
         creator's own private ones).
 
-        A derived key's user is marked ``acting_for_a_call`` (a copy): the algorithm holding
+        A call's key's user is marked ``acting_for_a_call`` (a copy): the algorithm holding
         it was written by someone else, so the catalog shows it and lets it call only what
         everyone may (public versions; never the caller's private algorithms, builds or
         build hashes), and it never counts as a manager (no stdout, no traces)."""
@@ -122,10 +122,22 @@ class ApiKey(models.Model):
         else:
             user = copy.copy(self.created_by)
             user.acting_for_organization_id = self.organization_id
-        if self.is_derived:
+        if self.made_for_a_call:
             user = copy.copy(user)
             user.acting_for_a_call = True
         return user
+
+    @property
+    def made_for_a_call(self) -> bool:
+        """A key the platform made for one running call's own calls: of the derived shape
+        (``is_derived``, which a person's expiring call-only key made over the API also has)
+        and named by that call. One query, for derived-shaped keys only, remembered."""
+        if not self.is_derived:
+            return False
+        if not hasattr(self, "_made_for_a_call"):
+            self._made_for_a_call = type(self).objects.filter(
+                pk=self.pk, serving__isnull=False).exists()
+        return self._made_for_a_call
 
     @property
     def is_revoked(self) -> bool:

@@ -170,6 +170,7 @@ def js_algorithm(user):
     ({"optionalDependencies": {"x": "http://127.0.0.1:9912/x.tgz"}}, "optionalDependencies"),
     ({"dependencies": {"x": "npm:left-pad@1"}}, "no aliases"),
     ({"dependencies": {"x": "owner/repo"}}, '"x": "owner/repo"'),
+    ({"dependencies": {"x": ".."}}, '"x": ".." is not allowed'),
     ({"overrides": {"a": {"b": "link:../../etc"}}}, '"a > b"'),
     ({"workspaces": ["../../etc"]}, "workspaces are not supported"),
     ("[1, 2", "package.json is not valid JSON"),

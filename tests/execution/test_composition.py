@@ -168,7 +168,11 @@ def test_a_called_algorithm_cannot_reach_its_callers_private_algorithms(client, 
               {"action": "print", "text": "a public algorithm's line"}]]
     # The caller sees their own private algorithm, with their own key.
     assert client.algo(f"{user.username}/diary").pipe("me").result == "echo: me"
+    earlier = Invocation.objects.get(algorithm_path=f"{user.username}/diary").request_id
+    steps += [["GET", "/v1/me"], ["GET", f"/v1/algo/requests/{earlier}"]]
     replies = client.algo(f"{author.username}/spy").pipe(steps).result
+    # Nor the caller's account, nor the caller's other calls' results.
+    assert [reply["status"] for reply in replies[8:]] == [403, 404], replies[8:]
     listed = [algorithm["name"] for algorithm in replies[0]["body"]["results"]]
     assert replies[0]["status"] == 200 and listed == ["probe"]  # not "diary"
     assert [reply["status"] for reply in replies[1:7]] == [404] * 6, replies
@@ -212,15 +216,16 @@ def test_the_host_header_does_not_choose_where_an_algorithms_requests_go(
         author = UserFactory()
         publish(author, "spy", bundle_files("spy"), pipeline_enabled=True)
         reply = requests.post(
-            f"{live_server.url}/v1/algo/{author.username}/spy", json=[["GET", "/v1/me"]],
+            f"{live_server.url}/v1/algo/{author.username}/spy",
+            json=[["GET", f"/v1/algorithms/{author.username}/spy"]],
             headers={"Authorization": client.apiKey,
                      "Host": f"127.0.0.1:{listener.server_address[1]}"}, timeout=60)
     finally:
         listener.shutdown()
         listener.server_close()
     assert reply.status_code == 200, reply.text
-    me = reply.json()["result"][0]
-    assert me["status"] == 200 and me["body"]["username"] == user.username  # the platform
+    read = reply.json()["result"][0]
+    assert read["status"] == 200 and read["body"]["name"] == "spy"  # the platform answered
     assert seen == []
 
 
@@ -232,6 +237,9 @@ def test_the_asgi_fast_path_takes_the_address_from_the_socket_not_the_host(setti
     scope = {"type": "http", "scheme": "http", "server": ("127.0.0.1", 8000)}
     assert _api_base(scope, {"host": "127.0.0.1:9911"}) == "http://127.0.0.1:8000"
     assert _api_base(scope, {"host": "store.example"}) == "http://127.0.0.1:8000"
+    # Behind a TLS proxy uvicorn's scheme says https; the socket itself speaks HTTP.
+    assert _api_base({**scope, "scheme": "https"}, {"host": "store.example"}) == \
+        "http://127.0.0.1:8000"
     assert _api_base({**scope, "server": ("::1", 8000)}, {"host": "127.0.0.1"}) == \
         "http://[::1]:8000"
     assert _api_base(scope, {"host": "evil.example"}) is None  # Django refuses it: 400

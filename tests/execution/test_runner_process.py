@@ -30,6 +30,9 @@ FAKE = textwrap.dedent("""
         result = {"nan": float("nan"), "inf": [float("inf")], "nul": {"k": "a\\x00b"},
                   "big": "z" * 300_000}.get(data, data)
         with open(sys.argv[1], "w") as fifo:
+            if data == "overflow":  # a number no float holds: Python reads it as Infinity
+                fifo.write('{"result": 1e400, "metadata": {"content_type": "json"}}\\n')
+                continue
             fifo.write(json.dumps({"result": result, "metadata": {"content_type": "json"}}) + "\\n")
 """)
 
@@ -99,6 +102,7 @@ def test_a_process_that_dies_while_loading_is_a_load_failure(tmp_path):
 
 @pytest.mark.parametrize("data, message", [
     ("nan", "it holds NaN"), ("inf", "it holds Infinity"), ("nul", "a NUL character"),
+    ("overflow", "it holds 1e400, which is out of range"),
 ])
 def test_a_result_json_cannot_hold_is_an_algorithm_error(process, data, message):
     """NaN, Infinity (Python's json writes them) and NUL (PostgreSQL cannot store it): the
@@ -133,3 +137,10 @@ def test_a_result_over_the_limit_is_refused_and_the_runner_goes_on(tmp_path):
     assert proc.call({"content_type": "text", "data": "hi"}, timeout=5).response[
         "result"] == "hi"
     proc.stop()
+
+
+def test_the_time_a_call_had_reads_as_a_person_writes_it():
+    from execution.runner.process import _seconds
+
+    assert [_seconds(t) for t in (0.99975, 1.99975, 0.05, 12.5, 2999.95, 300)] == [
+        "1", "2", "0.1", "12.5", "3000", "300"]  # were 0.99975, 1.99975, …, 3e+03

@@ -195,7 +195,8 @@ class TestKeysApi:
             "message": f"A key made over the API belongs to this key's owner ({user.username}); "
                        "make someorg's keys on the keys page.", "error_type": "InputError"}
         assert ApiKey.objects.count() == before
-        same = api.post("/v1/keys", {"name": "mine", "owner": user.username}, format="json")
+        same = api.post("/v1/keys", {"name": "mine", "owner": user.username.upper()},
+                        format="json")
         assert same.status_code == 201
 
     def test_new_key_works_and_revoking_it_over_the_api_stops_it(self, api):
@@ -373,6 +374,7 @@ def test_an_uncached_key_is_read_in_one_query_with_all_a_call_needs(db,
         assert key.organization == admin.organization and key.user is None
         assert key.created_by == admin.user and key.parent.pk == parent.pk
         assert key.creator_manages_org is True
+        assert key.made_for_a_call is False  # no call names it (read in the same statement)
     stored = ApiKey.objects.get(pk=derived.key.pk)
     for field in ApiKey._meta.concrete_fields:
         assert getattr(key, field.attname) == getattr(stored, field.attname), field.name
@@ -383,3 +385,18 @@ def test_an_uncached_key_is_read_in_one_query_with_all_a_call_needs(db,
         _authenticate_uncached(derived.raw, hash_key(derived.raw))
     with django_assert_num_queries(1), pytest.raises(AuthError, match="Invalid"):
         _authenticate_uncached("ak_nosuchkey_secret", "0" * 64)
+
+
+def test_a_persons_expiring_call_only_key_is_not_an_algorithms_key(user):
+    """Such a key has a derived key's shape (made from a key, no manage, an expiry), but
+    only a key a call names acts for a call (reads the catalog as anyone does)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    parent = services.api_key_create(created_by=user, name="maker").key
+    own = services.api_key_create_from_key(
+        parent=parent, name="ci", scopes=services.KeyScopes(["algo://*"], "read", False),
+        expires_at=timezone.now() + timedelta(days=1)).key
+    assert own.is_derived and not own.made_for_a_call
+    assert not getattr(own.acting_user, "acting_for_a_call", False)
