@@ -153,6 +153,11 @@ def version_resolve_for_call(*, owner: str, name: str, spec: str | None,
                                    _acting_for(user), _for_a_call(user)), resolve)
 
 
+def has_public_version(*, algorithm: Algorithm) -> bool:
+    """Callers may depend on it: it cannot be deleted."""
+    return algorithm.versions.filter(callability=Algorithm.Callability.PUBLIC).exists()
+
+
 def latest_public_version(*, algorithm: Algorithm) -> AlgorithmVersion | None:
     return algorithm.versions.filter(callability=Algorithm.Callability.PUBLIC).order_by(
         "-major", "-minor", "-patch").first()

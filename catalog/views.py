@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from catalog import forms, selectors, services
-from catalog.models import Algorithm, Build, Category
+from catalog.models import Build, Category
 from execution import selectors as execution_selectors
 from marketplace import selectors as account_selectors
 from marketplace.errors import ApplicationError
@@ -127,8 +127,7 @@ def manage(request: HttpRequest, owner: str, name: str) -> HttpResponse:
         "publish_form": forms.PublishForm(initial={"callability": algorithm.callability}),
         "publishable": newest_ok if newest_ok and not hasattr(newest_ok, "version") else None,
         "versions": selectors.versions_visible(algorithm=algorithm, user=request.user),
-        "deletable": not algorithm.versions.filter(
-            callability=Algorithm.Callability.PUBLIC).exists(),
+        "deletable": not selectors.has_public_version(algorithm=algorithm),
     })
 
 

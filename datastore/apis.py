@@ -43,20 +43,6 @@ def file_response(request, data_file) -> HttpResponse:
     return response
 
 
-
-def _namespace_readable(key, target) -> bool:
-    """Whether ``key`` owns the namespace ``target`` names; 404 for an organization the key
-    has no part in and nothing readable from (non-members must not learn it exists, as
-    ``/v1/organizations/<name>`` answers them)."""
-    user, org = services.owner_of(target.owner)
-    owns = services.is_owner(key, owner_user_id=user and user.pk,
-                             owner_org_id=org and org.pk, write=False)
-    if org is not None and not owns and not any(
-            services.can_read(key, collection, owns=False)
-            for collection in org.collections.all()):
-        raise NotFoundError(f"No such owner: {target.owner}.")
-    return owns
-
 class DataApi(APIView):
     parser_classes = [RawBodyParser]
 
@@ -91,7 +77,7 @@ class DataApi(APIView):
         key, marker = request.auth, _marker(request)
         if target.collection is None:
             services.require_scope(key, "read")
-            owns = _namespace_readable(key, target)
+            owns = services.namespace_owned(key, target.owner)
             return Response(selectors.collections_listing(
                 owner=target.owner, marker=marker,
                 readable=lambda c: services.can_read(key, c, owns=owns)))
@@ -115,7 +101,7 @@ class DataApi(APIView):
                 return HttpResponse(status=200)
             target = self._path(request, path)
             if target.collection is None:
-                _namespace_readable(request.auth, target)
+                services.namespace_owned(request.auth, target.owner)
                 return HttpResponse(status=200)
             collection = services.collection_for(target, request.auth, write=False)
             if target.file is not None:

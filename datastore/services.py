@@ -136,6 +136,19 @@ def owner_of(owner: str) -> tuple[User | None, Organization | None]:
     raise NotFoundError(f"No such owner: {owner}.")
 
 
+def namespace_owned(key: ApiKey, owner: str) -> bool:
+    """Whether ``key`` owns the namespace ``owner`` (reading); 404 for an organization the
+    key has no part in and nothing readable from (non-members must not learn it exists, as
+    ``/v1/organizations/<name>`` answers them)."""
+    user, org = owner_of(owner)
+    owns = is_owner(key, owner_user_id=user and user.pk, owner_org_id=org and org.pk,
+                    write=False)
+    if org is not None and not owns and not any(
+            can_read(key, collection, owns=False) for collection in org.collections.all()):
+        raise NotFoundError(f"No such owner: {owner}.")
+    return owns
+
+
 def is_owner(key: ApiKey, *, owner_user_id: int | None, owner_org_id: int | None,
               write: bool) -> bool:
     """The namespace's own keys; for an organization, also its members' keys (owners and

@@ -8,7 +8,6 @@ from rest_framework.views import APIView
 
 from execution import services
 from execution.models import Invocation
-from marketplace.errors import NotFoundError
 from marketplace.parsers import RawBodyParser
 
 
@@ -52,11 +51,8 @@ class RequestResultApi(APIView):
     """The finished envelope of an async call, or its status while it runs."""
 
     def get(self, request, request_id: str):
-        invocation = services.invocation_get_for_caller(request_id=request_id, user=request.user)
-        if getattr(request.user, "acting_for_a_call", False) and (
-                invocation.api_key_id != request.auth.pk):
-            # An algorithm's key reads the calls it made, not its caller's others.
-            raise NotFoundError("No such request.")
+        invocation = services.invocation_get_for_caller(request_id=request_id, user=request.user,
+                                                        key=request.auth)
         if invocation.status not in Invocation.FINISHED:
             return Response({"status": invocation.status, "request_id": str(invocation.request_id)})
         body = dict(invocation.result)

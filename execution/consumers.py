@@ -24,7 +24,10 @@ def _invocation_for(scope, request_id: str) -> Invocation | None:
     from marketplace.errors import AuthError
     from marketplace.services import api_key_authenticate
 
-    user = scope.get("user")
+    from execution.services import invocation_get_for_caller
+    from marketplace.errors import NotFoundError
+
+    user, key = scope.get("user"), None
     if user is None or not user.is_authenticated:
         headers = dict(scope.get("headers") or [])
         raw = headers.get(b"authorization", b"").decode() or (
@@ -36,15 +39,9 @@ def _invocation_for(scope, request_id: str) -> Invocation | None:
         except AuthError:
             return None
         user = key.acting_user
-        if getattr(user, "acting_for_a_call", False):  # an algorithm's key: its own calls
-            try:
-                return Invocation.objects.filter(request_id=request_id, caller=user,
-                                                 api_key=key).first()
-            except Exception:  # not a UUID
-                return None
     try:
-        return Invocation.objects.filter(request_id=request_id, caller=user).first()
-    except Exception:  # not a UUID
+        return invocation_get_for_caller(request_id=request_id, user=user, key=key)
+    except NotFoundError:
         return None
 
 

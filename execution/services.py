@@ -558,9 +558,15 @@ def _announce(invocation: Invocation, event: dict) -> None:
     async_to_sync(layer.group_send)(group, event)
 
 
-def invocation_get_for_caller(*, request_id: str, user: User) -> Invocation:
+def invocation_get_for_caller(*, request_id: str, user: User,
+                              key: ApiKey | None = None) -> Invocation:
+    """The caller's call (404 for anyone else's). An algorithm's key for its own calls
+    (``ApiKey.acting_user``) reads only the calls it made, not its caller's others."""
+    calls = Invocation.objects.filter(request_id=request_id, caller=user)
+    if getattr(user, "acting_for_a_call", False):
+        calls = calls.filter(api_key=key)
     try:
-        invocation = Invocation.objects.filter(request_id=request_id, caller=user).first()
+        invocation = calls.first()
     except (ValueError, DjangoValidationError):  # not a UUID
         invocation = None
     if invocation is None:

@@ -7,6 +7,12 @@ from marketplace.models import ApiKey, AuditEvent, Membership, Organization, Use
 MANAGER_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
 
 
+def administers_organization(*, user, organization_id: int) -> bool:
+    """Whether ``user`` is one of the organization's owners or admins."""
+    return Membership.objects.filter(organization_id=organization_id, user_id=user.pk,
+                                     role__in=MANAGER_ROLES).exists()
+
+
 def organizations_for_user(*, user: User) -> QuerySet[Organization]:
     return Organization.objects.filter(memberships__user=user).distinct()
 

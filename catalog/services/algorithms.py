@@ -2,7 +2,7 @@
 from django.db import transaction
 
 from catalog.models import Algorithm, Category, Tag
-from catalog.selectors import namespace_for_owner
+from catalog.selectors import has_public_version, namespace_for_owner
 from marketplace.errors import ConflictError, InputError, PermissionDeniedError
 from marketplace.models import User
 from marketplace.services import audit_record
@@ -91,14 +91,13 @@ def algorithm_delete(*, algorithm: Algorithm, actor: User) -> None:
     """Delete an algorithm that callers do not depend on (no public version). An
     organization's members build and publish its algorithms; deleting one, which cannot be
     undone, is for its owners and admins (as changing its members and settings is)."""
-    from marketplace.models import Membership
+    from marketplace.selectors import administers_organization
 
-    if algorithm.owner_org_id is not None and not Membership.objects.filter(
-            organization_id=algorithm.owner_org_id, user_id=actor.pk,
-            role__in=(Membership.Role.OWNER, Membership.Role.ADMIN)).exists():
+    if algorithm.owner_org_id is not None and not administers_organization(
+            user=actor, organization_id=algorithm.owner_org_id):
         raise PermissionDeniedError("Only the organization's owners and admins can delete "
                                     "its algorithms.")
-    if algorithm.versions.filter(callability=Algorithm.Callability.PUBLIC).exists():
+    if has_public_version(algorithm=algorithm):
         raise InputError("An algorithm with a public version cannot be deleted: callers "
                          "depend on it.")
     audit_record(action="algorithm.delete", actor=actor, target=algorithm,

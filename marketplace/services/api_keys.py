@@ -78,10 +78,9 @@ def parse_scopes(tokens: list[str]) -> KeyScopes:
 
 
 def _can_manage_org(user: User, organization: Organization) -> bool:
-    return Membership.objects.filter(
-        organization=organization, user=user,
-        role__in=[Membership.Role.OWNER, Membership.Role.ADMIN],
-    ).exists()
+    from marketplace.selectors import administers_organization
+
+    return administers_organization(user=user, organization_id=organization.pk)
 
 
 @transaction.atomic
