@@ -108,13 +108,18 @@ def _waiting_options() -> dict:
 _waiting_client = None
 
 
-def wait(request_id, timeout: float) -> dict | None:
+def waiting_client():
+    """The process's client for blocking reads (BLPOP), over a pool its threads share."""
     global _waiting_client
     if _waiting_client is None:
         import redis
 
         _waiting_client = redis.Redis.from_url(settings.REDIS_URL, **_waiting_options())
-    item = _waiting_client.blpop([_key(request_id)], timeout=max(timeout, 1))
+    return _waiting_client
+
+
+def wait(request_id, timeout: float) -> dict | None:
+    item = waiting_client().blpop([_key(request_id)], timeout=max(timeout, 1))
     return json.loads(item[1]) if item else None
 
 

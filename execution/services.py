@@ -129,11 +129,13 @@ def listening_api_base(server: tuple | None) -> str:
 
 def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version: str | None,
                      payload: dict, input_bytes: int, options: CallOptions,
-                     api_base: str = "") -> Invocation:
+                     api_base: str = "", before_hold=None) -> Invocation:
     """Resolve what is called, check the key may call it, and record the call (queued).
 
     A call made with a derived key is a child of the call that key serves: it joins that
-    call's trace, one level deeper, at most MAX_CALL_DEPTH deep.
+    call's trace, one level deeper, at most MAX_CALL_DEPTH deep. ``before_hold``: called
+    with the call and its payload once both are known, before anything is written
+    (``invocation_start_sent_early``).
     """
     # Only keys derived for a running call (they have a parent key) can make child calls.
     parent = _call_of_derived_key(key.pk) if is_derived(key) else None
@@ -164,6 +166,8 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
     invocation.parent, invocation.algorithm, invocation.version = (
         parent, resolved.algorithm, resolved.version)
     invocation.build, invocation.caller, invocation.api_key = resolved.build, user, key
+    if before_hold is not None:
+        before_hold(invocation, payload)
     # Recorded with its hold, all or nothing: a call that cannot be paid leaves no row.
     usage = billing_services.usage_reserve(invocation=invocation, key=key)
     invocation.usage_hold = billing_services.usage_hold_of(usage)
@@ -221,12 +225,35 @@ def invocation_call(*, key: ApiKey, user: User, owner: str, name: str, version: 
 
 def invocation_start(*, key: ApiKey, user: User, owner: str, name: str, version: str | None,
                      body: bytes, content_type: str, options: CallOptions,
-                     api_base: str) -> tuple[Invocation, dict]:
+                     api_base: str, before_hold=None) -> tuple[Invocation, dict]:
     """Parse the body and admit the call: the recorded call and its runtime request."""
     payload = parse_input(body, content_type)
     invocation = invocation_admit(key=key, user=user, owner=owner, name=name, version=version,
                                   payload=payload, input_bytes=len(body), options=options,
-                                  api_base=api_base)
+                                  api_base=api_base, before_hold=before_hold)
+    return invocation, payload
+
+
+def invocation_start_sent_early(*, reply_to: str, **call) -> tuple[Invocation, dict]:
+    """``invocation_start`` then ``invocation_send`` for a sync call, with the task sent
+    before the admission is written, and the worker told the admission's outcome
+    (``execution.early_dispatch``). Takes ``invocation_start``'s arguments."""
+    from execution import early_dispatch
+
+    sent = []
+
+    def send_first(invocation: Invocation, payload: dict) -> None:
+        invocation_send(invocation=invocation, payload=payload, wait=True, reply_to=reply_to,
+                        early=True)
+        sent.append(invocation.request_id)
+
+    try:
+        invocation, payload = invocation_start(**call, before_hold=send_first)
+    except BaseException:
+        if sent:
+            early_dispatch.refused(sent[0])
+        raise
+    early_dispatch.admitted(invocation)
     return invocation, payload
 
 
@@ -255,7 +282,7 @@ def _target(invocation: Invocation) -> RunTarget:
         artifact_sha256=build.artifact_sha256)
 
 
-def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None,
+def invocation_run(*, invocation_pk: int | None, payload: dict, row: dict | None = None,
                    request_id: str | None = None) -> dict:
     """Run a call on the backend and finish it; a finished call is never run again.
 
@@ -274,6 +301,8 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
     else:
         invocation = _invocation_read(invocation_pk, request_id)
         if invocation is None:
+            if invocation_pk is None:  # sent before its admission, which never was written
+                return None
             return _lost_to_the_database(request_id)
         if invocation.status in Invocation.FINISHED:
             _hand_back(invocation, invocation.result)  # a caller may still be waiting
@@ -294,6 +323,9 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
     else:  # never past the moment its caller stops waiting
         left = invocation_wait_seconds(invocation) - queued_ms / 1000
         timeout = max(min(timeout, left), 0.05)
+    # A composing call's key is written with its row: the row must be there first.
+    if invocation.algorithm.pipeline_enabled and not _admission_confirmed(invocation):
+        return None
     try:
         context, derived = _call_context(invocation, timeout)
     except CallClosed:
@@ -306,10 +338,32 @@ def invocation_run(*, invocation_pk: int, payload: dict, row: dict | None = None
         raise
 
 
+def _admission_confirmed(invocation: Invocation) -> bool:
+    """For a call sent before its admission was written (``admission_pending``): wait for
+    the word (``execution.early_dispatch``), and take the row id, creation time and hold it
+    brings. False: refused, or no word came; then nothing of the call may run or be
+    written here. True at once for any other call."""
+    if not getattr(invocation, "admission_pending", False):
+        return True
+    from datetime import datetime
+
+    from execution import early_dispatch
+
+    word = early_dispatch.wait(invocation.request_id, early_dispatch.wait_seconds())
+    if word is None:
+        return False
+    invocation.admission_pending = False
+    invocation.pk, invocation.usage_hold = word["pk"], word["usage_hold"]
+    invocation.created_at = datetime.fromisoformat(word["created_at"])
+    return True
+
+
 def _run_and_finish(invocation: Invocation, payload: dict, timeout: float, context: dict,
-                    derived: ApiKey | None, queued_ms: float) -> dict:
+                    derived: ApiKey | None, queued_ms: float) -> dict | None:
     try:
         backend, target = get_backend(), _target(invocation)
+        if not _admission_confirmed(invocation):
+            return None
         if backend.is_cold(target):
             _prewarm_successors(backend, invocation)
         # A composing call waits on the calls it makes: it lends its worker slot to them.
@@ -347,28 +401,37 @@ _ROW_FIELDS = ("request_id", "trace_id", "parent_id", "depth", "algorithm_id", "
                "input_content_type", "input_bytes")
 
 
-def invocation_row(invocation: Invocation) -> dict:
-    """The fields of a just-admitted call that running it needs, as a task argument."""
+def invocation_row(invocation: Invocation, *, early: bool = False) -> dict:
+    """The fields of a just-admitted call that running it needs, as a task argument.
+    ``early``: of a call about to be admitted (``invocation_start_sent_early``): its row id,
+    creation time and hold come with the word that it was; until then, the time it was
+    sent stands for its creation."""
     row = {name: getattr(invocation, name) for name in _ROW_FIELDS}
     row["request_id"], row["trace_id"] = str(row["request_id"]), str(row["trace_id"])
+    if early:
+        row["created_at"], row["usage_hold"] = timezone.now().isoformat(), None
+        row["admission"] = "pending"
+        return row
     row["created_at"] = invocation.created_at.isoformat()
     row["usage_hold"] = getattr(invocation, "usage_hold", None)
     return row
 
 
-def _invocation_read(pk: int, request_id: str | None) -> Invocation | None:
+def _invocation_read(pk: int | None, request_id: str | None) -> Invocation | None:
     """The call read back, with its algorithm and build (not the big text columns: the
     build's log, the docs, a stored result); None if it is gone, or its id is now another
-    call's (``_lost_to_the_database``)."""
-    invocation = (Invocation.objects.select_related("algorithm", "build")
-                  .defer("result", "stdout", "build__logs", "algorithm__summary")
-                  .filter(pk=pk).first())
+    call's (``_lost_to_the_database``). Without ``pk`` (a call sent before it was
+    admitted), by its request id."""
+    found = (Invocation.objects.select_related("algorithm", "build")
+             .defer("result", "stdout", "build__logs", "algorithm__summary"))
+    invocation = (found.filter(pk=pk) if pk is not None
+                  else found.filter(request_id=request_id)).first()
     if invocation is None or (request_id and str(invocation.request_id) != request_id):
         return None
     return invocation
 
 
-def _invocation_from_row(pk: int, row: dict) -> Invocation:
+def _invocation_from_row(pk: int | None, row: dict) -> Invocation:
     """The call as ``invocation_row`` described it, its algorithm and build from the
     per-process catalog cache: no query."""
     from datetime import datetime
@@ -382,6 +445,8 @@ def _invocation_from_row(pk: int, row: dict) -> Invocation:
     invocation._state.adding, invocation._state.db = False, "default"
     invocation.algorithm, invocation.build = _run_objects(row["algorithm_id"], row["build_id"])
     invocation.usage_hold = row.get("usage_hold")
+    # Sent before its admission was written: run nothing until it is (_admission_confirmed).
+    invocation.admission_pending = row.get("admission") == "pending"
     # A sync call's request id reaches its caller with its answer, so nobody can be
     # watching it run: no WebSocket announcements (each asks Redis whether anyone listens).
     invocation.unwatched = True
@@ -449,7 +514,7 @@ def _storable(text: str) -> str:
 def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str = "",
                       error_message: str = "", queue_ms: float = 0.0,
                       platform_fault: bool = False, retire: ApiKey | None = None,
-                      answered: bool = False) -> dict:
+                      answered: bool = False) -> dict | None:
     """Close the call, bill it (or release its hold) and store its envelope, once: the row
     is closed by a conditional UPDATE in the same statement as its usage (in one transaction
     with whatever else closing writes), so of two finishers (a worker and a caller giving up
@@ -457,7 +522,10 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
     call failed through the platform, not the algorithm (the tree under a root is refunded,
     in billing's own transaction). ``retire``: the call's derived key, retired in the same
     statement whether or not this finisher is the one that closes the call. ``answered``:
-    its caller already has its answer; nothing is handed back."""
+    its caller already has its answer; nothing is handed back. None, writing nothing, for a
+    call sent before its admission that was never admitted (``_admission_confirmed``)."""
+    if not _admission_confirmed(invocation):
+        return None
     options = invocation.options
     fields = {"cold_start_ms": invocation.cold_start_ms, "run_ms": invocation.run_ms}
     stdout, stack = "", ""
@@ -609,11 +677,11 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
 
 
 def _task_args(invocation: Invocation, payload: dict, wait: bool,
-               reply_to: str | None = None) -> list:
-    row = invocation_row(invocation) if wait else None
+               reply_to: str | None = None, early: bool = False) -> list:
+    row = invocation_row(invocation, early=early) if wait else None
     if row is not None and reply_to:
         row["reply_to"] = reply_to  # the waiting web process's inbox (execution.results)
-    return [invocation.pk, payload, row, str(invocation.request_id)]
+    return [None if early else invocation.pk, payload, row, str(invocation.request_id)]
 
 
 def _stored_envelope(invocation: Invocation) -> dict:
@@ -643,16 +711,18 @@ def _lost_to_the_database(request_id: str | None, *, tell: bool = True) -> dict:
 
 
 def invocation_send(*, invocation: Invocation, payload: dict, wait: bool,
-                    reply_to: str | None = None) -> None:
+                    reply_to: str | None = None, early: bool = False) -> None:
     """Queue the call by name, its result to come back over the direct result channel
     (``execution.results``; to the inbox ``reply_to`` if given): nothing is kept for a
-    result backend."""
+    result backend. ``early``: before its admission is written
+    (``invocation_start_sent_early``)."""
     from marketplace.broker import send_unread_task
 
     # argsrepr: the call's id, not a repr of its input (Celery's saferepr of the payload
     # was a twentieth of the web tier's time, and an input is not for the worker's logs).
-    send_unread_task("execution.invoke", _task_args(invocation, payload, wait, reply_to),
-                     queue=settings.EXECUTION_QUEUE, argsrepr=f"({invocation.pk}, <input>)")
+    send_unread_task("execution.invoke", _task_args(invocation, payload, wait, reply_to, early),
+                     queue=settings.EXECUTION_QUEUE,
+                     argsrepr=f"({invocation.pk or invocation.request_id}, <input>)")
 
 
 def invocation_wait_seconds(invocation: Invocation) -> float:
@@ -669,7 +739,7 @@ def invocation_lost(*, invocation: Invocation, error_type: str = "TimeoutError")
         error_message="The call did not finish: its worker stopped or never answered.")
 
 
-def invocation_broke(*, invocation_pk: int, request_id: str | None, error: Exception,
+def invocation_broke(*, invocation_pk: int | None, request_id: str | None, error: Exception,
                      caller_waits: bool) -> dict:
     """The task running a call raised: the database or the broker failed under it (a
     connection the database had closed, say), or a bug. The call fails as the platform's
@@ -689,6 +759,14 @@ def invocation_broke(*, invocation_pk: int, request_id: str | None, error: Excep
     try:
         drop_lost_connections(error)
         invocation = _invocation_read(invocation_pk, request_id)  # as it stands now
+        if invocation is None and invocation_pk is None:
+            # Sent before its admission (execution.early_dispatch), which may not be written
+            # yet: its word says. Refused (or no word): its caller was answered by the web.
+            from execution import early_dispatch
+
+            if early_dispatch.wait(request_id, early_dispatch.wait_seconds()) is None:
+                return envelope
+            invocation = _invocation_read(None, request_id)
         if invocation is None:
             return _lost_to_the_database(request_id)
         if invocation.status not in Invocation.FINISHED:
@@ -712,7 +790,7 @@ def invocation_broke(*, invocation_pk: int, request_id: str | None, error: Excep
 CLOSE_BROKEN_FIRST_SECONDS = 2
 
 
-def invocation_close_broken(*, invocation_pk: int, request_id: str | None,
+def invocation_close_broken(*, invocation_pk: int | None, request_id: str | None,
                             error_message: str) -> str:
     """Close a call its worker could not close after it broke (``invocation_broke``): failed,
     unbilled, its caller already answered. Returns what it found: "closed", "closed

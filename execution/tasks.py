@@ -17,7 +17,7 @@ class InvokeRequest(Request):
 
 @shared_task(name="execution.invoke", bind=True, acks_late=True, reject_on_worker_lost=True,
              Request="execution.tasks:InvokeRequest")
-def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
+def invoke(self, invocation_pk: int | None, payload: dict, row: dict | None = None,
            request_id: str | None = None) -> dict | None:
     """Run one call. Redelivered after a worker died mid-call, it runs the call again unless
     it already finished, in which case the stored result is returned (a redelivered message
@@ -52,7 +52,8 @@ def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
 
 
 @shared_task(name="execution.close_broken", bind=True, max_retries=None)
-def close_broken(self, invocation_pk: int, request_id: str | None, error_message: str) -> str:
+def close_broken(self, invocation_pk: int | None, request_id: str | None,
+                 error_message: str) -> str:
     """Close a call whose worker broke and could not close it (the database unreachable):
     tried again, every minute at most, until the database answers."""
     from execution.services import CLOSE_BROKEN_FIRST_SECONDS, invocation_close_broken

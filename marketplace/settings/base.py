@@ -304,6 +304,11 @@ EXECUTION_FAST_PATH = env.bool("EXECUTION_FAST_PATH", default=True)
 # connection the loop keeps (with short lock and statement limits), instead of a hop to a
 # worker thread and back (a tenth of a call's CPU); with this off, in a worker thread.
 EXECUTION_ADMIT_ON_LOOP = env.bool("EXECUTION_ADMIT_ON_LOOP", default=True)
+# A sync call admitted on the loop while its web process waits on no other call is sent to
+# its worker before its admission is written; the worker runs it once told it was
+# (execution.early_dispatch), waiting for that word at most EXECUTION_EARLY_WAIT_SECONDS.
+EXECUTION_EARLY_DISPATCH = env.bool("EXECUTION_EARLY_DISPATCH", default=True)
+EXECUTION_EARLY_WAIT_SECONDS = env.float("EXECUTION_EARLY_WAIT_SECONDS", default=5.0)
 # The platform API as runners should reach it for composition (e.g. an internal service
 # address); empty: the address of the socket the web process took each call on (never the
 # request's Host header). Set it when the web tier listens on a unix socket.

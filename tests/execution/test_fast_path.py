@@ -234,6 +234,54 @@ def test_private_algorithms_and_credits(asgi, live_server, probe, user, raw_key,
     assert not Invocation.objects.exists() and not UsageRecord.objects.exists()
 
 
+@pytest.mark.parametrize("asgi", ["on the loop"], indirect=True)
+def test_a_call_sent_before_its_admission_runs_once_admitted_and_never_if_refused(
+        asgi, user, raw_key, settings, monkeypatch):
+    """Early dispatch (execution.early_dispatch): admitted on the loop with no other call
+    waiting, a call's task is sent before its row is written, and its worker runs it once
+    told the admission was. A call the admission refuses is never run: this algorithm would
+    connect to a port the test listens on. The word is taken each time; none is left."""
+    import redis
+
+    from tests.execution.conftest import bundle_files, publish
+
+    publish(user, "dialer", bundle_files("probe", rename="dialer"), network_access="full")
+    sent, original = [], fast_path.services.invocation_send
+
+    def send(**kwargs):  # on the loop's thread, its connection: is the row written yet?
+        sent.append((kwargs.get("early", False), Invocation.objects.filter(
+            request_id=kwargs["invocation"].request_id).exists()))
+        return original(**kwargs)
+
+    monkeypatch.setattr(fast_path.services, "invocation_send", send)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        dial = {"action": "connect", "host": "127.0.0.1", "port": listener.getsockname()[1]}
+        url, auth = f"{asgi.url}/v1/algo/{user.username}/dialer", {"Authorization": raw_key}
+        response = requests.post(url, json=dial, headers=auth, timeout=30)
+        assert response.status_code == 200 and response.json()["result"] == "connected"
+        assert sent == [(True, False)]  # sent early, before its row existed
+        listener.settimeout(5)
+        listener.accept()[0].close()  # the algorithm ran: it connected
+        row = Invocation.objects.get()
+        assert (row.status, row.queue_ms >= 0, row.total_ms > 0) == ("succeeded", True, True)
+        usage = UsageRecord.objects.get(request_id=row.request_id)
+        assert usage.status in ("pending", "settled") and usage.invocation_id == row.pk
+        wait_for(lambda: Account.objects.get(user=user).reserved == 0, timeout=30)
+
+        Account.objects.filter(user=user).update(balance=0)
+        refused = requests.post(url, json=dial, headers=auth, timeout=30)
+        assert refused.status_code == 402
+        assert refused.json()["error"]["error_type"] == "PaymentRequired"
+        assert sent[1:] == [(True, False)]  # this one too went before its admission
+        listener.settimeout(3)
+        with pytest.raises(socket.timeout):  # and its algorithm never ran
+            listener.accept()
+    assert Invocation.objects.count() == 1 and UsageRecord.objects.count() == 1
+    assert not redis.Redis.from_url(settings.REDIS_URL).keys("algostore:admission:*")
+
+
 def test_the_official_client_through_the_fast_path(asgi, probe, user, raw_key, make_key):
     client = Algorithmia.client(raw_key, api_address=asgi.url)
     algo = client.algo(f"{user.username}/probe")
