@@ -9,9 +9,10 @@ writes the admission. The word is a short list per call in Redis: the web proces
 the call's row id, creation time and hold once the admission is written, or "refused" if
 it was not. Nothing of the call runs before the word: a call its admission refuses (no
 credits, a cap reached) is never run, and a call never admitted is never closed or billed.
-A word nobody takes expires.
+A word nobody takes expires once no caller could still be waiting for the call.
 
-The worker waits for the word at most ``EXECUTION_EARLY_WAIT_SECONDS``. Only an admission
+Early calls are sent as ``execution.invoke_early``, their row without its id. The worker
+waits for the word at most ``EXECUTION_EARLY_WAIT_SECONDS``. Only an admission
 bounded in time is sent early: one on the web process's event loop, whose connection gives
 up a lock after 20 ms and a statement after a second (``execution.asgi``). With no word by
 then (the web process ended mid-admission, or Redis refused the push), the call is not run
@@ -31,7 +32,6 @@ from execution.results import waiting_client
 from marketplace.redis_client import redis_client
 
 logger = logging.getLogger(__name__)
-WORD_TTL_SECONDS = 120
 REFUSED = "refused"
 
 
@@ -40,14 +40,18 @@ def _key(request_id) -> str:
 
 
 def _push(request_id, word: str) -> None:
+    # Kept while a caller may still wait (its message may wait in the queue that long),
+    # and a minute more.
     pipe = redis_client().pipeline(transaction=False)
     pipe.rpush(_key(request_id), word)
-    pipe.expire(_key(request_id), WORD_TTL_SECONDS)
+    pipe.expire(_key(request_id), int(settings.EXECUTION_MAX_TIMEOUT) + 75)
     pipe.execute()
 
 
 def admitted(invocation) -> None:
-    """(Web.) The call's admission is written: what its worker needs of the row."""
+    """(Web.) The call's admission is written: what its worker needs of the row. A push
+    that fails raises: the caller is told its call failed, and the worker, with no word,
+    does not run it (the admitted row is failed, unbilled, by the reaper)."""
     _push(invocation.request_id, json.dumps({
         "pk": invocation.pk, "created_at": invocation.created_at.isoformat(),
         "usage_hold": getattr(invocation, "usage_hold", None)}))
@@ -63,9 +67,10 @@ def refused(request_id) -> None:
                        exc_info=True)
 
 
-def wait(request_id, seconds: float) -> dict | None:
+def wait(request_id) -> dict | None:
     """(Worker.) What ``admitted`` said of the call, or None if it was refused or no word
-    came within ``seconds``."""
+    came within ``EXECUTION_EARLY_WAIT_SECONDS``. The word is taken."""
+    seconds = settings.EXECUTION_EARLY_WAIT_SECONDS
     item = waiting_client().blpop([_key(request_id)], timeout=max(seconds, 0.01))
     if item is None:
         logger.warning("No word on the admission of call %s within %ss: not run here",
@@ -73,7 +78,3 @@ def wait(request_id, seconds: float) -> dict | None:
         return None
     word = item[1].decode() if isinstance(item[1], bytes) else item[1]
     return None if word == REFUSED else json.loads(word)
-
-
-def wait_seconds() -> float:
-    return settings.EXECUTION_EARLY_WAIT_SECONDS

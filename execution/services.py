@@ -17,6 +17,7 @@ from django.utils import timezone
 from catalog import selectors as catalog_selectors
 from billing import services as billing_services
 from catalog import services as catalog_services
+from execution import early_dispatch
 from execution.artifacts import ensure_artifact
 from execution.backends import RunTarget, get_backend
 from execution.capacity import lent_while_waiting
@@ -238,14 +239,12 @@ def invocation_start_sent_early(*, reply_to: str, **call) -> tuple[Invocation, d
     """``invocation_start`` then ``invocation_send`` for a sync call, with the task sent
     before the admission is written, and the worker told the admission's outcome
     (``execution.early_dispatch``). Takes ``invocation_start``'s arguments."""
-    from execution import early_dispatch
-
     sent = []
 
     def send_first(invocation: Invocation, payload: dict) -> None:
+        sent.append(invocation.request_id)  # (a send that fails may still have gone)
         invocation_send(invocation=invocation, payload=payload, wait=True, reply_to=reply_to,
                         early=True)
-        sent.append(invocation.request_id)
 
     try:
         invocation, payload = invocation_start(**call, before_hold=send_first)
@@ -283,7 +282,7 @@ def _target(invocation: Invocation) -> RunTarget:
 
 
 def invocation_run(*, invocation_pk: int | None, payload: dict, row: dict | None = None,
-                   request_id: str | None = None) -> dict:
+                   request_id: str | None = None, early: bool = False) -> dict | None:
     """Run a call on the backend and finish it; a finished call is never run again.
 
     ``row``: the call's row as the web tier just wrote it (``invocation_row``), sent with a
@@ -295,15 +294,20 @@ def invocation_run(*, invocation_pk: int | None, payload: dict, row: dict | None
     writes need not wait for the disk, so a crash of the database can lose an admitted
     call, whose id may then be issued again to another; a message for the lost call must
     not run its input as the other call.
+
+    ``early``: sent before its admission was written (``execution.early_dispatch``), with no
+    row id: nothing of it runs or is written before the word that it was; refused, or with
+    no word, it is dropped (None). Delivered again, it is read by request id, once written.
     """
     if row is not None:
         invocation = _invocation_from_row(invocation_pk, row)
+        invocation.admission = "pending" if early else "written"
     else:
         invocation = _invocation_read(invocation_pk, request_id)
+        if invocation is None and early and early_dispatch.wait(request_id) is not None:
+            invocation = _invocation_read(None, request_id)  # written since
         if invocation is None:
-            if invocation_pk is None:  # sent before its admission, which never was written
-                return None
-            return _lost_to_the_database(request_id)
+            return None if early else _lost_to_the_database(request_id)
         if invocation.status in Invocation.FINISHED:
             _hand_back(invocation, invocation.result)  # a caller may still be waiting
             return invocation.result
@@ -339,20 +343,19 @@ def invocation_run(*, invocation_pk: int | None, payload: dict, row: dict | None
 
 
 def _admission_confirmed(invocation: Invocation) -> bool:
-    """For a call sent before its admission was written (``admission_pending``): wait for
+    """For a call sent before its admission was written (``admission`` "pending"): wait for
     the word (``execution.early_dispatch``), and take the row id, creation time and hold it
-    brings. False: refused, or no word came; then nothing of the call may run or be
-    written here. True at once for any other call."""
-    if not getattr(invocation, "admission_pending", False):
-        return True
+    brings. False, from then on: refused, or no word came; nothing of the call may run or
+    be written here. True at once for any other call."""
+    admission = getattr(invocation, "admission", "written")
+    if admission != "pending":
+        return admission == "written"
     from datetime import datetime
 
-    from execution import early_dispatch
-
-    word = early_dispatch.wait(invocation.request_id, early_dispatch.wait_seconds())
+    word = early_dispatch.wait(invocation.request_id)
+    invocation.admission = "refused" if word is None else "written"
     if word is None:
         return False
-    invocation.admission_pending = False
     invocation.pk, invocation.usage_hold = word["pk"], word["usage_hold"]
     invocation.created_at = datetime.fromisoformat(word["created_at"])
     return True
@@ -405,12 +408,11 @@ def invocation_row(invocation: Invocation, *, early: bool = False) -> dict:
     """The fields of a just-admitted call that running it needs, as a task argument.
     ``early``: of a call about to be admitted (``invocation_start_sent_early``): its row id,
     creation time and hold come with the word that it was; until then, the time it was
-    sent stands for its creation."""
+    sent stands for its creation (its queue time counts from there)."""
     row = {name: getattr(invocation, name) for name in _ROW_FIELDS}
     row["request_id"], row["trace_id"] = str(row["request_id"]), str(row["trace_id"])
     if early:
         row["created_at"], row["usage_hold"] = timezone.now().isoformat(), None
-        row["admission"] = "pending"
         return row
     row["created_at"] = invocation.created_at.isoformat()
     row["usage_hold"] = getattr(invocation, "usage_hold", None)
@@ -445,8 +447,6 @@ def _invocation_from_row(pk: int | None, row: dict) -> Invocation:
     invocation._state.adding, invocation._state.db = False, "default"
     invocation.algorithm, invocation.build = _run_objects(row["algorithm_id"], row["build_id"])
     invocation.usage_hold = row.get("usage_hold")
-    # Sent before its admission was written: run nothing until it is (_admission_confirmed).
-    invocation.admission_pending = row.get("admission") == "pending"
     # A sync call's request id reaches its caller with its answer, so nobody can be
     # watching it run: no WebSocket announcements (each asks Redis whether anyone listens).
     invocation.unwatched = True
@@ -720,7 +720,8 @@ def invocation_send(*, invocation: Invocation, payload: dict, wait: bool,
 
     # argsrepr: the call's id, not a repr of its input (Celery's saferepr of the payload
     # was a twentieth of the web tier's time, and an input is not for the worker's logs).
-    send_unread_task("execution.invoke", _task_args(invocation, payload, wait, reply_to, early),
+    send_unread_task("execution.invoke_early" if early else "execution.invoke",
+                     _task_args(invocation, payload, wait, reply_to, early),
                      queue=settings.EXECUTION_QUEUE,
                      argsrepr=f"({invocation.pk or invocation.request_id}, <input>)")
 
@@ -762,9 +763,7 @@ def invocation_broke(*, invocation_pk: int | None, request_id: str | None, error
         if invocation is None and invocation_pk is None:
             # Sent before its admission (execution.early_dispatch), which may not be written
             # yet: its word says. Refused (or no word): its caller was answered by the web.
-            from execution import early_dispatch
-
-            if early_dispatch.wait(request_id, early_dispatch.wait_seconds()) is None:
+            if early_dispatch.wait(request_id) is None:
                 return envelope
             invocation = _invocation_read(None, request_id)
         if invocation is None:

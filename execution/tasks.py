@@ -15,13 +15,30 @@ class InvokeRequest(Request):
         super().on_accepted(pid, time_accepted)
 
 
-@shared_task(name="execution.invoke", bind=True, acks_late=True, reject_on_worker_lost=True,
-             Request="execution.tasks:InvokeRequest")
-def invoke(self, invocation_pk: int | None, payload: dict, row: dict | None = None,
+_RUN_A_CALL = {"bind": True, "acks_late": True, "reject_on_worker_lost": True,
+               "Request": "execution.tasks:InvokeRequest"}
+
+
+@shared_task(name="execution.invoke", **_RUN_A_CALL)
+def invoke(self, invocation_pk: int, payload: dict, row: dict | None = None,
            request_id: str | None = None) -> dict | None:
     """Run one call. Redelivered after a worker died mid-call, it runs the call again unless
     it already finished, in which case the stored result is returned (a redelivered message
     never trusts the row it carries: the call is read back)."""
+    return _run_call(self, invocation_pk, payload, row, request_id, early=False)
+
+
+@shared_task(name="execution.invoke_early", **_RUN_A_CALL)
+def invoke_early(self, invocation_pk: None, payload: dict, row: dict | None = None,
+                 request_id: str | None = None) -> dict | None:
+    """Run one call sent before its admission was written (``execution.early_dispatch``):
+    nothing of it runs before the word that it was. A name of its own: a worker that does
+    not know it refuses the message, where it would have run the call at once."""
+    return _run_call(self, None, payload, row, request_id, early=True)
+
+
+def _run_call(self, invocation_pk: int | None, payload: dict, row: dict | None,
+              request_id: str | None, *, early: bool) -> dict | None:
     from catalog.resolution_cache import resolutions
     from catalog.services.secrets import environments
     from execution import results
@@ -38,7 +55,7 @@ def invoke(self, invocation_pk: int | None, payload: dict, row: dict | None = No
         try:
             envelope = invocation_run(invocation_pk=invocation_pk, payload=payload,
                                       row=None if redelivered else row,
-                                      request_id=request_id)
+                                      request_id=request_id, early=early)
         except Exception as error:
             if self.request.is_eager:  # in-process: the caller's own request sees it
                 raise

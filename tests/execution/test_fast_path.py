@@ -166,7 +166,7 @@ def test_errors_answer_as_the_view_does(asgi, live_server, probe, user, raw_key,
 @pytest.mark.parametrize("lock", ["the payer's row", "the accounts table"])
 @pytest.mark.parametrize("asgi", ["on the loop"], indirect=True)
 def test_a_call_that_meets_a_lock_waits_in_a_thread_not_on_the_loop(
-        asgi, probe, user, raw_key, make_key, lock):
+        asgi, probe, user, raw_key, make_key, lock, settings):
     """The payer's account row held by another transaction (a settlement, a payment), or its
     table (a migration): admission on the loop gives up after its short lock wait, having
     written nothing, and is made again in a worker thread, which waits for the lock.
@@ -214,6 +214,10 @@ def test_a_call_that_meets_a_lock_waits_in_a_thread_not_on_the_loop(
     loop_connection = asgi.kept[-1].connection  # (idle now: its lock lets this thread ask)
     assert [loop_connection.execute(f"SHOW {name}").fetchone()[0] for name in (
         "lock_timeout", "statement_timeout")] == ["20ms", "1s"]
+    # The loop's attempt went early, and its worker took the word that it was refused.
+    import redis
+
+    assert not redis.Redis.from_url(settings.REDIS_URL).keys("algostore:admission:*")
 
 
 def test_private_algorithms_and_credits(asgi, live_server, probe, user, raw_key, make_key):
@@ -280,6 +284,30 @@ def test_a_call_sent_before_its_admission_runs_once_admitted_and_never_if_refuse
             listener.accept()
     assert Invocation.objects.count() == 1 and UsageRecord.objects.count() == 1
     assert not redis.Redis.from_url(settings.REDIS_URL).keys("algostore:admission:*")
+
+
+@pytest.mark.parametrize("asgi", ["on the loop"], indirect=True)
+def test_a_composing_call_sent_early_gets_its_key_once_admitted(asgi, probe, user, raw_key,
+                                                                monkeypatch):
+    """A pipeline-enabled algorithm's key is written with its call's row: sent early, its
+    worker waits for the word before it; the algorithm then calls another with it."""
+    from tests.execution.conftest import bundle_files, publish
+
+    publish(user, "spy", bundle_files("spy"), pipeline_enabled=True)
+    sent, original = [], fast_path.services.invocation_send
+    monkeypatch.setattr(fast_path.services, "invocation_send", lambda **kwargs: (
+        sent.append(kwargs.get("early", False)), original(**kwargs))[1])
+    response = requests.post(
+        f"{asgi.url}/v1/algo/{user.username}/spy", timeout=60,
+        json=[["POST", f"/v1/algo/{user.username}/probe", "child"]],
+        headers={"Authorization": raw_key})
+    assert response.status_code == 200, response.text
+    [child] = response.json()["result"]
+    assert child["status"] == 200 and child["body"]["result"] == "echo: child"
+    assert sent == [True, False]  # the parent early; its child while the parent waited
+    parent = Invocation.objects.get(algorithm__name="spy")
+    assert parent.status == "succeeded" and parent.derived_key_id is not None
+    assert Invocation.objects.get(parent=parent).status == "succeeded"
 
 
 def test_the_official_client_through_the_fast_path(asgi, probe, user, raw_key, make_key):
