@@ -290,13 +290,17 @@ def test_a_call_sent_before_its_admission_runs_once_admitted_and_never_if_refuse
 def test_a_composing_call_sent_early_gets_its_key_once_admitted(asgi, probe, user, raw_key,
                                                                 monkeypatch):
     """A pipeline-enabled algorithm's key is written with its call's row: sent early, its
-    worker waits for the word before it; the algorithm then calls another with it."""
+    worker waits for the word before it (here the admission is slowed down, so the worker
+    is there first); the algorithm then calls another with it."""
     from tests.execution.conftest import bundle_files, publish
 
     publish(user, "spy", bundle_files("spy"), pipeline_enabled=True)
     sent, original = [], fast_path.services.invocation_send
     monkeypatch.setattr(fast_path.services, "invocation_send", lambda **kwargs: (
         sent.append(kwargs.get("early", False)), original(**kwargs))[1])
+    reserve = fast_path.services.billing_services.usage_reserve
+    monkeypatch.setattr(fast_path.services.billing_services, "usage_reserve",
+                        lambda **kwargs: (time.sleep(0.5), reserve(**kwargs))[1])
     response = requests.post(
         f"{asgi.url}/v1/algo/{user.username}/spy", timeout=60,
         json=[["POST", f"/v1/algo/{user.username}/probe", "child"]],
