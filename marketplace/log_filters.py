@@ -9,10 +9,16 @@ import re
 
 # ``?key=ak_…`` (the WebSocket's way to send a key, browsers cannot set its headers).
 _KEY_IN_QUERY = re.compile(r"(?i)([?&](?:key|api_key)=)[^&\s\"']+")
+# A key wherever else a client put it (another parameter's name, the path): its secret part
+# (``marketplace.services.api_keys``: ``ak_`` and a prefix, then the secret). The prefix,
+# which names the key on its owner's keys page, stays.
+_KEY_SHAPED = re.compile(r"\b(ak_[a-z0-9]{10}_)[A-Za-z0-9_-]{16,}")
 
 
 def _redacted(value):
-    return _KEY_IN_QUERY.sub(r"\1[redacted]", value) if isinstance(value, str) else value
+    if not isinstance(value, str):
+        return value
+    return _KEY_SHAPED.sub(r"\1[redacted]", _KEY_IN_QUERY.sub(r"\1[redacted]", value))
 
 
 class RedactKeysInPaths(logging.Filter):

@@ -15,6 +15,23 @@ def test_a_websockets_key_is_redacted_in_uvicorns_log(caplog):
         '127.0.0.1:50312 - "WebSocket /ws/requests/5f1c?stdout=1&key=[redacted]&x=1" [accepted]']
 
 
+def test_a_key_anywhere_in_a_logged_path_loses_its_secret(caplog):
+    """Under another parameter's name, or in the path itself: the secret part goes, the
+    prefix that names the key on its owner's keys page stays."""
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    secret = "Zx9_-" + "q" * 38
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d', "127.0.0.1:50312", "GET",
+        f"/v1/data/.my/x?apiKey=ak_abcdefghij_{secret}&token=ak_0123456789_{secret}", "1.1",
+        200)
+    logging.getLogger("uvicorn.error").info(f"bad path /ws/ak_abcdefghij_{secret}/x")
+    assert caplog.messages == [
+        '127.0.0.1:50312 - "GET /v1/data/.my/x?apiKey=ak_abcdefghij_[redacted]'
+        '&token=ak_0123456789_[redacted] HTTP/1.1" 200',
+        "bad path /ws/ak_abcdefghij_[redacted]/x"]
+    assert secret not in repr([record.__dict__ for record in caplog.records])
+
+
 def test_a_tasks_return_value_is_not_logged(caplog):
     caplog.set_level(logging.INFO, logger="celery.app.trace")
     # As Celery's tracer logs a task that succeeded (celery.app.trace.info(LOG_SUCCESS, …)).
