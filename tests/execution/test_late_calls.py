@@ -94,3 +94,34 @@ def test_a_worker_never_closes_another_call_that_got_its_calls_id(probe, user, r
     assert (stored.status, stored.result) == ("queued", None)
     usage = UsageRecord.objects.get(request_id=other)
     assert (usage.status, Account.objects.get(user=user).reserved) == ("held", reserved)
+
+
+def test_a_result_the_database_refuses_still_closes_the_call(probe, user, raw_key, builds_run,
+                                                             monkeypatch):
+    """Should the database refuse what closing a call writes (a result the runner's checks
+    let through), the call is still closed, as the algorithm's error, and its hold released:
+    never left running with its caller's credits held."""
+    from django.db import DataError
+
+    from billing import services as billing_services
+
+    invocation, payload = admit(user, raw_key, "probe")
+    finish, refused = billing_services.usage_finish, []
+
+    def refuse_the_first(**kwargs):
+        if not refused:
+            refused.append(kwargs["invocation"].request_id)
+            raise DataError("unsupported Unicode escape sequence")
+        return finish(**kwargs)
+
+    monkeypatch.setattr(billing_services, "usage_finish", refuse_the_first)
+    envelope = services.invocation_run(invocation_pk=invocation.pk, payload=payload,
+                                       row=services.invocation_row(invocation))
+    assert refused == [invocation.request_id]
+    assert envelope == {"error": {"message": "The algorithm's result could not be stored.",
+                                  "error_type": "AlgorithmError"}}
+    stored = Invocation.objects.get(pk=invocation.pk)
+    assert (stored.status, stored.error_type) == ("failed", "AlgorithmError")
+    usage = UsageRecord.objects.get(request_id=invocation.request_id)
+    assert (usage.status, usage.held) == ("released", 0)
+    assert Account.objects.get(user=user).reserved == 0
