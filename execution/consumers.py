@@ -1,7 +1,9 @@
 """``/ws/requests/<request_id>``: a call's status, its stdout and its result, as they happen.
 
 Printed lines arrive while the call runs (only for calls made with ``stdout=true`` by a
-caller allowed to see them); a watcher that connects after the end gets them all at once.
+caller allowed to see them): a watcher that connects mid-call first gets those printed
+before it came (``execution.stdout_backlog``), one that connects after the end gets them all
+at once.
 
 Authenticated by the signed-in session or by an API key (``Authorization`` header, or
 ``?key=`` for browsers, which cannot set headers on WebSockets); only the caller may watch.
@@ -45,7 +47,16 @@ def _invocation_for(scope, request_id: str) -> Invocation | None:
         return None
 
 
+@database_sync_to_async
+def _printed_so_far(request_id) -> list[str]:
+    from execution import stdout_backlog
+
+    return stdout_backlog.read(request_id)
+
+
 class RequestStreamConsumer(AsyncJsonWebsocketConsumer):
+    seen = 0  # lines of the backlog sent (the announcements say where theirs start)
+
     async def connect(self) -> None:
         request_id = self.scope["url_route"]["kwargs"]["request_id"]
         invocation = await _invocation_for(self.scope, request_id)
@@ -62,6 +73,12 @@ class RequestStreamConsumer(AsyncJsonWebsocketConsumer):
             # algorithm's owner): they are kept for the owner, and may print secrets.
             await self._send_result(invocation.result, invocation.stdout
                                     if invocation.options.get("stdout") else "")
+        elif invocation.options.get("stdout"):
+            # Joined after the group, so a batch printed meanwhile is in the backlog, or
+            # announced to this watcher, or both (then sent once: request_stdout).
+            for line in await _printed_so_far(invocation.request_id):
+                await self.send_json({"type": "stdout", "line": line})
+                self.seen += 1
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "group"):
@@ -71,7 +88,11 @@ class RequestStreamConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "status", "status": event["status"]})
 
     async def request_stdout(self, event: dict) -> None:
-        for line in event["lines"]:
+        lines, first = event["lines"], event.get("first")
+        if first is not None:  # what the backlog already gave this watcher is not sent again
+            lines, self.seen = lines[max(self.seen - first, 0):], max(self.seen,
+                                                                      first + len(lines))
+        for line in lines:
             await self.send_json({"type": "stdout", "line": line})
 
     async def request_finished(self, event: dict) -> None:

@@ -464,11 +464,25 @@ def _run_objects(algorithm_id: int, build_id: int):
         Build.objects.defer("logs").get(pk=build_id)))
 
 
+def _streams_stdout(invocation: Invocation) -> bool:
+    return bool(invocation.options.get("stdout")) and not getattr(invocation, "unwatched",
+                                                                  False)
+
+
 def _stdout_streamer(invocation: Invocation):
-    """For a call whose stdout its caller may see: pass printed lines to its watchers live."""
-    if not invocation.options.get("stdout") or getattr(invocation, "unwatched", False):
+    """For a call whose stdout its caller may see: pass printed lines to its watchers live,
+    and keep them for a watcher who comes later (``execution.stdout_backlog``)."""
+    if not _streams_stdout(invocation):
         return None
-    return lambda lines: _announce(invocation, {"type": "request.stdout", "lines": lines})
+    from execution import stdout_backlog
+
+    keep = invocation_wait_seconds(invocation)
+
+    def stream(lines: list[str]) -> None:
+        first = stdout_backlog.append(invocation.request_id, lines, keep_seconds=keep)
+        _announce(invocation, {"type": "request.stdout", "lines": lines, "first": first})
+
+    return stream
 
 
 def _prewarm_successors(backend, invocation: Invocation) -> None:
@@ -582,11 +596,19 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
         schedule(invocation)
         if not answered:
             _hand_back(invocation, envelope)
-    # Watchers already saw the printed lines as they came (_stdout_streamer).
+    # Watchers already saw the printed lines as they came (_stdout_streamer); a later one
+    # reads them from the row.
     if not getattr(invocation, "unwatched", False):
-        transaction.on_commit(lambda: _announce(invocation, {"type": "request.finished",
-                                                             "envelope": envelope}))
+        transaction.on_commit(lambda: _announce_finished(invocation, envelope))
     return envelope
+
+
+def _announce_finished(invocation: Invocation, envelope: dict) -> None:
+    _announce(invocation, {"type": "request.finished", "envelope": envelope})
+    if _streams_stdout(invocation):
+        from execution import stdout_backlog
+
+        stdout_backlog.discard(invocation.request_id)
 
 
 def _may_have_session(invocation: Invocation) -> bool:

@@ -73,6 +73,44 @@ def test_lines_arrive_while_the_call_is_still_running(probe, user, raw_key):
     assert messages[-1]["metadata"]["stdout"] == "first\nsecond\n"
 
 
+def test_a_watcher_who_comes_mid_call_gets_what_was_printed_before_then_the_rest_once(
+        probe, user, raw_key):
+    """Two lines printed before the watcher connects, one after: it gets all three, in
+    order, each once, while the call still runs, then the result."""
+    import time
+
+    from execution import stdout_backlog
+
+    payload = {"content_type": "json", "data": {
+        "action": "print_slowly", "lines": ["first", "second", "third"], "pause": 1.5}}
+    invocation = _admit(user, raw_key, payload, stdout=True)
+
+    async def come_late():
+        run = asyncio.ensure_future(sync_to_async(services.invocation_run,
+                                                  thread_sensitive=False)(
+            invocation_pk=invocation.pk, payload=payload))
+        deadline = time.monotonic() + 60
+        while len(await sync_to_async(stdout_backlog.read)(invocation.request_id)) < 2:
+            assert time.monotonic() < deadline and not run.done()
+            await asyncio.sleep(0.05)
+        communicator = WebsocketCommunicator(
+            application, f"/ws/requests/{invocation.request_id}",
+            headers=HEADERS + [(b"authorization", raw_key.encode())])
+        assert (await communicator.connect())[0]
+        messages = [await communicator.receive_json_from(timeout=5)]
+        while messages[-1]["type"] != "result":
+            messages.append(await communicator.receive_json_from(timeout=60))
+        await run
+        return messages
+
+    messages = async_to_sync(come_late)()
+    assert messages[0] == {"type": "status", "status": "running"}
+    assert [m["line"] for m in messages if m["type"] == "stdout"] == ["first", "second",
+                                                                       "third"]
+    assert messages[-1]["result"] == "printed"
+    assert stdout_backlog.read(invocation.request_id) == []  # let go with the call
+
+
 def test_lines_are_not_streamed_without_stdout(probe, user, raw_key):
     payload = {"content_type": "json", "data": {"action": "print", "text": "secret line"}}
     invocation = _admit(user, raw_key, payload)
