@@ -127,6 +127,13 @@ def test_with_no_stripe_keys_the_buy_button_explains_payments_are_off(client, us
     client.force_login(user)
     page = client.get(reverse("billing")).content.decode()
     assert 'data-testid="payments-off"' in page and "Payments are off" in page
+    # How to turn them on is for the operator, not every user: settings are not named.
+    assert "STRIPE_SECRET_KEY" not in page and 'data-testid="payments-setup"' not in page
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    assert "STRIPE_SECRET_KEY" in client.get(reverse("billing")).content.decode()
+    user.is_staff = False
+    user.save(update_fields=["is_staff"])
     response = client.post(reverse("billing-buy"), {"pack": "starter"}, follow=True)
     assert "Payments are off on this Algostore" in response.content.decode()
     assert not CreditPurchase.objects.exists()
