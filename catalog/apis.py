@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from catalog import payloads, selectors, services
-from catalog.models import Algorithm
+from catalog.models import Algorithm, Build
 from catalog.services.algorithms import normalize_language
 from marketplace.errors import (ApplicationError, InputError, NotFoundError,
                                PermissionDeniedError)
@@ -229,11 +229,18 @@ class VersionListApi(APIView):
     def get(self, request, owner: str, name: str):
         user = reader(request)
         algorithm = selectors.algorithm_get_visible(owner=owner, name=name, user=user)
-        versions = selectors.versions_visible(algorithm=algorithm, user=user)
-        if query_flag(request, "callable"):
-            versions = versions.filter(callability=Algorithm.Callability.PUBLIC)
+        callable_only = query_flag(request, "callable")
         if query_flag(request, "published") is False:
-            versions = versions.none()  # every version listed here is published
+            # Successful builds never published, for those who manage the algorithm (only
+            # they may call one, by its hash): semantic_version null, git_hash its hash.
+            builds = (selectors.builds_unpublished(algorithm=algorithm)
+                      if selectors.can_manage(algorithm=algorithm, user=user)
+                      and not callable_only else Build.objects.none())
+            return Response(paged(request, builds,
+                                  lambda b: payloads.version(algorithm, b, None, request)))
+        versions = selectors.versions_visible(algorithm=algorithm, user=user)
+        if callable_only:
+            versions = versions.filter(callability=Algorithm.Callability.PUBLIC)
         return Response(paged(request, versions,
                               lambda v: payloads.version(algorithm, v.build, v, request)))
 

@@ -167,6 +167,12 @@ def builds_of(*, algorithm: Algorithm) -> QuerySet[Build]:
     return algorithm.builds.select_related("version").order_by("-created_at", "-id")
 
 
+def builds_unpublished(*, algorithm: Algorithm) -> QuerySet[Build]:
+    """Successful builds no version was published from, newest first."""
+    return (algorithm.builds.filter(status=Build.Status.SUCCEEDED, version__isnull=True)
+            .order_by("-created_at", "-id"))
+
+
 def build_get(*, algorithm: Algorithm, build_id: str) -> Build:
     try:
         build = algorithm.builds.select_related("version").filter(build_id=build_id).first()

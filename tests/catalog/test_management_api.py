@@ -157,7 +157,17 @@ def test_paging_of_versions(client, user):
     assert len(everything["results"]) == 3
     algo = client.algo(f"{owner.username}/paged")
     assert len(algo.versions(published=True, callable=True)["results"]) == 3
-    assert algo.versions(published="false")["results"] == []
+    assert algo.versions(published="false")["results"] == []  # every build was published
+    draft = fake_successful_build(algorithm, owner, content="p3")
+    [unpublished] = algo.versions(published="false")["results"]
+    assert unpublished["version_info"]["semantic_version"] is None
+    assert unpublished["version_info"]["git_hash"] == draft.content_hash
+    assert algo.versions(published="false", callable="true")["results"] == []
+    assert len(algo.versions()["results"]) == 3  # published versions, as before
+    public = client.requestSession.get(  # nobody else learns of unpublished builds
+        f"{client.apiAddress}/v1/algorithms/{owner.username}/paged/versions",
+        params={"published": "false"})
+    assert public.status_code == 200 and public.json()["results"] == []
     for bad in ({"limit": -1}, {"limit": 0}, {"marker": -2}, {"limit": "abc"},
                 {"published": "maybe"}, {"callable": "yes"}):
         reply = client.requestSession.get(
