@@ -19,6 +19,7 @@ def test_a_key_anywhere_in_a_logged_path_loses_its_secret(caplog):
     """Under another parameter's name, or in the path itself: the secret part goes, the
     prefix that names the key on its owner's keys page stays."""
     caplog.set_level(logging.INFO, logger="uvicorn.access")
+    caplog.set_level(logging.INFO, logger="uvicorn.error")  # (a uvicorn run here sets WARNING)
     secret = "Zx9_-" + "q" * 38
     logging.getLogger("uvicorn.access").info(
         '%s - "%s %s HTTP/%s" %d', "127.0.0.1:50312", "GET",
