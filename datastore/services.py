@@ -143,8 +143,10 @@ def namespace_owned(key: ApiKey, owner: str) -> bool:
     user, org = owner_of(owner)
     owns = is_owner(key, owner_user_id=user and user.pk, owner_org_id=org and org.pk,
                     write=False)
+    # (A private collection is never readable by a non-owner: those are not even loaded.)
+    shared = org.collections.exclude(read_acl=Collection.ReadAcl.PRIVATE) if org else None
     if org is not None and not owns and not any(
-            can_read(key, collection, owns=False) for collection in org.collections.all()):
+            can_read(key, collection, owns=False) for collection in shared.iterator()):
         raise NotFoundError(f"No such owner: {owner}.")
     return owns
 
