@@ -114,6 +114,23 @@ def test_bad_requests_get_clear_errors(client, probe, user, settings):
     assert not Invocation.objects.filter(status="failed").exists()
 
 
+def test_a_trailing_slash_calls_the_same_algorithm(client, probe, user):
+    for path in (f"{user.username}/probe/", f"{user.username}/probe/latest/"):
+        reply = client.requestSession.post(f"{client.apiAddress}/v1/algo/{path}", json="x",
+                                           headers={"Authorization": client.apiKey})
+        assert reply.status_code == 200 and reply.json()["result"] == "echo: x", path
+    request_id = client.algo(f"{user.username}/probe").set_options(
+        output=OutputType.void).pipe("y").request_id
+    deadline, body = time.monotonic() + 60, {}
+    while "result" not in body and time.monotonic() < deadline:
+        reply = client.requestSession.get(
+            f"{client.apiAddress}/v1/algo/requests/{request_id}/",
+            headers={"Authorization": client.apiKey})
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+    assert body["result"] == "echo: y"
+
+
 def test_private_algorithms_are_404_and_scopes_are_enforced(live_server, user, make_key):
     from marketplace.services import KeyScopes
 
