@@ -15,7 +15,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from execution.asgi import InvokeFastPath  # noqa: E402
 from marketplace.body_limit import BodyLimit  # noqa: E402
-from marketplace.routing import websocket_urlpatterns  # noqa: E402
+from marketplace.routing import websocket_fallback, websocket_urlpatterns  # noqa: E402
 from marketplace.websocket_origin import BrowserOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -26,7 +26,7 @@ application = ProtocolTypeRouter(
                                          limit_setting="DATA_MAX_FILE_BYTES")),
         # A browser's Origin must be this site's; clients without one use their key.
         "websocket": BrowserOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
+            AuthMiddlewareStack(URLRouter([*websocket_urlpatterns, websocket_fallback]))
         ),
     }
 )

@@ -4,6 +4,14 @@ import uuid
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 
+class NoSuchStream(AsyncJsonWebsocketConsumer):
+    """Any other WebSocket path: refused (4404), as a stream the client may not see is.
+    Channels' router raised on it, a 500 whose error logged the path (a key in it too)."""
+
+    async def connect(self) -> None:
+        await self.close(code=4404)
+
+
 class HealthConsumer(AsyncJsonWebsocketConsumer):
     """Answers with a message that made a round trip through the channel layer.
 

@@ -47,7 +47,8 @@ class HideTaskResults(logging.Filter):
 
 
 def install() -> None:
-    for name in ("uvicorn.error", "uvicorn.access"):
+    # (django.request: "Not Found: <path>" for a key sent as a path segment.)
+    for name in ("uvicorn.error", "uvicorn.access", "django.request"):
         _add_once(logging.getLogger(name), RedactKeysInPaths)
     _add_once(logging.getLogger("celery.app.trace"), HideTaskResults)
 

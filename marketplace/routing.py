@@ -1,5 +1,5 @@
 """The WebSocket router. Each app appends its own routes here (e.g. execution's streams)."""
-from django.urls import path
+from django.urls import path, re_path
 
 from catalog.consumers import BuildLogConsumer
 from execution.consumers import RequestStreamConsumer
@@ -10,3 +10,5 @@ websocket_urlpatterns = [
     path("ws/builds/<str:build_id>", BuildLogConsumer.as_asgi()),
     path("ws/requests/<str:request_id>", RequestStreamConsumer.as_asgi()),
 ]
+# Last, after every app's routes: whatever no route takes.
+websocket_fallback = re_path(r"", consumers.NoSuchStream.as_asgi())

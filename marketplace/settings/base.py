@@ -116,7 +116,11 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 gives up a read after 5 s by default, and channels_redis waits up
+            # to 5 s for a message: a WebSocket with nothing to send for 5 s (a call that
+            # prints nothing for a while) was dropped, and its failure logged as an error.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30,
+                                  "socket_connect_timeout": 5, "socket_keepalive": True}]},
         }
     }
 else:

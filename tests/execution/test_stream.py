@@ -111,6 +111,15 @@ def test_a_watcher_who_comes_mid_call_gets_what_was_printed_before_then_the_rest
     assert stdout_backlog.read(invocation.request_id) == []  # let go with the call
 
 
+def test_a_watcher_stays_through_a_silence_longer_than_a_redis_read(probe, user, raw_key):
+    """Nothing to send for longer than the Redis client's default read timeout (5 s): the
+    watcher is still there for the result (it was dropped at 5 s, an error in the log)."""
+    payload = {"content_type": "json", "data": {"action": "sleep", "seconds": 6.5}}
+    invocation = _admit(user, raw_key, payload, stdout=True, timeout=30)
+    messages = _watch_while_it_runs(invocation, payload, raw_key)
+    assert messages[-1]["result"] == "slept"
+
+
 def test_lines_are_not_streamed_without_stdout(probe, user, raw_key):
     payload = {"content_type": "json", "data": {"action": "print", "text": "secret line"}}
     invocation = _admit(user, raw_key, payload)

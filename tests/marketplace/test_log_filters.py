@@ -33,6 +33,34 @@ def test_a_key_anywhere_in_a_logged_path_loses_its_secret(caplog):
     assert secret not in repr([record.__dict__ for record in caplog.records])
 
 
+def test_django_logs_a_path_not_found_without_the_key_in_it(client, caplog):
+    """A key pasted as a path segment: Django's "Not Found: <path>" warning."""
+    caplog.set_level(logging.WARNING, logger="django.request")
+    secret = "Q" * 43
+    assert client.get(f"/v1/data/.my/ak_abcdefghij_{secret}").status_code in (401, 404)
+    assert client.get(f"/ak_abcdefghij_{secret}").status_code == 404
+    logged = repr([record.getMessage() for record in caplog.records])
+    assert "ak_abcdefghij_[redacted]" in logged and secret not in logged
+
+
+def test_a_websocket_path_no_route_takes_is_refused_not_an_error(caplog):
+    """It was a 500, its ValueError naming the path (a key in it too) in the error log."""
+    from asgiref.sync import async_to_sync
+    from channels.testing import WebsocketCommunicator
+
+    from marketplace.asgi import application
+
+    async def connect(path):
+        communicator = WebsocketCommunicator(
+            application, path, headers=[(b"host", b"127.0.0.1"),
+                                        (b"origin", b"http://127.0.0.1")])
+        return await communicator.connect()
+
+    for path in ("/ws/ak_abcdefghij_" + "Q" * 43, "/ws/requests/x/y", "/nothing"):
+        assert async_to_sync(connect)(path) == (False, 4404), path
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
 def test_a_tasks_return_value_is_not_logged(caplog):
     caplog.set_level(logging.INFO, logger="celery.app.trace")
     # As Celery's tracer logs a task that succeeded (celery.app.trace.info(LOG_SUCCESS, …)).
