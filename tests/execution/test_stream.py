@@ -22,6 +22,18 @@ def _admit(user, raw_key, payload, **options):
         version=None, payload=payload, input_bytes=10, options=services.CallOptions(**options))
 
 
+async def _messages_until_result(invocation, raw_key, *, wait: float = 60) -> list:
+    """Connect to the call's stream and collect every message up to the result."""
+    communicator = WebsocketCommunicator(
+        application, f"/ws/requests/{invocation.request_id}",
+        headers=HEADERS + [(b"authorization", raw_key.encode())])
+    assert (await communicator.connect())[0]
+    messages = [await communicator.receive_json_from(timeout=5)]
+    while messages[-1]["type"] != "result":
+        messages.append(await communicator.receive_json_from(timeout=wait))
+    return messages
+
+
 def _watch_while_it_runs(invocation, payload, raw_key, on_message=None) -> list:
     """Connect to the call's stream, run the call, and collect every message up to the
     result; ``on_message(message)`` (awaited) may note something as each arrives."""
@@ -93,13 +105,7 @@ def test_a_watcher_who_comes_mid_call_gets_what_was_printed_before_then_the_rest
         while len(await sync_to_async(stdout_backlog.read)(invocation.request_id)) < 2:
             assert time.monotonic() < deadline and not run.done()
             await asyncio.sleep(0.05)
-        communicator = WebsocketCommunicator(
-            application, f"/ws/requests/{invocation.request_id}",
-            headers=HEADERS + [(b"authorization", raw_key.encode())])
-        assert (await communicator.connect())[0]
-        messages = [await communicator.receive_json_from(timeout=5)]
-        while messages[-1]["type"] != "result":
-            messages.append(await communicator.receive_json_from(timeout=60))
+        messages = await _messages_until_result(invocation, raw_key)
         await run
         return messages
 
@@ -140,17 +146,7 @@ def test_a_watcher_after_the_end_gets_the_lines_only_if_the_call_could_show_them
         services.invocation_run(invocation_pk=invocation.pk, payload=payload)
         assert Invocation.objects.get(pk=invocation.pk).stdout == "secret line\n"
 
-        async def watch_after():
-            communicator = WebsocketCommunicator(
-                application, f"/ws/requests/{invocation.request_id}",
-                headers=HEADERS + [(b"authorization", raw_key.encode())])
-            assert (await communicator.connect())[0]
-            messages = [await communicator.receive_json_from(timeout=5)]
-            while messages[-1]["type"] != "result":
-                messages.append(await communicator.receive_json_from(timeout=5))
-            return messages
-
-        messages = async_to_sync(watch_after)()
+        messages = async_to_sync(_messages_until_result)(invocation, raw_key, wait=5)
         lines = [m["line"] for m in messages if m["type"] == "stdout"]
         assert lines == (["secret line"] if stdout else []), stdout
         assert messages[-1]["result"] == "printed"
