@@ -170,7 +170,7 @@ def builds_of(*, algorithm: Algorithm) -> QuerySet[Build]:
 def builds_unpublished(*, algorithm: Algorithm) -> QuerySet[Build]:
     """Successful builds no version was published from, newest first."""
     return (algorithm.builds.filter(status=Build.Status.SUCCEEDED, version__isnull=True)
-            .order_by("-created_at", "-id"))
+            .select_related("version").defer("logs").order_by("-created_at", "-id"))
 
 
 def build_get(*, algorithm: Algorithm, build_id: str) -> Build:

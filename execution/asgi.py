@@ -40,7 +40,7 @@ from marketplace.db_pool import check_pool_if_connection_lost, statement_gave_up
 from marketplace.errors import ApplicationError, AuthError, error_body
 
 logger = logging.getLogger(__name__)
-INVOKE_PATH = re.compile(r"^/v1/algo/([^/]+)/([^/]+)(?:/([^/]+))?$")
+INVOKE_PATH = re.compile(r"^/v1/algo/([^/]+)/([^/]+)(?:/([^/]+))?/?$")
 _INTERNAL_ERROR = error_body("Internal server error.", "InternalError")
 
 
@@ -250,8 +250,12 @@ def _admit_and_send(*, raw_key: str, owner: str, name: str, version: str | None,
         invocation, _payload = services.invocation_start_sent_early(reply_to=reply_to, **call)
         return invocation
     invocation, payload = services.invocation_start(**call)
-    services.invocation_send(invocation=invocation, payload=payload, wait=True,
-                             reply_to=reply_to)
+    try:
+        services.invocation_send(invocation=invocation, payload=payload, wait=True,
+                                 reply_to=reply_to)
+    except Exception:
+        services.invocation_close_unsent(invocation)
+        raise
     return invocation
 
 

@@ -10,6 +10,7 @@ Authenticated by the signed-in session or by an API key (``Authorization`` heade
 """
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -47,7 +48,7 @@ def _invocation_for(scope, request_id: str) -> Invocation | None:
         return None
 
 
-@database_sync_to_async
+@sync_to_async(thread_sensitive=False)
 def _printed_so_far(request_id) -> list[str]:
     from execution import stdout_backlog
 
@@ -74,8 +75,9 @@ class RequestStreamConsumer(AsyncJsonWebsocketConsumer):
             await self._send_result(invocation.result, invocation.stdout
                                     if invocation.options.get("stdout") else "")
         elif invocation.options.get("stdout"):
-            # Joined after the group, so a batch printed meanwhile is in the backlog, or
-            # announced to this watcher, or both (then sent once: request_stdout).
+            # Read after joining the group: a batch printed meanwhile is in the backlog, or
+            # announced to this watcher, or both (then sent once: request_stdout). Should
+            # the call finish meanwhile, its backlog is still kept a minute.
             for line in await _printed_so_far(invocation.request_id):
                 await self.send_json({"type": "stdout", "line": line})
                 self.seen += 1

@@ -28,8 +28,7 @@ import logging
 
 from django.conf import settings
 
-from execution.results import waiting_client
-from marketplace.redis_client import redis_client
+from marketplace.redis_client import rpush_expiring
 
 logger = logging.getLogger(__name__)
 REFUSED = "refused"
@@ -42,10 +41,23 @@ def _key(request_id) -> str:
 def _push(request_id, word: str) -> None:
     # Kept while a caller may still wait (its message may wait in the queue that long),
     # and a minute more.
-    pipe = redis_client().pipeline(transaction=False)
-    pipe.rpush(_key(request_id), word)
-    pipe.expire(_key(request_id), int(settings.EXECUTION_MAX_TIMEOUT) + 75)
-    pipe.execute()
+    rpush_expiring(_key(request_id), [word], settings.EXECUTION_MAX_TIMEOUT + 75)
+
+
+_waiting_client = None
+
+
+def _waiting():
+    """The worker's client for the wait: a Redis that stops answering fails it soon after
+    the wait's own end, not after the longest call's."""
+    global _waiting_client
+    if _waiting_client is None:
+        import redis
+
+        _waiting_client = redis.Redis.from_url(
+            settings.REDIS_URL, socket_timeout=settings.EXECUTION_EARLY_WAIT_SECONDS + 5,
+            socket_connect_timeout=5, socket_keepalive=True)
+    return _waiting_client
 
 
 def admitted(invocation) -> None:
@@ -71,7 +83,7 @@ def wait(request_id) -> dict | None:
     """(Worker.) What ``admitted`` said of the call, or None if it was refused or no word
     came within ``EXECUTION_EARLY_WAIT_SECONDS``. The word is taken."""
     seconds = settings.EXECUTION_EARLY_WAIT_SECONDS
-    item = waiting_client().blpop([_key(request_id)], timeout=max(seconds, 0.01))
+    item = _waiting().blpop([_key(request_id)], timeout=max(seconds, 0.01))
     if item is None:
         logger.warning("No word on the admission of call %s within %ss: not run here",
                        request_id, seconds)

@@ -75,7 +75,7 @@ _thread = threading.local()
 
 def accepted(message) -> None:
     """The broker message of the task the current pool thread is about to run (called by
-    the ``execution.invoke`` task's request as the pool accepts it)."""
+    the call tasks' request, ``execution.tasks.InvokeRequest``, as the pool accepts it)."""
     _thread.accepted = message
 
 

@@ -252,9 +252,25 @@ def invocation_start_sent_early(*, reply_to: str, **call) -> tuple[Invocation, d
         if sent:
             early_dispatch.refused(sent[0])
         raise
-    early_dispatch.admitted(invocation)
+    try:
+        early_dispatch.admitted(invocation)
+    except Exception:  # its worker, with no word, will not run it: closed here, unbilled
+        invocation_close_unsent(invocation)
+        raise
     return invocation, payload
 
+
+def invocation_close_unsent(invocation: Invocation) -> None:
+    """An admitted call no worker will run (its send, or the word of its admission, failed):
+    failed as the platform's fault, its hold released now rather than by the reaper. Its
+    caller is told by the error that follows."""
+    try:
+        invocation_finish(invocation=invocation, error_type="InternalError",
+                          error_message="The call could not be handed to a worker.",
+                          platform_fault=True, answered=True)
+    except Exception:  # the reaper closes it later
+        logger.warning("Could not close the unsent call %s", invocation.request_id,
+                       exc_info=True)
 
 def _target(invocation: Invocation) -> RunTarget:
     build, algorithm = invocation.build, invocation.algorithm
@@ -303,9 +319,8 @@ def invocation_run(*, invocation_pk: int | None, payload: dict, row: dict | None
         invocation = _invocation_from_row(invocation_pk, row)
         invocation.admission = "pending" if early else "written"
     else:
-        invocation = _invocation_read(invocation_pk, request_id)
-        if invocation is None and early and early_dispatch.wait(request_id) is not None:
-            invocation = _invocation_read(None, request_id)  # written since
+        invocation = (_invocation_read_early(request_id) if early
+                      else _invocation_read(invocation_pk, request_id))
         if invocation is None:
             return None if early else _lost_to_the_database(request_id)
         if invocation.status in Invocation.FINISHED:
@@ -433,6 +448,15 @@ def _invocation_read(pk: int | None, request_id: str | None) -> Invocation | Non
     return invocation
 
 
+def _invocation_read_early(request_id: str) -> Invocation | None:
+    """A call sent before its admission, read back by request id; if its row is not
+    written yet, once the word says it was (None: refused, or no word)."""
+    invocation = _invocation_read(None, request_id)
+    if invocation is None and early_dispatch.wait(request_id) is not None:
+        invocation = _invocation_read(None, request_id)  # written since
+    return invocation
+
+
 def _invocation_from_row(pk: int | None, row: dict) -> Invocation:
     """The call as ``invocation_row`` described it, its algorithm and build from the
     per-process catalog cache: no query."""
@@ -479,7 +503,12 @@ def _stdout_streamer(invocation: Invocation):
     keep = invocation_wait_seconds(invocation)
 
     def stream(lines: list[str]) -> None:
-        first = stdout_backlog.append(invocation.request_id, lines, keep_seconds=keep)
+        try:
+            first = stdout_backlog.append(invocation.request_id, lines, keep_seconds=keep)
+        except Exception:  # the lines are still the call's, and live watchers get them
+            logger.warning("Could not keep the printed lines of %s for later watchers",
+                           invocation.request_id, exc_info=True)
+            first = None
         _announce(invocation, {"type": "request.stdout", "lines": lines, "first": first})
 
     return stream
@@ -585,6 +614,7 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
             invocation=invocation, succeeded=not error_type, platform_fault=platform_fault,
             closing=closing, also=[api_key_retiring(key=retire)] if retire is not None else [])
         if not closed:  # already closed (by the other of two finishers): its envelope stands
+            _stdout_ended(invocation)  # (printed after the other closed it)
             return _stored_envelope(invocation)
         if session:  # the tree's data://.session, once the call is closed: most trees
             # never make one (then this is one SELECT, and the close needed no transaction)
@@ -605,10 +635,14 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
 
 def _announce_finished(invocation: Invocation, envelope: dict) -> None:
     _announce(invocation, {"type": "request.finished", "envelope": envelope})
+    _stdout_ended(invocation)
+
+
+def _stdout_ended(invocation: Invocation) -> None:
     if _streams_stdout(invocation):
         from execution import stdout_backlog
 
-        stdout_backlog.discard(invocation.request_id)
+        stdout_backlog.ended(invocation.request_id)
 
 
 def _may_have_session(invocation: Invocation) -> bool:
@@ -679,7 +713,11 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
     from execution import results
 
     if results.direct():
-        invocation_send(invocation=invocation, payload=payload, wait=wait)
+        try:
+            invocation_send(invocation=invocation, payload=payload, wait=wait)
+        except Exception:
+            invocation_close_unsent(invocation)
+            raise
         if not wait:
             return None
         envelope = results.wait(invocation.request_id, invocation_wait_seconds(invocation))
@@ -781,13 +819,12 @@ def invocation_broke(*, invocation_pk: int | None, request_id: str | None, error
     envelope = {"error": {"message": message, "error_type": "InternalError"}}
     try:
         drop_lost_connections(error)
-        invocation = _invocation_read(invocation_pk, request_id)  # as it stands now
-        if invocation is None and invocation_pk is None:
-            # Sent before its admission (execution.early_dispatch), which may not be written
-            # yet: its word says. Refused (or no word): its caller was answered by the web.
-            if early_dispatch.wait(request_id) is None:
+        if invocation_pk is None:  # sent before its admission (execution.early_dispatch)
+            invocation = _invocation_read_early(request_id)
+            if invocation is None:  # refused, or no word: its caller was answered by the web
                 return envelope
-            invocation = _invocation_read(None, request_id)
+        else:
+            invocation = _invocation_read(invocation_pk, request_id)  # as it stands now
         if invocation is None:
             return _lost_to_the_database(request_id)
         if invocation.status not in Invocation.FINISHED:

@@ -5,13 +5,17 @@ Each streamed batch is appended here before it is announced, and the announcemen
 where in the backlog it starts, so a watcher that read the backlog drops what it already
 has. Kept in Redis when configured (a list per call, expiring with the call's longest
 wait), else in this process (embedded: the only one, whose in-memory channel layer is
-process-wide too). A finished call's lines are in its row; its backlog is let go.
+process-wide too). A finished call's lines are in its row; its backlog is kept a minute
+more (a watcher that read the row as running may come for it just after), then let go.
 """
 import threading
+import time
 
 from django.conf import settings
 
+ENDED_KEEP_SECONDS = 60
 _local: dict[str, list[str]] = {}
+_ended: dict[str, float] = {}  # in-process backlogs of finished calls: when they finished
 _lock = threading.Lock()
 
 
@@ -22,13 +26,11 @@ def _key(request_id) -> str:
 def append(request_id, lines: list[str], *, keep_seconds: float) -> int:
     """Add a batch; the index of its first line in the backlog."""
     if settings.REDIS_URL:
-        from marketplace.redis_client import redis_client
+        from marketplace.redis_client import rpush_expiring
 
-        pipe = redis_client().pipeline(transaction=False)
-        pipe.rpush(_key(request_id), *lines)
-        pipe.expire(_key(request_id), int(keep_seconds) + 60)
-        return pipe.execute()[0] - len(lines)
+        return rpush_expiring(_key(request_id), lines, keep_seconds + 60) - len(lines)
     with _lock:
+        _forget_ended()
         backlog = _local.setdefault(str(request_id), [])
         backlog.extend(lines)
         return len(backlog) - len(lines)
@@ -44,11 +46,21 @@ def read(request_id) -> list[str]:
         return list(_local.get(str(request_id), ()))
 
 
-def discard(request_id) -> None:
+def ended(request_id) -> None:
+    """The call finished: its backlog goes a minute from now."""
     if settings.REDIS_URL:
         from marketplace.redis_client import redis_client
 
-        redis_client().delete(_key(request_id))
+        redis_client().expire(_key(request_id), ENDED_KEEP_SECONDS)
         return
     with _lock:
-        _local.pop(str(request_id), None)
+        _forget_ended()
+        if str(request_id) in _local:
+            _ended[str(request_id)] = time.monotonic()
+
+
+def _forget_ended() -> None:
+    now = time.monotonic()
+    for request_id in [r for r, at in _ended.items() if now - at > ENDED_KEEP_SECONDS]:
+        _local.pop(request_id, None)
+        del _ended[request_id]

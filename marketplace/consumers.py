@@ -5,8 +5,9 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 
 class NoSuchStream(AsyncJsonWebsocketConsumer):
-    """Any other WebSocket path: refused (4404), as a stream the client may not see is.
-    Channels' router raised on it, a 500 whose error logged the path (a key in it too)."""
+    """Any other WebSocket path: the handshake refused (HTTP 403; code 4404 to an in-process
+    test client), as for a stream the client may not see. Channels' router raised on it,
+    a 500 whose error logged the path (a key in it too)."""
 
     async def connect(self) -> None:
         await self.close(code=4404)

@@ -14,3 +14,11 @@ def redis_client() -> redis.Redis:
         _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=10,
                                        socket_connect_timeout=5)
     return _client
+
+
+def rpush_expiring(key: str, values: list, seconds: float) -> int:
+    """Append to a list that expires ``seconds`` from now (one round trip); its new length."""
+    pipe = redis_client().pipeline(transaction=False)
+    pipe.rpush(key, *values)
+    pipe.expire(key, int(seconds))
+    return pipe.execute()[0]

@@ -1,4 +1,5 @@
-"""The WebSocket router. Each app appends its own routes here (e.g. execution's streams)."""
+"""The WebSocket routes of every app (listed here), and the route for any other path, which
+``marketplace.asgi`` puts after them."""
 from django.urls import path, re_path
 
 from catalog.consumers import BuildLogConsumer

@@ -77,7 +77,7 @@ def stripe_event_handle(*, payload: bytes, signature: str) -> str:
     changes nothing. Event types outside HANDLED_EVENTS are acknowledged and not stored.
     """
     if not settings.STRIPE_WEBHOOK_SECRET:
-        raise PaymentsOff("Stripe webhooks are off: STRIPE_WEBHOOK_SECRET is not configured.")
+        raise PaymentsOff("Payments are off on this Algostore.")  # (no setting named to callers)
     try:
         event = stripe.Webhook.construct_event(payload, signature,
                                                settings.STRIPE_WEBHOOK_SECRET)

@@ -314,6 +314,31 @@ def test_a_composing_call_sent_early_gets_its_key_once_admitted(asgi, probe, use
     assert Invocation.objects.get(parent=parent).status == "succeeded"
 
 
+@pytest.mark.parametrize("asgi", ["on the loop"], indirect=True)
+def test_an_admitted_call_its_worker_cannot_be_told_of_is_closed_at_once(
+        asgi, probe, user, raw_key, monkeypatch):
+    """The admission is written but the word for its worker cannot be pushed (Redis
+    failed): the worker will not run it, so the caller's 500 comes with the call closed,
+    unbilled, its hold released; not left for the reaper."""
+    import redis
+
+    from execution import early_dispatch
+
+    def fails(invocation):
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(early_dispatch, "admitted", fails)
+    response = requests.post(f"{asgi.url}/v1/algo/{user.username}/probe", json="x",
+                             headers={"Authorization": raw_key}, timeout=30)
+    assert response.status_code == 500
+    assert response.json()["error"]["error_type"] == "InternalError"
+    row = Invocation.objects.get(algorithm=probe)
+    assert (row.status, row.error_type) == ("failed", "InternalError")
+    usage = UsageRecord.objects.get(request_id=row.request_id)
+    assert (usage.status, usage.held) == ("released", 0)
+    assert Account.objects.get(user=user).reserved == 0
+
+
 def test_the_official_client_through_the_fast_path(asgi, probe, user, raw_key, make_key):
     client = Algorithmia.client(raw_key, api_address=asgi.url)
     algo = client.algo(f"{user.username}/probe")

@@ -26,10 +26,12 @@ def test_a_key_anywhere_in_a_logged_path_loses_its_secret(caplog):
         f"/v1/data/.my/x?apiKey=ak_abcdefghij_{secret}&token=ak_0123456789_{secret}", "1.1",
         200)
     logging.getLogger("uvicorn.error").info(f"bad path /ws/ak_abcdefghij_{secret}/x")
+    logging.getLogger("uvicorn.error").info(f"/x?auth=Simple%20ak_abcdefghij_{secret}")
     assert caplog.messages == [
         '127.0.0.1:50312 - "GET /v1/data/.my/x?apiKey=ak_abcdefghij_[redacted]'
         '&token=ak_0123456789_[redacted] HTTP/1.1" 200',
-        "bad path /ws/ak_abcdefghij_[redacted]/x"]
+        "bad path /ws/ak_abcdefghij_[redacted]/x",
+        "/x?auth=Simple%20ak_abcdefghij_[redacted]"]
     assert secret not in repr([record.__dict__ for record in caplog.records])
 
 
