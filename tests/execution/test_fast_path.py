@@ -339,6 +339,14 @@ def test_an_admitted_call_its_worker_cannot_be_told_of_is_closed_at_once(
     assert Account.objects.get(user=user).reserved == 0
 
 
+def test_a_trailing_slash_takes_the_fast_path_too(asgi, probe, user, raw_key):
+    for path in ("probe/", "probe/latest/"):
+        response = requests.post(f"{asgi.url}/v1/algo/{user.username}/{path}", json="x",
+                                 headers={"Authorization": raw_key}, timeout=30)
+        assert response.status_code == 200 and response.json()["result"] == "echo: x"
+    assert len(asgi.served) == 2  # both admitted by the fast path, not Django's view
+
+
 def test_the_official_client_through_the_fast_path(asgi, probe, user, raw_key, make_key):
     client = Algorithmia.client(raw_key, api_address=asgi.url)
     algo = client.algo(f"{user.username}/probe")
