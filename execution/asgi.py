@@ -250,12 +250,8 @@ def _admit_and_send(*, raw_key: str, owner: str, name: str, version: str | None,
         invocation, _payload = services.invocation_start_sent_early(reply_to=reply_to, **call)
         return invocation
     invocation, payload = services.invocation_start(**call)
-    try:
-        services.invocation_send(invocation=invocation, payload=payload, wait=True,
-                                 reply_to=reply_to)
-    except Exception:
-        services.invocation_close_unsent(invocation)
-        raise
+    services.invocation_send(invocation=invocation, payload=payload, wait=True,
+                             reply_to=reply_to)
     return invocation
 
 

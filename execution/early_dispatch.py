@@ -28,7 +28,7 @@ import logging
 
 from django.conf import settings
 
-from marketplace.redis_client import rpush_expiring
+from marketplace.redis_client import blocking_client, rpush_expiring
 
 logger = logging.getLogger(__name__)
 REFUSED = "refused"
@@ -44,26 +44,10 @@ def _push(request_id, word: str) -> None:
     rpush_expiring(_key(request_id), [word], settings.EXECUTION_MAX_TIMEOUT + 75)
 
 
-_waiting_client = None
-
-
-def _waiting():
-    """The worker's client for the wait: a Redis that stops answering fails it soon after
-    the wait's own end, not after the longest call's."""
-    global _waiting_client
-    if _waiting_client is None:
-        import redis
-
-        _waiting_client = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=settings.EXECUTION_EARLY_WAIT_SECONDS + 5,
-            socket_connect_timeout=5, socket_keepalive=True)
-    return _waiting_client
-
-
 def admitted(invocation) -> None:
     """(Web.) The call's admission is written: what its worker needs of the row. A push
-    that fails raises: the caller is told its call failed, and the worker, with no word,
-    does not run it (the admitted row is failed, unbilled, by the reaper)."""
+    that fails raises: the worker, with no word, does not run the call, which its sender
+    closes, unbilled (``services.invocation_start_sent_early``)."""
     _push(invocation.request_id, json.dumps({
         "pk": invocation.pk, "created_at": invocation.created_at.isoformat(),
         "usage_hold": getattr(invocation, "usage_hold", None)}))
@@ -83,7 +67,9 @@ def wait(request_id) -> dict | None:
     """(Worker.) What ``admitted`` said of the call, or None if it was refused or no word
     came within ``EXECUTION_EARLY_WAIT_SECONDS``. The word is taken."""
     seconds = settings.EXECUTION_EARLY_WAIT_SECONDS
-    item = _waiting().blpop([_key(request_id)], timeout=max(seconds, 0.01))
+    # (A Redis that stops answering fails the wait soon after its end, not the longest
+    # call's.)
+    item = blocking_client(seconds + 5).blpop([_key(request_id)], timeout=max(seconds, 0.01))
     if item is None:
         logger.warning("No word on the admission of call %s within %ss: not run here",
                        request_id, seconds)

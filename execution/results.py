@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 
 from django.conf import settings
 
-from marketplace.redis_client import redis_client
+from marketplace.redis_client import blocking_client, redis_client
 
 TTL_SECONDS = 900
 logger = logging.getLogger(__name__)
@@ -95,31 +95,10 @@ def answering(*, task_id: str, request_id: str | None, inbox: str | None):
         _thread.acknowledging = _thread.request_id = _thread.inbox = None
 
 
-def _waiting_options() -> dict:
-    """For the clients that wait on results. redis-py gives up reading a reply after its
-    default socket timeout (5 s), which ended every wait for a call longer than that; BLPOP's
-    own timeout (the call's, plus a margin) bounds a wait, and the socket's timeout only
-    backs it up: the longest call's wait and a minute more. Keepalive finds a connection
-    whose peer vanished long before that."""
-    return {"socket_timeout": settings.EXECUTION_MAX_TIMEOUT + 75, "socket_connect_timeout": 5,
-            "socket_keepalive": True}
-
-
-_waiting_client = None
-
-
-def waiting_client():
-    """The process's client for blocking reads (BLPOP), over a pool its threads share."""
-    global _waiting_client
-    if _waiting_client is None:
-        import redis
-
-        _waiting_client = redis.Redis.from_url(settings.REDIS_URL, **_waiting_options())
-    return _waiting_client
-
-
 def wait(request_id, timeout: float) -> dict | None:
-    item = waiting_client().blpop([_key(request_id)], timeout=max(timeout, 1))
+    # The socket backs up the longest call's wait, and a minute more.
+    client = blocking_client(settings.EXECUTION_MAX_TIMEOUT + 75)
+    item = client.blpop([_key(request_id)], timeout=max(timeout, 1))
     return json.loads(item[1]) if item else None
 
 

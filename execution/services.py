@@ -272,6 +272,7 @@ def invocation_close_unsent(invocation: Invocation) -> None:
         logger.warning("Could not close the unsent call %s", invocation.request_id,
                        exc_info=True)
 
+
 def _target(invocation: Invocation) -> RunTarget:
     build, algorithm = invocation.build, invocation.algorithm
     # Local runners read the unpacked artifact here; runner pods fetch it themselves.
@@ -713,11 +714,7 @@ def invocation_dispatch(*, invocation: Invocation, payload: dict, wait: bool) ->
     from execution import results
 
     if results.direct():
-        try:
-            invocation_send(invocation=invocation, payload=payload, wait=wait)
-        except Exception:
-            invocation_close_unsent(invocation)
-            raise
+        invocation_send(invocation=invocation, payload=payload, wait=wait)
         if not wait:
             return None
         envelope = results.wait(invocation.request_id, invocation_wait_seconds(invocation))
@@ -775,15 +772,21 @@ def invocation_send(*, invocation: Invocation, payload: dict, wait: bool,
     """Queue the call by name, its result to come back over the direct result channel
     (``execution.results``; to the inbox ``reply_to`` if given): nothing is kept for a
     result backend. ``early``: before its admission is written
-    (``invocation_start_sent_early``)."""
+    (``invocation_start_sent_early``). An admitted call whose send fails is closed here,
+    unbilled (``invocation_close_unsent``), before the error goes on to its caller."""
     from marketplace.broker import send_unread_task
 
     # argsrepr: the call's id, not a repr of its input (Celery's saferepr of the payload
     # was a twentieth of the web tier's time, and an input is not for the worker's logs).
-    send_unread_task("execution.invoke_early" if early else "execution.invoke",
-                     _task_args(invocation, payload, wait, reply_to, early),
-                     queue=settings.EXECUTION_QUEUE,
-                     argsrepr=f"({invocation.pk or invocation.request_id}, <input>)")
+    try:
+        send_unread_task("execution.invoke_early" if early else "execution.invoke",
+                         _task_args(invocation, payload, wait, reply_to, early),
+                         queue=settings.EXECUTION_QUEUE,
+                         argsrepr=f"({invocation.pk or invocation.request_id}, <input>)")
+    except Exception:
+        if not early:  # (an early call is not admitted yet: its admission is refused)
+            invocation_close_unsent(invocation)
+        raise
 
 
 def invocation_wait_seconds(invocation: Invocation) -> float:

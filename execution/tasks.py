@@ -5,7 +5,8 @@ from celery.worker.request import Request
 
 class InvokeRequest(Request):
     """Celery's request for a call (``execution.invoke`` and ``execution.invoke_early``),
-    which tells the pool thread about to run it its broker message, so that the call's result acknowledges it in the same round trip
+    which tells the pool thread about to run it its broker message, so that the call's
+    result acknowledges it in the same round trip
     (``execution.results.answering``)."""
 
     def on_accepted(self, pid, time_accepted):

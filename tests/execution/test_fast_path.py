@@ -339,6 +339,27 @@ def test_an_admitted_call_its_worker_cannot_be_told_of_is_closed_at_once(
     assert Account.objects.get(user=user).reserved == 0
 
 
+def test_an_admitted_call_whose_send_fails_is_closed_at_once(asgi, probe, user, raw_key,
+                                                             monkeypatch):
+    """Sent after its admission (here admitted in a thread: never early), a call whose send
+    to the broker fails is closed, unbilled, before its caller's 500."""
+    import redis
+
+    from marketplace import broker
+
+    def fails(*args, **kwargs):
+        raise redis.ConnectionError("the broker went away")
+
+    monkeypatch.setattr(broker, "send_unread_task", fails)
+    response = requests.post(f"{asgi.url}/v1/algo/{user.username}/probe", json="x",
+                             headers={"Authorization": raw_key}, timeout=30)
+    assert response.status_code == 500
+    row = Invocation.objects.get(algorithm=probe)
+    assert (row.status, row.error_type) == ("failed", "InternalError")
+    assert UsageRecord.objects.get(request_id=row.request_id).status == "released"
+    assert Account.objects.get(user=user).reserved == 0
+
+
 def test_a_trailing_slash_takes_the_fast_path_too(asgi, probe, user, raw_key):
     for path in ("probe/", "probe/latest/"):
         response = requests.post(f"{asgi.url}/v1/algo/{user.username}/{path}", json="x",
