@@ -60,6 +60,8 @@ def publish(request_id, envelope: dict) -> None:
     for reply in replies[:2]:  # the result itself: its failure is the caller's
         if isinstance(reply, Exception):
             raise reply
+    if getattr(_thread, "request_id", None) == str(request_id):
+        _thread.answered = True
     if acknowledged is not None:
         _thread.acknowledging = None
         failed = [reply for reply in replies[2:] if isinstance(reply, Exception)]
@@ -83,16 +85,26 @@ def accepted(message) -> None:
 def answering(*, task_id: str, request_id: str | None, inbox: str | None):
     """Within the block (the task running the call ``request_id``), its result goes to
     ``inbox`` if its caller named one, and the first result published from this thread
-    acknowledges the running task's broker message in the same round trip: the call is
-    closed and written by then, so the message has nothing left to deliver again."""
+    acknowledges the running task's broker message in the same round trip: the call has
+    run by then, and its answer is given, so the message has nothing left to deliver again
+    (a close still to be written after the answer is the worker's to finish, else the
+    reaper's: ``services._answer_first``)."""
     message, _thread.accepted = getattr(_thread, "accepted", None), None
     if message is not None and (message.headers or {}).get("id") != task_id:
         message = None  # not this task's (a task accepted but never run)
     _thread.acknowledging, _thread.request_id, _thread.inbox = message, request_id, inbox
+    _thread.answered = False
     try:
         yield
     finally:
         _thread.acknowledging = _thread.request_id = _thread.inbox = None
+        _thread.answered = False
+
+
+def answered() -> bool:
+    """(Within ``answering``.) Whether the call's result has been published: its caller has
+    its answer."""
+    return bool(getattr(_thread, "answered", False))
 
 
 def wait(request_id, timeout: float) -> dict | None:

@@ -60,10 +60,12 @@ def _run_call(self, invocation_pk: int | None, payload: dict, row: dict | None,
         except Exception as error:
             if self.request.is_eager:  # in-process: the caller's own request sees it
                 raise
-            # Its caller is answered now, not when its wait runs out.
+            # Its caller is answered now, not when its wait runs out (unless answered
+            # already, before the close that failed).
             waits = row is not None and (row.get("options") or {}).get("output") != "void"
             envelope = invocation_broke(invocation_pk=invocation_pk, request_id=request_id,
-                                        error=error, caller_waits=waits)
+                                        error=error, caller_waits=waits,
+                                        answered=results.answered())
     # Sent by a caller that reads no task result (the envelope went to the result channel):
     # nothing to return, and Celery would make a repr of it for its log line on every call.
     return None if self.request.ignore_result else envelope

@@ -37,7 +37,9 @@ class Update:
     e.g. ``("balance >= reserved + %s", [held])``. ``after``: in a chain, the index of the
     step that must have changed a row for this one to run (the previous one by default;
     None: always). ``links``: in a chain, columns (attnames) set to the id an earlier step
-    wrote (``{"derived_key_id": 0}``)."""
+    wrote (``{"derived_key_id": 0}``). ``returning``: in a chain, an expression in SQL on
+    the table's own columns, read from the row as this step wrote it (into ``returned``;
+    None if it changed nothing), e.g. ``"balance - reserved"``."""
     model: type
     pk: object = None
     set: dict = field(default_factory=dict)
@@ -46,13 +48,15 @@ class Update:
     check: tuple | None = None
     after: object = PREVIOUS
     links: dict = field(default_factory=dict)
+    returning: str | None = None
+    returned: object = field(default=None, compare=False)
 
     def shape(self) -> tuple:
         return ("update", self.model, self.pk is None, tuple(self.set), tuple(self.add),
                 tuple(sorted(self.links.items())),
                 tuple((name, len(value) if isinstance(value, (list, tuple)) else None)
                       for name, value in self.where.items()),
-                self.check[0] if self.check else None)
+                self.check[0] if self.check else None, self.returning)
 
     def matches_nothing(self) -> bool:
         return any(isinstance(value, (list, tuple)) and not value
@@ -356,6 +360,10 @@ def write_chain(steps: list, *, wait_for_disk: bool = True) -> list:
     for step in steps:
         if isinstance(step, Update) and not step.set and not step.add and not step.links:
             raise ValueError("An Update step needs something to set or add.")
+        if isinstance(step, Update):
+            if step.returning and step.pk is None:
+                raise ValueError("An Update step returns a value only by id.")
+            step.returned = None
     db = _db()
     if db.vendor == "postgresql":
         done = _chain_postgresql(db, steps, wait_for_disk)
@@ -397,6 +405,12 @@ def _chain_one_by_one(db, steps: list) -> list:
                 changed = _execute(db, _cached(step.shape(), lambda: step.sql(db)),
                                    step.params(db))
                 done.append((step.pk if step.pk is not None else True) if changed else None)
+                if changed and step.returning:  # (in the chain's transaction: as written)
+                    steps[index].returned = _execute(db, (
+                        f"SELECT {step.returning} FROM "
+                        f"{db.ops.quote_name(step.model._meta.db_table)} WHERE "
+                        f"{db.ops.quote_name(step.model._meta.pk.column)} = %s"),
+                        [step.pk], fetch=True)[0]
     return done
 
 
@@ -412,7 +426,11 @@ def _chain_postgresql(db, steps: list, wait_for_disk: bool) -> list:
                        if found.attname not in step.links]
         elif not step.matches_nothing():
             params += step.params(db)
-    return list(_execute(db, sql, params, fetch=True))
+    row = list(_execute(db, sql, params, fetch=True))
+    returning = [step for step in steps if getattr(step, "returning", None)]
+    for step, value in zip(returning, row[len(steps):]):
+        step.returned = value
+    return row[:len(steps)]
 
 
 def _chain_sql(db, steps: list, wait_for_disk: bool = True) -> str:
@@ -434,13 +452,17 @@ def _chain_sql(db, steps: list, wait_for_disk: bool = True) -> str:
             body = (f"INSERT INTO {quote(meta.db_table)} ({', '.join(columns)}) "
                     f"SELECT {', '.join(values)}{source} RETURNING {pk_column} AS id")
         elif step.matches_nothing():
-            body = (f"SELECT {pk_column} AS id FROM {quote(step.model._meta.db_table)} "
-                    "WHERE 1 = 0")
+            body = (f"SELECT {pk_column} AS id{', NULL AS returned' if step.returning else ''} "
+                    f"FROM {quote(step.model._meta.db_table)} WHERE 1 = 0")
         else:
             condition = f" AND EXISTS (SELECT 1 FROM s{after})" if after is not None else ""
-            body = f"{step.sql(db)}{condition} RETURNING {pk_column} AS id"
+            extra = f", {step.returning} AS returned" if step.returning else ""
+            body = f"{step.sql(db)}{condition} RETURNING {pk_column} AS id{extra}"
         parts.append(f"s{index} AS ({body})")
-    columns = ", ".join(f"(SELECT id FROM s{index} LIMIT 1)" for index in range(len(steps)))
+    columns = ", ".join([f"(SELECT id FROM s{index} LIMIT 1)" for index in range(len(steps))]
+                        + [f"(SELECT returned FROM s{index} LIMIT 1)"
+                           for index, step in enumerate(steps)
+                           if getattr(step, "returning", None)])
     # A CTE that only reads runs only if the statement reads it.
     return f"WITH {', '.join(parts)} SELECT {columns}{'' if wait_for_disk else ' FROM nowait'}"
 

@@ -137,6 +137,17 @@ def wait_for(predicate, timeout: float = 90) -> None:
     raise AssertionError("timed out")
 
 
+def wait_closed(calls=None, timeout: float = 30) -> None:
+    """Wait until none of ``calls`` (an Invocation queryset; every call by default) is
+    still open. A sync call's caller is answered before its worker writes the close
+    (``EXECUTION_ANSWER_BEFORE_CLOSE``): a test reading the call's row, its usage or its
+    payer's balance right after the answer waits for that one statement first."""
+    from execution.models import Invocation
+
+    calls = Invocation.objects.all() if calls is None else calls
+    wait_for(lambda: not calls.exclude(status__in=Invocation.FINISHED).exists(), timeout)
+
+
 def require_env(*names: str) -> dict:
     """Services tests fail, never skip, when the services are not configured."""
     missing = [n for n in names if not os.environ.get(n)]

@@ -15,6 +15,7 @@ from .usage import (
     usage_reconcile,
     usage_finish,
     usage_hold_of,
+    usage_hold_spares_next_call,
     usage_reserve,
     usage_settle_pending,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "account_for_key", "account_for_organization", "account_for_user",
     "adjustment_create", "checkout_create", "key_spend_recount", "ledger_post", "max_cost",
     "platform_account",
-    "stripe_event_handle", "usage_finish", "usage_hold_of", "usage_refund_tree", "usage_reconcile",
-    "usage_reserve", "usage_settle_pending",
+    "stripe_event_handle", "usage_finish", "usage_hold_of",
+    "usage_hold_spares_next_call", "usage_refund_tree", "usage_reconcile", "usage_reserve",
+    "usage_settle_pending",
 ]

@@ -139,8 +139,10 @@ def _reserve(invocation, key: ApiKey, capped: list[ApiKey], *,
                     check=("spent + carried <= %s - reserved",
                            [cap_key.monthly_spend_cap - held]))
              for cap_key in capped]
-    steps.append(Update(Account, payer_id, add={"reserved": held},
-                        check=("balance >= reserved + %s", [held])))
+    # What the payer has left besides this hold (and every other one it has).
+    payer = Update(Account, payer_id, add={"reserved": held},
+                   check=("balance >= reserved + %s", [held]), returning="balance - reserved")
+    steps.append(payer)
     usage = model_instance(UsageRecord, {
         "request_id": invocation.request_id, "trace_id": invocation.trace_id,
         "invocation_id": invocation.pk, "payer_id": payer_id, "author_id": author_id,
@@ -154,6 +156,7 @@ def _reserve(invocation, key: ApiKey, capped: list[ApiKey], *,
         steps.append(Insert(usage))
     done = write_chain(steps, wait_for_disk=wait_for_disk)
     if done[-1] is not None:
+        usage.headroom = payer.returned
         return usage
     failed = done.index(None)
     if failed < len(capped):
@@ -342,9 +345,22 @@ def _close_usage(usage: UsageRecord | None, steps: list, also: list, *, succeede
 
 
 def usage_hold_of(usage: UsageRecord) -> dict:
-    """What closing a call needs of its hold, carried with the call to its worker."""
+    """What closing a call needs of its hold, carried with the call to its worker; and
+    ``headroom``, what its payer had left besides it once it was taken (None if unknown)."""
     return {"pk": usage.pk, "held": usage.held, "royalty": usage.royalty,
-            "payer_id": usage.payer_id, "cap_keys": usage.cap_keys, "cap_month": usage.cap_month}
+            "payer_id": usage.payer_id, "cap_keys": usage.cap_keys, "cap_month": usage.cap_month,
+            "headroom": getattr(usage, "headroom", None)}
+
+
+def usage_hold_spares_next_call(hold: dict | None) -> bool:
+    """Whether a call's hold (``usage_hold_of``), kept a moment longer, cannot refuse its
+    payer's next call of the same price: counted against no key's cap, and with at least as
+    much again left to its payer besides it. (A call's close, which releases what its hold
+    holds beyond its price, may trail its answer: ``execution.services._answer_first``.)"""
+    if hold is None:  # not known
+        return False
+    headroom = hold.get("headroom")
+    return not hold.get("cap_month") and headroom is not None and headroom >= hold["held"]
 
 
 def _held_usage(invocation) -> UsageRecord | None:
@@ -353,7 +369,8 @@ def _held_usage(invocation) -> UsageRecord | None:
     hold = getattr(invocation, "usage_hold", None)
     if hold is not None:
         return model_instance(UsageRecord, {
-            "id": hold["pk"], **{name: value for name, value in hold.items() if name != "pk"},
+            "id": hold["pk"], **{name: value for name, value in hold.items()
+                                 if name not in ("pk", "headroom")},
             "status": UsageRecord.Status.HELD, "request_id": invocation.request_id})
     return (UsageRecord.objects.filter(request_id=invocation.request_id,
                                        status=UsageRecord.Status.HELD)

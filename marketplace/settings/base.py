@@ -313,6 +313,13 @@ EXECUTION_ADMIT_ON_LOOP = env.bool("EXECUTION_ADMIT_ON_LOOP", default=True)
 # (execution.early_dispatch), waiting for that word at most EXECUTION_EARLY_WAIT_SECONDS.
 EXECUTION_EARLY_DISPATCH = env.bool("EXECUTION_EARLY_DISPATCH", default=True)
 EXECUTION_EARLY_WAIT_SECONDS = env.float("EXECUTION_EARLY_WAIT_SECONDS", default=5.0)
+# A sync call's waiting caller gets its answer as soon as the worker has it, and the call
+# is closed (billed, its hold released) right after; with this off, the close is written
+# first. The call's record and the caller's balance then trail its answer by the close's
+# one statement. Never for a call whose hold, held that moment longer, could refuse its
+# payer's next call (a key's cap, or less than another such hold left besides it):
+# execution.services._answer_first.
+EXECUTION_ANSWER_BEFORE_CLOSE = env.bool("EXECUTION_ANSWER_BEFORE_CLOSE", default=True)
 # The platform API as runners should reach it for composition (e.g. an internal service
 # address); empty: the address of the socket the web process took each call on (never the
 # request's Host header). Set it when the web tier listens on a unix socket.

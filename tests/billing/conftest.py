@@ -32,18 +32,22 @@ def caller_key(caller):
     return marketplace_services.api_key_create(created_by=caller, name="caller").raw
 
 
-def settled() -> None:
-    """Wait until every finished call is in the ledger (settling is batched: at once when
-    Celery is eager, a moment later on a real worker)."""
+def settled(calls=None) -> None:
+    """Wait until ``calls`` (an Invocation queryset; every call by default) are closed (a
+    sync call's close may trail its answer) and every finished call is in the ledger
+    (settling is batched: at once when Celery is eager, a moment later on a real worker).
+    A test that keeps a call open on purpose names the calls it waits for."""
     from billing.models import UsageRecord
-    from tests.conftest import wait_for
+    from tests.conftest import wait_closed, wait_for
 
+    wait_closed(calls)
     wait_for(lambda: not UsageRecord.objects.filter(status="pending").exists(), timeout=60)
 
 
-def balance(owner) -> Account:
-    """The owner's account, as it stands once every finished call is settled."""
-    settled()
+def balance(owner, calls=None) -> Account:
+    """The owner's account, as it stands once ``calls`` are closed and every finished call
+    is settled."""
+    settled(calls)
     return Account.objects.get(user=owner)
 
 

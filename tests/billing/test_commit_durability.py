@@ -73,7 +73,7 @@ def test_a_calls_writes_and_settlement_do_not_wait_but_a_refund_does(monkeypatch
     with transaction.atomic():  # a settlement batch (a worker's may have taken the call)
         usage_services.usage_settle_pending()
         assert not commit_waits_for_disk()
-    settled()
+    settled(Invocation.objects.filter(pk=call.pk))  # (the first call stays open)
     assert UsageRecord.objects.get(invocation_id=call.pk).status == "settled"
     root = _admitted(key)
     with transaction.atomic():  # a root that failed through the platform: refunded

@@ -19,8 +19,8 @@ from execution.models import Invocation
 from marketplace import services as marketplace_services
 from tests.billing.conftest import CREDIT, balance
 from tests.billing.conftest import settled as wait_settled
-from tests.conftest import (gunicorn_web, require_env, start_worker, stop_worker, wait_for,
-                            wait_for_worker)
+from tests.conftest import (gunicorn_web, require_env, start_worker, stop_worker, wait_closed,
+                            wait_for, wait_for_worker)
 from tests.execution.conftest import bundle_files, publish
 from tests.factories import UserFactory
 
@@ -62,6 +62,7 @@ def test_200_concurrent_calls_from_an_account_that_can_afford_50(web):
     assert all(body["error"]["error_type"] == "PaymentRequired"
                for status, body in answers if status == 402)
     assert Invocation.objects.filter(caller=caller).count() == 50  # a 402 records nothing
+    wait_closed(Invocation.objects.filter(caller=caller))
     wait_settled()
     settled = UsageRecord.objects.filter(payer__user=caller, status="settled")
     assert settled.count() == 50

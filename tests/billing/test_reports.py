@@ -15,6 +15,7 @@ from execution.models import Invocation
 from marketplace import services as marketplace_services
 from marketplace.models import AuditEvent
 from tests.billing.conftest import CREDIT, ROYALTY, balance, settled
+from tests.conftest import wait_closed
 from tests.execution.conftest import publish
 from tests.execution.test_composition import demo_bundle
 from tests.factories import UserFactory
@@ -43,9 +44,9 @@ def test_seefood_for_a_third_user_is_one_charge_and_each_author_earns_70_percent
     answer = algo.algo(f"{chef.username}/seefood").pipe({"food": "banana",
                                                          "owner": grower.username}).result
     assert answer["verdict"] == "fruit"
+    settled()
     root = Invocation.objects.get(algorithm_path=f"{chef.username}/seefood")
     child = Invocation.objects.get(parent=root)
-    settled()
     usages = {u.algorithm_path: u for u in UsageRecord.objects.filter(trace_id=root.trace_id)}
     assert set(usages) == {f"{chef.username}/seefood", f"{grower.username}/fruit"}
     assert all(u.status == "settled" and u.payer.user == diner for u in usages.values())
@@ -112,6 +113,7 @@ def test_the_price_quote_uses_measured_run_times(priced, author, caller_key, liv
     assert before["max_cost_microcredits"] == ROYALTY + 300 * CREDIT
     requests.post(f"{live_server.url}/v1/algo/{author.username}/probe?timeout=2", json="q",
                   headers=headers, timeout=30)
+    wait_closed()  # (its close, which records its run time, may trail its answer)
     after = requests.get(url, headers=headers, timeout=30).json()
     run_ms = Invocation.objects.get().run_ms
     assert after["measured_calls"] == 1
@@ -190,6 +192,7 @@ def test_the_admin_usage_reports_work_with_the_official_client_for_admin_keys_on
                   headers={"Authorization": caller_key}, timeout=30)
     requests.post(f"{live_server.url}/v1/algo/{author.username}/probe?timeout=2",
                   json={"action": "raise"}, headers={"Authorization": caller_key}, timeout=30)
+    wait_closed()
     staff = UserFactory(is_staff=True)
     admin_key = marketplace_services.api_key_create(created_by=staff, name="ops").raw
     admin = Algorithmia.client(admin_key, api_address=live_server.url)

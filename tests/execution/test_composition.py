@@ -11,7 +11,8 @@ from django.test import Client as DjangoClient
 from execution.models import Invocation
 from marketplace.models import ApiKey
 from tests.catalog.conftest import DEMO
-from tests.conftest import require_env, start_worker, stop_worker, wait_for_worker
+from tests.conftest import (require_env, start_worker, stop_worker, wait_closed,
+                            wait_for_worker)
 from tests.execution.conftest import publish
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,6 +38,7 @@ def test_seefood_calls_a_specialist_and_records_the_tree(client, user, seefood):
                                                            "owner": user.username}).result
     assert answer == {"verdict": "fruit", "details": {"food": "banana", "is": "fruit",
                                                       "kind": "berry", "color": "yellow"}}
+    wait_closed()  # (a call's close, which retires its key, may trail its answer)
     root = Invocation.objects.get(algorithm_path=f"{user.username}/seefood")
     child = Invocation.objects.get(parent=root)
     assert child.algorithm_path == f"{user.username}/fruit"
@@ -63,7 +65,8 @@ def test_seefood_calls_a_specialist_and_records_the_tree(client, user, seefood):
         body = client.getJsonHelper(f"/v1/algo/requests/{async_call.request_id}")
         time.sleep(0.05)
     assert body["result"]["verdict"] == "vegetable"
-    tree = body["trace"]["tree"]
+    wait_closed()  # (the child's close, which records its latency, may trail its answer)
+    tree = client.getJsonHelper(f"/v1/algo/requests/{async_call.request_id}")["trace"]["tree"]
     assert tree["algorithm"] == f"{user.username}/seefood"
     assert [c["algorithm"] for c in tree["children"]] == [f"{user.username}/vegetable"]
     assert tree["children"][0]["run_ms"] is not None and tree["total_ms"] >= tree[
@@ -100,6 +103,7 @@ def test_a_cold_start_of_seefood_prewarms_the_specialist_it_usually_calls(client
         time.sleep(0.2)
     assert backend.runner_count(fruit_target) == backend.runner_count(seefood_target) == 0
     algo.pipe({"food": "cherry", "owner": user.username})
+    wait_closed()
     root = Invocation.objects.filter(algorithm_path__endswith="/seefood").order_by(
         "-created_at").first()
     child = Invocation.objects.get(parent=root)

@@ -12,6 +12,7 @@ from django.test import Client
 
 from catalog.models import AlgorithmVersion
 from execution.models import Invocation
+from tests.conftest import wait_closed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,6 +34,7 @@ def test_the_console_calls_with_the_users_key_and_the_page_shows_latency(
         browser.post(f"/algorithms/{user.username}/probe/try/",
                      data=json.dumps({"input": "hello", "content_type": "text"}),
                      content_type="application/json")
+    wait_closed()  # (the latency shown is the closed calls')
     page = browser.get(f"/algorithms/{user.username}/probe/").content.decode()
     assert 'data-testid="latency-0.1.0"' in page and "(4 calls)" in page
     assert "run p50" in page and "call p50" in page

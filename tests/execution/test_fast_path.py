@@ -20,7 +20,7 @@ from Algorithmia.algorithm import OutputType
 from billing.models import Account, UsageRecord
 from execution import asgi as fast_path
 from execution.models import Invocation
-from tests.conftest import wait_for
+from tests.conftest import wait_closed, wait_for
 from tests.execution.conftest import assert_timeout_is_quick_and_harmless
 from tests.factories import UserFactory
 
@@ -121,7 +121,8 @@ def test_calls_answer_as_the_view_does(asgi, live_server, probe, user, raw_key):
     assert len(asgi.served) == 6
     admitted_where_asked(asgi)
     rows = Invocation.objects.filter(algorithm=probe)
-    assert rows.count() == 12 and not rows.exclude(status__in=Invocation.FINISHED).exists()
+    wait_closed(rows)  # (answered before their closes were written)
+    assert rows.count() == 12
     assert {row.caller_id for row in rows} == {user.pk}
     wait_for(lambda: not UsageRecord.objects.filter(status="pending").exists(), timeout=30)
     assert UsageRecord.objects.filter(request_id__in=rows.values("request_id")).count() == 12
@@ -204,6 +205,7 @@ def test_a_call_that_meets_a_lock_waits_in_a_thread_not_on_the_loop(
     assert [thread is asgi.loop_thread for thread in asgi.served[before:before + 2]] == [
         True, False]
     mine = Invocation.objects.filter(caller=user)
+    wait_closed(mine)
     assert sorted(mine.values_list("status", flat=True)) == ["succeeded", "succeeded"]
     assert UsageRecord.objects.filter(payer_id=payer.pk).count() == 2
     wait_for(lambda: Account.objects.get(pk=payer.pk).reserved == 0, timeout=30)
@@ -268,6 +270,7 @@ def test_a_call_sent_before_its_admission_runs_once_admitted_and_never_if_refuse
         assert sent == [(True, False)]  # sent early, before its row existed
         listener.settimeout(5)
         listener.accept()[0].close()  # the algorithm ran: it connected
+        wait_closed()
         row = Invocation.objects.get()
         assert (row.status, row.queue_ms >= 0, row.total_ms > 0) == ("succeeded", True, True)
         usage = UsageRecord.objects.get(request_id=row.request_id)
@@ -309,6 +312,7 @@ def test_a_composing_call_sent_early_gets_its_key_once_admitted(asgi, probe, use
     [child] = response.json()["result"]
     assert child["status"] == 200 and child["body"]["result"] == "echo: child"
     assert sent == [True, False]  # the parent early; its child while the parent waited
+    wait_closed()
     parent = Invocation.objects.get(algorithm__name="spy")
     assert parent.status == "succeeded" and parent.derived_key_id is not None
     assert Invocation.objects.get(parent=parent).status == "succeeded"
@@ -404,6 +408,7 @@ def test_a_call_longer_than_the_redis_clients_socket_timeout_gets_its_result(
         assert response.status_code == 200, response.text
         assert response.json()["result"] == "slept"
     assert len(asgi.served) == 1
+    wait_closed()
     assert sorted(Invocation.objects.values_list("status", flat=True)) == [
         "succeeded", "succeeded"]
 
@@ -466,4 +471,5 @@ def test_a_client_that_leaves_mid_body_gets_nothing_admitted(asgi, probe, user, 
                      {"type": "http.request", "body": b" and half", "more_body": False})
     assert whole[0]["status"] == 200
     assert json.loads(whole[1]["body"])["result"] == "echo: half and half"
+    wait_closed()
     assert len(asgi.served) == 1 and Invocation.objects.get().status == "succeeded"

@@ -7,6 +7,7 @@ from Algorithmia.algorithm import OutputType
 from Algorithmia.errors import AlgorithmException
 
 from execution.models import Invocation
+from tests.conftest import wait_closed
 from tests.execution.conftest import assert_timeout_is_quick_and_harmless, bundle_files, publish
 from tests.factories import UserFactory
 
@@ -25,6 +26,7 @@ def test_json_text_and_binary_round_trip(client, probe, user):
     assert out.result == bytes(range(256))
     assert algo.pipe(None).result is None
     rows = Invocation.objects.filter(algorithm_path=f"{user.username}/probe")
+    wait_closed(rows)
     assert rows.count() == 5 and set(rows.values_list("status", flat=True)) == {"succeeded"}
     assert all(r.run_ms is not None and r.total_ms >= r.run_ms for r in rows)
 
@@ -176,6 +178,7 @@ def test_a_nan_result_and_a_nul_in_stdout_still_close_the_call(client, probe, us
     assert printed.result == "printed" and printed.metadata.stdout == "a\ufffdb\n"
     assert algo.pipe("still here").result == "echo: still here"
     calls = Invocation.objects.filter(algorithm_path=f"{user.username}/probe")
+    wait_closed(calls)
     assert sorted(calls.values_list("status", flat=True)) == [
         "failed", "succeeded", "succeeded"]
     settled()

@@ -9,6 +9,7 @@ from django.conf import settings
 from execution.backends.local import LocalBackend
 from execution.models import Invocation
 from execution.runner.sandbox import SandboxUnavailable
+from tests.conftest import wait_closed
 from tests.execution.conftest import bundle_files, publish
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -104,6 +105,7 @@ def test_scale_to_zero_and_back(client, user, settings):
         time.sleep(0.2)
     assert backend.runner_count(target) == 0  # scaled to zero after a second idle
     algo.pipe("cold again")
+    wait_closed()
     cold, warm, cold_again = [i.cold_start_ms for i in first.all()]
     assert cold > 0 and warm == 0 and cold_again > 0
     assert backend.runner_count(target) == 1

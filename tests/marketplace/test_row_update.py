@@ -287,3 +287,27 @@ def test_values_are_converted_exactly_as_the_orm_converts_them():
             field(name).get_db_prep_save(value, connection)
             for name, value in step.set.items())]
     assert step.params()[-1] == 1  # True for a number: converted by the field, as ever
+
+
+def test_a_chain_step_returns_an_expression_read_from_the_row_as_it_wrote_it():
+    """``returning``: what the row holds after the step (here the balance left besides the
+    holds), None where the step changed nothing, did not run or matched nothing."""
+    account = Account.objects.get(user=UserFactory())
+    Account.objects.filter(pk=account.pk).update(balance=100, reserved=30)
+    hold = Update(Account, account.pk, add={"reserved": 20},
+                  check=("balance >= reserved + %s", [20]), returning="balance - reserved")
+    other = Update(Account, account.pk, add={"reserved": 0}, after=None,
+                   where={"kind": ()}, returning="balance - reserved")
+    assert write_chain([hold, other]) == [account.pk, None]
+    assert (hold.returned, other.returned) == (50, None)
+    too_much = Update(Account, account.pk, add={"reserved": 60},
+                      check=("balance >= reserved + %s", [60]), returning="balance - reserved")
+    after_it = Update(Account, account.pk, add={"reserved": 1}, returning="reserved")
+    assert write_chain([too_much, after_it]) == [None, None]
+    assert (too_much.returned, after_it.returned) == (None, None)
+    assert write_chain([hold]) == [account.pk] and hold.returned == 30  # written again
+    account.refresh_from_db()
+    assert (account.balance, account.reserved) == (100, 70)
+    with pytest.raises(ValueError):
+        write_chain([Update(Account, None, add={"reserved": 1}, where={"kind": "user"},
+                            returning="reserved")])
