@@ -50,7 +50,8 @@ def admitted(invocation) -> None:
     closes, unbilled (``services.invocation_start_sent_early``)."""
     _push(invocation.request_id, json.dumps({
         "pk": invocation.pk, "created_at": invocation.created_at.isoformat(),
-        "usage_hold": getattr(invocation, "usage_hold", None)}))
+        "usage_hold": getattr(invocation, "usage_hold", None),
+        "usage_headroom": getattr(invocation, "usage_headroom", None)}))
 
 
 def refused(request_id) -> None:

@@ -173,6 +173,7 @@ def invocation_admit(*, key: ApiKey, user: User, owner: str, name: str, version:
     # Recorded with its hold, all or nothing: a call that cannot be paid leaves no row.
     usage = billing_services.usage_reserve(invocation=invocation, key=key)
     invocation.usage_hold = billing_services.usage_hold_of(usage)
+    invocation.usage_headroom = getattr(usage, "headroom", None)
     return invocation
 
 
@@ -378,6 +379,7 @@ def _admission_confirmed(invocation: Invocation) -> bool:
     if word is None:
         return False
     invocation.pk, invocation.usage_hold = word["pk"], word["usage_hold"]
+    invocation.usage_headroom = word.get("usage_headroom")
     invocation.created_at = datetime.fromisoformat(word["created_at"])
     return True
 
@@ -450,9 +452,11 @@ def invocation_row(invocation: Invocation, *, early: bool = False) -> dict:
     row["request_id"], row["trace_id"] = str(row["request_id"]), str(row["trace_id"])
     if early:
         row["created_at"], row["usage_hold"] = timezone.now().isoformat(), None
+        row["usage_headroom"] = None
         return row
     row["created_at"] = invocation.created_at.isoformat()
     row["usage_hold"] = getattr(invocation, "usage_hold", None)
+    row["usage_headroom"] = getattr(invocation, "usage_headroom", None)
     return row
 
 
@@ -493,6 +497,7 @@ def _invocation_from_row(pk: int | None, row: dict) -> Invocation:
     invocation._state.adding, invocation._state.db = False, "default"
     invocation.algorithm, invocation.build = _run_objects(row["algorithm_id"], row["build_id"])
     invocation.usage_hold = row.get("usage_hold")
+    invocation.usage_headroom = row.get("usage_headroom")
     # A sync call's request id reaches its caller with its answer, so nobody can be
     # watching it run: no WebSocket announcements (each asks Redis whether anyone listens).
     invocation.unwatched = True
@@ -632,7 +637,8 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
         setattr(invocation, name, value)
     if (answer_first and not answered
             and billing_services.usage_hold_spares_next_call(
-                getattr(invocation, "usage_hold", None))):
+                getattr(invocation, "usage_hold", None),
+                getattr(invocation, "usage_headroom", None))):
         answered = _answer_first(invocation, envelope)
     session = invocation.parent_id is None and _may_have_session(invocation)
     # The common call closes in one statement (call, usage, hold); a callback makes more
@@ -643,7 +649,7 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
             closing=closing, also=[api_key_retiring(key=retire)] if retire is not None else [])
         if not closed:  # already closed (by the other of two finishers): its envelope stands
             _stdout_ended(invocation)  # (printed after the other closed it)
-            return _stored_envelope(invocation)
+            return _stored_envelope(invocation, tell=not answered)
         if session:  # the tree's data://.session, once the call is closed: most trees
             # never make one (then this is one SELECT, and the close needed no transaction)
             from datastore.services import session_delete
@@ -683,7 +689,7 @@ def _answer_first(invocation: Invocation, envelope: dict) -> bool:
         return False
     try:
         results.publish(invocation.request_id, envelope)
-    except Exception:
+    except Exception:  # (it may still have reached Redis: the caller takes the first)
         logger.warning("Could not answer call %s before its close; answering after it",
                        invocation.request_id, exc_info=True)
         return False
@@ -798,16 +804,17 @@ def _task_args(invocation: Invocation, payload: dict, wait: bool,
     return [None if early else invocation.pk, payload, row, str(invocation.request_id)]
 
 
-def _stored_envelope(invocation: Invocation) -> dict:
+def _stored_envelope(invocation: Invocation, *, tell: bool = True) -> dict:
     """The envelope the call was closed with (by whichever closer came first), found by its
-    request id: its row id may be another call's (``_lost_to_the_database``)."""
+    request id: its row id may be another call's (``_lost_to_the_database``). ``tell``
+    False: its caller has an answer already, and is sent nothing more."""
     stored = Invocation.objects.filter(request_id=invocation.request_id).values_list(
         "result", flat=True).first()
     if stored is not None:
         return stored
     # A worker's sync call (``unwatched``): its caller waits on the result channel.
     return _lost_to_the_database(str(invocation.request_id),
-                                 tell=getattr(invocation, "unwatched", False))
+                                 tell=tell and getattr(invocation, "unwatched", False))
 
 
 def _lost_to_the_database(request_id: str | None, *, tell: bool = True) -> dict:

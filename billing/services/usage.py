@@ -345,22 +345,23 @@ def _close_usage(usage: UsageRecord | None, steps: list, also: list, *, succeede
 
 
 def usage_hold_of(usage: UsageRecord) -> dict:
-    """What closing a call needs of its hold, carried with the call to its worker; and
-    ``headroom``, what its payer had left besides it once it was taken (None if unknown)."""
+    """What closing a call needs of its hold, carried with the call to its worker. (What
+    its payer had left besides it once taken is ``usage.headroom``, carried beside it: a
+    worker of an earlier release refuses a hold with a field it does not know.)"""
     return {"pk": usage.pk, "held": usage.held, "royalty": usage.royalty,
-            "payer_id": usage.payer_id, "cap_keys": usage.cap_keys, "cap_month": usage.cap_month,
-            "headroom": getattr(usage, "headroom", None)}
+            "payer_id": usage.payer_id, "cap_keys": usage.cap_keys, "cap_month": usage.cap_month}
 
 
-def usage_hold_spares_next_call(hold: dict | None) -> bool:
-    """Whether a call's hold (``usage_hold_of``), kept a moment longer, cannot refuse its
-    payer's next call of the same price: counted against no key's cap, and with at least as
-    much again left to its payer besides it. (A call's close, which releases what its hold
-    holds beyond its price, may trail its answer: ``execution.services._answer_first``.)"""
-    if hold is None:  # not known
+def usage_hold_spares_next_call(hold: dict | None, headroom: int | None) -> bool:
+    """Whether a call's hold (``usage_hold_of``), kept a moment longer, is unlikely to
+    refuse its payer's next call: counted against no key's cap, and with at least two more
+    such holds left to its payer besides it when it was taken (``headroom``; room for the
+    next call and one more taken meanwhile, of the same price). A call's close, which
+    releases what its hold holds beyond its price, may trail its answer
+    (``execution.services._answer_first``)."""
+    if hold is None or headroom is None:  # not known
         return False
-    headroom = hold.get("headroom")
-    return not hold.get("cap_month") and headroom is not None and headroom >= hold["held"]
+    return not hold.get("cap_month") and headroom >= 2 * hold["held"]
 
 
 def _held_usage(invocation) -> UsageRecord | None:
@@ -369,8 +370,7 @@ def _held_usage(invocation) -> UsageRecord | None:
     hold = getattr(invocation, "usage_hold", None)
     if hold is not None:
         return model_instance(UsageRecord, {
-            "id": hold["pk"], **{name: value for name, value in hold.items()
-                                 if name not in ("pk", "headroom")},
+            "id": hold["pk"], **{name: value for name, value in hold.items() if name != "pk"},
             "status": UsageRecord.Status.HELD, "request_id": invocation.request_id})
     return (UsageRecord.objects.filter(request_id=invocation.request_id,
                                        status=UsageRecord.Status.HELD)

@@ -317,8 +317,8 @@ EXECUTION_EARLY_WAIT_SECONDS = env.float("EXECUTION_EARLY_WAIT_SECONDS", default
 # is closed (billed, its hold released) right after; with this off, the close is written
 # first. The call's record and the caller's balance then trail its answer by the close's
 # one statement. Never for a call whose hold, held that moment longer, could refuse its
-# payer's next call (a key's cap, or less than another such hold left besides it):
-# execution.services._answer_first.
+# payer's next call (a key's cap, or less than two more such holds left besides it when
+# it was admitted): execution.services._answer_first.
 EXECUTION_ANSWER_BEFORE_CLOSE = env.bool("EXECUTION_ANSWER_BEFORE_CLOSE", default=True)
 # The platform API as runners should reach it for composition (e.g. an internal service
 # address); empty: the address of the socket the web process took each call on (never the

@@ -168,33 +168,65 @@ def test_a_worker_whose_close_breaks_after_the_answer_does_not_answer_again(
 
 @pytest.mark.parametrize("limit", ["a small balance", "a capped key"])
 def test_a_hold_that_could_refuse_the_payers_next_call_is_released_before_the_answer(
-        probe, user, raw_key, builds_run, settings, at_close, make_key, limit):
+        probe, user, raw_key, builds_run, settings, at_close, make_key, monkeypatch, limit):
     """Answered before its close, a call's hold would still be held (at its most) when its
-    caller's next call is admitted: with less than another such hold left besides it, or
-    against a key's monthly cap, that call could be refused. Those calls close first, and
-    their callers' next calls are admitted."""
-    from marketplace.models import ApiKey
+    caller's next call is admitted: with less than two more such holds left besides it,
+    or against a key's monthly cap, that call could be refused. Those calls close first:
+    a next call admitted the moment the caller is answered is admitted (here each limit
+    leaves room for one hold beyond the call's price, not for two holds)."""
+    from marketplace.errors import PaymentRequiredError
 
     held = billing_services.max_cost(royalty=0, timeout=5)  # (its author calls it)
     if limit == "a capped key":
-        raw_key = make_key(user, monthly_spend_cap=10**12)
-    else:  # what is left besides this call's hold: less than another one
-        Account.objects.filter(user=user).update(balance=held * 2 - 1)
-    invocation, payload = admit(user, raw_key)
-    hold = invocation.usage_hold
-    assert hold["held"] == held
-    assert hold["headroom"] == Account.objects.get(user=user).available
-    if limit == "a small balance":
-        assert hold["headroom"] == held - 1
+        raw_key = make_key(user, monthly_spend_cap=2 * held - 1)
     else:
-        assert hold["cap_month"] and ApiKey.objects.get(
-            pk=invocation.api_key_id).monthly_spend_cap
+        Account.objects.filter(user=user).update(balance=2 * held - 1)
+    invocation, payload = admit(user, raw_key)
+    assert invocation.usage_hold["held"] == held
+    assert invocation.usage_headroom == Account.objects.get(user=user).available
+    assert bool(invocation.usage_hold["cap_month"]) == (limit == "a capped key")
+    publish, next_calls = results.publish, []
+
+    def then_the_next_call(request_id, envelope):  # as the caller would, once answered
+        try:
+            next_calls.append(admit(user, raw_key)[0].usage_hold["held"])
+        except PaymentRequiredError:
+            next_calls.append("refused")
+        return publish(request_id, envelope)
+
+    monkeypatch.setattr(results, "publish", then_the_next_call)
     envelope = services.invocation_run(invocation_pk=invocation.pk, payload=payload,
                                        row=services.invocation_row(invocation))
     assert envelope["result"] == "echo: first"
     assert at_close == [([], "queued")]  # closed first
     assert answers(settings, invocation.request_id) == [envelope]
-    following, payload = admit(user, raw_key)  # the hold is back to the call's price
-    assert services.invocation_run(invocation_pk=following.pk, payload=payload,
-                                   row=services.invocation_row(following))["result"] == \
-        "echo: first"
+    assert next_calls == [held]
+
+
+def test_a_close_that_meets_a_lost_connection_after_the_answer_is_written_again(
+        probe, user, raw_key, builds_run, settings, monkeypatch):
+    """The database dropped the worker's connection (a restart) between the answer and the
+    close: the close is written again, on a fresh connection, once; the call is billed
+    as answered, and its caller is sent nothing more."""
+    import psycopg
+    from django.db import OperationalError
+
+    invocation, payload = admit(user, raw_key)
+    finish, tries = billing_services.usage_finish, []
+
+    def lose_the_first(**kwargs):
+        tries.append(kwargs["invocation"].request_id)
+        if len(tries) == 1:
+            raise OperationalError("the connection is lost") from psycopg.OperationalError(
+                "server closed the connection unexpectedly")
+        return finish(**kwargs)
+
+    monkeypatch.setattr(billing_services, "usage_finish", lose_the_first)
+    envelope = services.invocation_run(invocation_pk=invocation.pk, payload=payload,
+                                       row=services.invocation_row(invocation))
+    assert envelope["result"] == "echo: first" and tries == [invocation.request_id] * 2
+    assert answers(settings, invocation.request_id) == [envelope]
+    stored = Invocation.objects.get(pk=invocation.pk)
+    assert (stored.status, stored.result) == ("succeeded", envelope)
+    usage = UsageRecord.objects.get(request_id=invocation.request_id)
+    assert usage.status in ("pending", "settled") and usage.billable

@@ -145,6 +145,7 @@ def test_compositions_on_every_thread_of_a_worker_lend_their_slots_to_their_chil
         ("fruit", "banana"), ("vegetable", "carrot"), ("fruit", "apple"),
         ("vegetable", "potato"), ("fruit", "cherry"), ("vegetable", "onion")]
     roots = Invocation.objects.filter(algorithm_path=f"{user.username}/seefood")
+    wait_closed()
     assert roots.count() == 6 and set(roots.values_list("status", flat=True)) == {"succeeded"}
     assert Invocation.objects.filter(parent__in=roots, status="succeeded").count() == 6
 

@@ -5,7 +5,7 @@ import datetime
 import pytest
 
 from billing.models import Account, UsageRecord
-from execution import services
+from execution import results, services
 from execution.models import Invocation
 from marketplace.services import api_key_authenticate
 from tests.execution.conftest import bundle_files, publish
@@ -92,6 +92,13 @@ def test_a_worker_never_closes_another_call_that_got_its_calls_id(probe, user, r
     assert envelope == LOST  # it ran, and nobody else's call was closed with its answer
     stored = Invocation.objects.get(pk=invocation.pk)
     assert (stored.status, stored.result) == ("queued", None)
+    if results.direct():  # (pass 2) its caller was sent one answer, never a second
+        import redis
+        from django.conf import settings
+
+        sent = redis.Redis.from_url(settings.REDIS_URL).lrange(
+            f"algostore:result:{invocation.request_id}", 0, -1)
+        assert len(sent) == 1
     usage = UsageRecord.objects.get(request_id=other)
     assert (usage.status, Account.objects.get(user=user).reserved) == ("held", reserved)
 

@@ -9,6 +9,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
@@ -169,7 +170,7 @@ def test_a_call_its_worker_cannot_close_is_answered_and_closed_once_the_database
                 # The close, after the answer, failed once more on a fresh connection (the
                 # database still refuses them), and the worker gave it to close_broken.
                 wait_for(lambda: "could not be closed after its failure" in
-                         open(log).read(), 45)
+                         Path(log).read_text(), 45)
             finally:
                 allow_connections(True)
         assert (answer.status_code, answer.json()["result"]) == (200, "slept")
