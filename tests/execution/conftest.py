@@ -66,3 +66,20 @@ def assert_timeout_is_quick_and_harmless(client, path: str) -> None:
 
 def unique() -> str:
     return uuid.uuid4().hex
+
+
+def fail_the_first_close(monkeypatch, error: Exception) -> list:
+    """Closing a call (``billing.services.usage_finish``) raises ``error`` the first time,
+    then closes as usual. Returns the request ids of the closes tried, in order."""
+    from billing import services as billing_services
+
+    finish, tried = billing_services.usage_finish, []
+
+    def failing(**kwargs):
+        tried.append(kwargs["invocation"].request_id)
+        if len(tried) == 1:
+            raise error
+        return finish(**kwargs)
+
+    monkeypatch.setattr(billing_services, "usage_finish", failing)
+    return tried

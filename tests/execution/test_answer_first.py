@@ -12,6 +12,7 @@ from billing.models import Account, UsageRecord
 from execution import results, services
 from execution.models import Invocation
 from marketplace.services import api_key_authenticate
+from tests.execution.conftest import fail_the_first_close
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -85,17 +86,10 @@ def test_a_close_refused_after_the_answer_leaves_the_answer_and_bills_nothing(
     from django.db import DataError
 
     invocation, payload = admit(user, raw_key)
-    finish, refused = billing_services.usage_finish, []
-
-    def refuse_the_first(**kwargs):
-        if not refused:
-            refused.append(kwargs["invocation"].request_id)
-            raise DataError("unsupported Unicode escape sequence")
-        return finish(**kwargs)
-
-    monkeypatch.setattr(billing_services, "usage_finish", refuse_the_first)
+    tried = fail_the_first_close(monkeypatch, DataError("unsupported Unicode escape sequence"))
     services.invocation_run(invocation_pk=invocation.pk, payload=payload,
                             row=services.invocation_row(invocation))
+    assert tried == [invocation.request_id] * 2  # refused, then closed as failed
     sent = answers(settings, invocation.request_id)
     assert [answer.get("result") for answer in sent] == ["echo: first"]
     stored = Invocation.objects.get(pk=invocation.pk)
@@ -137,15 +131,8 @@ def test_a_worker_whose_close_breaks_after_the_answer_does_not_answer_again(
     from execution import tasks
 
     invocation, payload = admit(user, raw_key)
-    finish, broke = billing_services.usage_finish, []
-
-    def break_the_first(**kwargs):
-        if not broke:
-            broke.append(kwargs["invocation"].request_id)
-            raise OperationalError("server closed the connection unexpectedly")
-        return finish(**kwargs)
-
-    monkeypatch.setattr(billing_services, "usage_finish", break_the_first)
+    tried = fail_the_first_close(monkeypatch,
+                                 OperationalError("server closed the connection unexpectedly"))
     task = tasks.invoke
     task.push_request(id="a-task", delivery_info={}, is_eager=False, ignore_result=True)
     try:
@@ -153,7 +140,7 @@ def test_a_worker_whose_close_breaks_after_the_answer_does_not_answer_again(
                         str(invocation.request_id), early=False)
     finally:
         task.pop_request()
-    assert broke == [invocation.request_id]
+    assert tried == [invocation.request_id] * 2  # broke, then closed by invocation_broke
     assert [answer.get("result") for answer in answers(settings, invocation.request_id)] == [
         "echo: first"]
     stored = Invocation.objects.get(pk=invocation.pk)
@@ -212,19 +199,12 @@ def test_a_close_that_meets_a_lost_connection_after_the_answer_is_written_again(
     from django.db import OperationalError
 
     invocation, payload = admit(user, raw_key)
-    finish, tries = billing_services.usage_finish, []
-
-    def lose_the_first(**kwargs):
-        tries.append(kwargs["invocation"].request_id)
-        if len(tries) == 1:
-            raise OperationalError("the connection is lost") from psycopg.OperationalError(
-                "server closed the connection unexpectedly")
-        return finish(**kwargs)
-
-    monkeypatch.setattr(billing_services, "usage_finish", lose_the_first)
+    lost = OperationalError("the connection is lost")
+    lost.__cause__ = psycopg.OperationalError("server closed the connection unexpectedly")
+    tried = fail_the_first_close(monkeypatch, lost)
     envelope = services.invocation_run(invocation_pk=invocation.pk, payload=payload,
                                        row=services.invocation_row(invocation))
-    assert envelope["result"] == "echo: first" and tries == [invocation.request_id] * 2
+    assert envelope["result"] == "echo: first" and tried == [invocation.request_id] * 2
     assert answers(settings, invocation.request_id) == [envelope]
     stored = Invocation.objects.get(pk=invocation.pk)
     assert (stored.status, stored.result) == ("succeeded", envelope)

@@ -8,7 +8,7 @@ from billing.models import Account, UsageRecord
 from execution import results, services
 from execution.models import Invocation
 from marketplace.services import api_key_authenticate
-from tests.execution.conftest import bundle_files, publish
+from tests.execution.conftest import bundle_files, fail_the_first_close, publish
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -110,21 +110,11 @@ def test_a_result_the_database_refuses_still_closes_the_call(probe, user, raw_ke
     never left running with its caller's credits held."""
     from django.db import DataError
 
-    from billing import services as billing_services
-
     invocation, payload = admit(user, raw_key, "probe")
-    finish, refused = billing_services.usage_finish, []
-
-    def refuse_the_first(**kwargs):
-        if not refused:
-            refused.append(kwargs["invocation"].request_id)
-            raise DataError("unsupported Unicode escape sequence")
-        return finish(**kwargs)
-
-    monkeypatch.setattr(billing_services, "usage_finish", refuse_the_first)
+    tried = fail_the_first_close(monkeypatch, DataError("unsupported Unicode escape sequence"))
     envelope = services.invocation_run(invocation_pk=invocation.pk, payload=payload,
                                        row=services.invocation_row(invocation))
-    assert refused == [invocation.request_id]
+    assert tried == [invocation.request_id] * 2  # refused, then closed as failed
     assert envelope == {"error": {"message": "The algorithm's result could not be stored.",
                                   "error_type": "AlgorithmError"}}
     stored = Invocation.objects.get(pk=invocation.pk)
