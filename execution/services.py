@@ -670,8 +670,8 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
 def _answer_first(invocation: Invocation, envelope: dict) -> bool:
     """Give a sync call's waiting caller its envelope now, before its close is written
     (``EXECUTION_ANSWER_BEFORE_CLOSE``): the caller does not wait on that statement (a
-    fifth of a warm call's time at concurrency 1, docs/benchmarks.md). The close follows at
-    once; until it commits, the call reads as unfinished and its hold as held, which is why
+    sixth of a warm call's time in the server at concurrency 1, docs/benchmarks.md). The
+    close follows at once; until it commits, the call reads as unfinished and its hold as held, which is why
     a hold that could refuse its payer's next call is never kept that moment longer
     (``usage_hold_spares_next_call``, checked by the caller of this). A close that meets a
     lost connection is written again on a fresh one (``_run_and_finish``); one that still
