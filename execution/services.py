@@ -669,18 +669,18 @@ def invocation_finish(*, invocation: Invocation, outcome=None, error_type: str =
 
 def _answer_first(invocation: Invocation, envelope: dict) -> bool:
     """Give a sync call's waiting caller its envelope now, before its close is written
-    (``EXECUTION_ANSWER_BEFORE_CLOSE``): the caller does not wait on that statement (a
-    sixth of a warm call's time in the server at concurrency 1, docs/benchmarks.md). The
-    close follows at once; until it commits, the call reads as unfinished and its hold as held, which is why
-    a hold that could refuse its payer's next call is never kept that moment longer
-    (``usage_hold_spares_next_call``, checked by the caller of this). A close that meets a
-    lost connection is written again on a fresh one (``_run_and_finish``); one that still
-    fails leaves the caller its answer and the call failed, unbilled (``invocation_broke``),
-    as a worker dying in between leaves it open to the reaper: the answer acknowledged its
-    broker message, so it never runs twice. Returns whether the caller was answered. Not
-    for calls with a callback, whose webhook is scheduled in the close's own transaction; a
-    publish that fails leaves the answer to come after the close, as it would without
-    this."""
+    (``EXECUTION_ANSWER_BEFORE_CLOSE``): the caller does not wait on that statement (a sixth
+    of a warm call's time in the server at concurrency 1, docs/benchmarks.md). The close
+    follows at once; until it commits, the call reads as unfinished and its hold as held,
+    which is why a hold that could refuse its payer's next call is never kept that moment
+    longer (``usage_hold_spares_next_call``, checked by the caller of this). A close that
+    meets a lost connection is written again on a fresh one (``_run_and_finish``); one that
+    still fails leaves the caller its answer and the call failed, unbilled
+    (``invocation_broke``), as a worker dying in between leaves it open to the reaper: the
+    answer acknowledged its broker message, so it never runs twice. Returns whether the
+    caller was answered. Not for calls with a callback, whose webhook is scheduled in the
+    close's own transaction; a publish that fails leaves the answer to come after the close,
+    as it would without this."""
     from execution import results
 
     options = invocation.options
