@@ -683,9 +683,7 @@ def _answer_first(invocation: Invocation, envelope: dict) -> bool:
     as it would without this."""
     from execution import results
 
-    options = invocation.options
-    if (options.get("output") == "void" or options.get("callback")
-            or not results.direct()):
+    if invocation.options.get("callback") or not _caller_waits_on_channel(invocation):
         return False
     try:
         results.publish(invocation.request_id, envelope)
@@ -718,11 +716,19 @@ def _may_have_session(invocation: Invocation) -> bool:
     return bool(algorithm and algorithm.pipeline_enabled)
 
 
+def _caller_waits_on_channel(invocation: Invocation) -> bool:
+    """Whether a caller waits for the call's result on the result channel (a sync call,
+    with ``execution.results`` direct)."""
+    from execution import results
+
+    return invocation.options.get("output") != "void" and results.direct()
+
+
 def _hand_back(invocation: Invocation, envelope: dict) -> None:
     """Give a sync call's result to the web request waiting for it, once it is committed."""
     from execution import results
 
-    if invocation.options.get("output") != "void" and results.direct():
+    if _caller_waits_on_channel(invocation):
         transaction.on_commit(lambda: results.publish(invocation.request_id, envelope))
 
 

@@ -13,6 +13,8 @@ import time
 
 from django.conf import settings
 
+from marketplace.redis_client import redis_client, rpush_expiring
+
 ENDED_KEEP_SECONDS = 60
 _local: dict[str, list[str]] = {}
 _ended: dict[str, float] = {}  # in-process backlogs of finished calls: when they finished
@@ -26,8 +28,6 @@ def _key(request_id) -> str:
 def append(request_id, lines: list[str], *, keep_seconds: float) -> int:
     """Add a batch; the index of its first line in the backlog."""
     if settings.REDIS_URL:
-        from marketplace.redis_client import rpush_expiring
-
         return rpush_expiring(_key(request_id), lines, keep_seconds + 60) - len(lines)
     with _lock:
         _forget_ended()
@@ -38,8 +38,6 @@ def append(request_id, lines: list[str], *, keep_seconds: float) -> int:
 
 def read(request_id) -> list[str]:
     if settings.REDIS_URL:
-        from marketplace.redis_client import redis_client
-
         return [line.decode("utf-8", "replace")
                 for line in redis_client().lrange(_key(request_id), 0, -1)]
     with _lock:
@@ -49,8 +47,6 @@ def read(request_id) -> list[str]:
 def ended(request_id) -> None:
     """The call finished: its backlog goes a minute from now."""
     if settings.REDIS_URL:
-        from marketplace.redis_client import redis_client
-
         redis_client().expire(_key(request_id), ENDED_KEEP_SECONDS)
         return
     with _lock:
