@@ -69,6 +69,47 @@ def burst(port: int, key: str, calls: int) -> float:
     return pct(sequential(url, headers, b'"world"', calls), .5)
 
 
+def start(revisions: tuple[str, str], scratch: Path) -> tuple[list, list, dict]:
+    """A stack for each revision, from its own checkout: (holders, checkouts, keys)."""
+    holders, trees, key_files = [], [], {}
+    try:
+        for (name, port, redis_db), revision in zip(SIDES, revisions):
+            tree = checkout(revision, scratch, name)
+            trees.append(tree)
+            key_files[name] = scratch / f"key-{name}"
+            holders.append(subprocess.Popen(
+                [sys.executable, "-c", HOLDER, str(port), str(redis_db),
+                 f"algostore_side_{name.lower()}", str(key_files[name])],
+                cwd=tree, start_new_session=True, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 180
+        while not all(path.exists() for path in key_files.values()):
+            if time.monotonic() > deadline or any(h.poll() is not None for h in holders):
+                raise SystemExit("a stack did not come up")
+            time.sleep(0.5)
+    except BaseException:
+        stop(holders, trees)
+        raise
+    return holders, trees, {name: path.read_text().strip() for name, path in key_files.items()}
+
+
+def stop(holders: list, trees: list) -> None:
+    for holder in holders:
+        try:
+            os.killpg(holder.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    for holder in holders:
+        try:
+            holder.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(holder.pid, signal.SIGKILL)
+    for tree in trees:
+        if tree != ROOT:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
+                           capture_output=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,24 +119,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="algostore-side-by-side-"))
-    holders, trees, keys = [], [], {}
+    holders, trees, keys = start((args.base, args.changed), scratch)
     try:
-        for (name, port, redis_db), revision in zip(SIDES, (args.base, args.changed)):
-            tree = checkout(revision, scratch, name)
-            trees.append(tree)
-            key_file = scratch / f"key-{name}"
-            holders.append(subprocess.Popen(
-                [sys.executable, "-c", HOLDER, str(port), str(redis_db),
-                 f"algostore_side_{name.lower()}", str(key_file)],
-                cwd=tree, start_new_session=True, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL))
-            keys[name] = key_file
-        deadline = time.monotonic() + 180
-        while not all(path.exists() for path in keys.values()):
-            if time.monotonic() > deadline or any(h.poll() is not None for h in holders):
-                raise SystemExit("a stack did not come up")
-            time.sleep(0.5)
-        keys = {name: path.read_text().strip() for name, path in keys.items()}
         p50s = {"A": [], "B": []}
         for round_ in range(args.rounds):
             order = SIDES if round_ % 2 == 0 else SIDES[::-1]
@@ -108,20 +133,7 @@ def main() -> None:
               f" against {statistics.median(p50s['B']):.3f} ms; B faster in {wins} of "
               f"{args.rounds} rounds")
     finally:
-        for holder in holders:
-            try:
-                os.killpg(holder.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for holder in holders:
-            try:
-                holder.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(holder.pid, signal.SIGKILL)
-        for tree in trees:
-            if tree != ROOT:
-                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT,
-                               capture_output=True)
+        stop(holders, trees)
 
 
 if __name__ == "__main__":
