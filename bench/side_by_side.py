@@ -31,7 +31,7 @@ SIDES = (("A", 8831, 13), ("B", 8832, 14))  # name, port, Redis database
 
 # Run in a revision's own checkout, with its own bench/_stack.py: up until SIGTERM.
 HOLDER = """
-import signal, subprocess, sys, time
+import os, signal, subprocess, sys, time
 sys.path.insert(0, "bench")
 from _stack import Stack
 port, redis_db, database, key_file = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -43,7 +43,8 @@ signal.signal(signal.SIGTERM, lambda *args: stop.append(True))
 try:
     stack.start(web_workers=2)
     key = stack.manage("seed_demo").strip().splitlines()[-1]
-    open(key_file, "w").write(key)
+    open(key_file + ".part", "w").write(key)
+    os.replace(key_file + ".part", key_file)  # whole when it appears
     while not stop:
         time.sleep(0.2)
 finally:
